@@ -1,0 +1,1 @@
+"""Model engines (text layer, OCR, ...) and their Ray actor wrappers."""

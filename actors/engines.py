@@ -1,0 +1,28 @@
+"""Engine registry. An engine is a callable on a list of Segments returning (markdown, warnings) per
+segment, with `name`, `model_id` and `prompt_id` attributes recorded in provenance."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pipeline.records import ROUTE_OCR, ROUTE_TEXT_LAYER, Segment
+
+
+class Engine(Protocol):
+    name: str
+    model_id: str
+    prompt_id: str | None
+
+    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]: ...
+
+
+def make_engine(route: str, options: dict[str, Any]) -> Engine:
+    if route == ROUTE_TEXT_LAYER:
+        from actors.text_layer import TextLayerEngine
+
+        return TextLayerEngine()
+    if route == ROUTE_OCR:
+        from actors.ocr_tesseract import TesseractEngine
+
+        return TesseractEngine(**options)
+    raise ValueError(f"no engine for route {route!r}")

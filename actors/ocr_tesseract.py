@@ -1,0 +1,109 @@
+"""tesseract engine: Tesseract OCR through tesserocr, one API instance per replica.
+
+OMP_THREAD_LIMIT=1: Debian's Tesseract otherwise spawns OpenMP threads that multiply CPU time on small
+machines; parallelism belongs to Ray (one replica per core), not to the engine.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+from PIL import Image  # noqa: E402
+
+from pipeline.records import Segment  # noqa: E402
+
+ENGINE_NAME = "tesseract"
+_TESSDATA_CANDIDATES = [
+    "/usr/share/tesseract-ocr/*/tessdata",
+    "/usr/share/tessdata",
+    "/usr/local/share/tessdata",
+    "/opt/homebrew/share/tessdata",
+]
+
+
+class OcrSetupError(RuntimeError):
+    """Tesseract cannot start: language data missing. Raised before any work."""
+
+
+def find_tessdata(explicit: str | None, languages: str) -> str:
+    """The tessdata folder holding every requested language, or a clear error naming what to install."""
+    needed = languages.split("+")
+    candidates = [explicit] if explicit else []
+    if not explicit:
+        if os.environ.get("TESSDATA_PREFIX"):
+            candidates.append(os.environ["TESSDATA_PREFIX"])
+        for pattern in _TESSDATA_CANDIDATES:
+            candidates.extend(sorted(glob.glob(pattern), reverse=True))
+    for folder in candidates:
+        if all(Path(folder, f"{lang}.traineddata").is_file() for lang in needed):
+            return str(folder)
+    where = explicit or ", ".join(candidates) or "the standard locations"
+    pkgs = " ".join(f"tesseract-ocr-{lang.lower()}" for lang in needed)
+    raise OcrSetupError(
+        f"ocr.languages: no tessdata with {', '.join(f'{x}.traineddata' for x in needed)} in {where} "
+        f"(install with: apt-get install {pkgs}, or set ocr.tessdata_dir)"
+    )
+
+
+def _paragraphs(api) -> list[str]:
+    import tesserocr
+
+    paras: list[str] = []
+    api.Recognize()
+    it = api.GetIterator()
+    if it is None:
+        return paras
+    level = tesserocr.RIL.PARA
+    for item in tesserocr.iterate_level(it, level):
+        text = item.GetUTF8Text(level)
+        if text and text.strip():
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            joined = ""
+            for ln in lines:
+                if joined.endswith("-") and ln[:1].islower():
+                    joined = joined[:-1] + ln
+                else:
+                    joined = f"{joined} {ln}" if joined else ln
+            paras.append(joined)
+    return paras
+
+
+class TesseractEngine:
+    name = ENGINE_NAME
+    prompt_id: str | None = None
+
+    def __init__(self, languages: str = "eng", tessdata_dir: str | None = None, psm: int = 3):
+        import tesserocr
+
+        self.tessdata = find_tessdata(tessdata_dir, languages)
+        self._api = tesserocr.PyTessBaseAPI(path=self.tessdata, lang=languages, psm=psm)
+        self.model_id = f"tesseract-{tesserocr.tesseract_version().split()[1]}:{languages}"
+
+    def ocr_image(self, image: Image.Image) -> tuple[str, list[str]]:
+        self._api.SetImage(image)
+        paras = _paragraphs(self._api)
+        confidence = self._api.MeanTextConf()
+        warnings = []
+        if not paras:
+            warnings.append("no text found by OCR")
+        elif confidence < 50:
+            warnings.append(f"low OCR confidence ({confidence}%)")
+        self._api.Clear()
+        return "\n\n".join(paras), warnings
+
+    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+        out = []
+        for s in segments:
+            if not s.image_png:
+                raise ValueError("segment has no image to OCR")
+            with Image.open(io.BytesIO(s.image_png)) as img:
+                out.append(self.ocr_image(img))
+        return out
+
+    def close(self) -> None:
+        self._api.End()

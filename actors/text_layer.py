@@ -1,0 +1,109 @@
+"""pdf_text engine: a page's text-layer lines (with font sizes and gaps) → Markdown.
+
+Paragraphs come from vertical gaps, headings from font sizes clearly above the body size, list items from
+bullet glyphs; hyphenated line ends are joined. Cheap: no model, runs wherever the segment is.
+"""
+
+from __future__ import annotations
+
+import re
+from statistics import median
+
+from pipeline.records import Segment
+
+ENGINE_NAME = "pdf_text"
+MODEL_ID = "pdfium-text-layer"
+_BULLET = re.compile(r"^\s*([•●▪◦‣∙·○■□➢➤►\-\*–])\s+(.*)$")
+_NUMBERED = re.compile(r"^\s*(\(?\d{1,3}[.)]|\(?[a-z][.)])\s+(.*)$")
+_MD_SPECIAL_START = re.compile(r"^(\s*)([#>+]|\d+\.(?=\s))")
+
+
+def body_font_size(sizes: list[float], lines: list[str]) -> float:
+    """The size most characters are set in."""
+    weighted: list[float] = []
+    for s, t in zip(sizes, lines, strict=False):
+        if s > 0:
+            weighted.extend([s] * min(len(t), 200))
+    return median(weighted) if weighted else 0.0
+
+
+def _heading_level(size: float, body: float, text: str) -> int:
+    if body <= 0 or size <= 0 or len(text) > 150 or text.endswith((".", ",", ";")):
+        return 0
+    ratio = size / body
+    if ratio >= 1.6:
+        return 1
+    if ratio >= 1.3:
+        return 2
+    if ratio >= 1.15:
+        return 3
+    return 0
+
+
+def _escape(text: str) -> str:
+    # Text that starts like Markdown syntax would be misread as a heading or quote.
+    return _MD_SPECIAL_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+
+
+def _join(parts: list[str]) -> str:
+    out = ""
+    for p in parts:
+        if not out:
+            out = p
+        elif out.endswith("-") and p[:1].islower():
+            out = out[:-1] + p  # de-hyphenate "docu-\nment"
+        else:
+            out += " " + p
+    return out
+
+
+def text_layer_markdown(lines: list[str], sizes: list[float], gaps: list[float]) -> str:
+    body = body_font_size(sizes, lines)
+    blocks: list[str] = []
+    para: list[str] = []
+
+    def end_para() -> None:
+        if para:
+            blocks.append(_escape(_join(para)))
+            para.clear()
+
+    for text, size, gap in zip(lines, sizes, gaps, strict=False):
+        level = _heading_level(size, body, text)
+        if level:
+            end_para()
+            if blocks and blocks[-1].startswith("#" * level + " ") and gap < 0.8:
+                blocks[-1] += " " + text  # a heading wrapped over two lines
+            else:
+                blocks.append("#" * level + " " + text)
+            continue
+        bullet = _BULLET.match(text)
+        if bullet:
+            end_para()
+            blocks.append("- " + bullet.group(2))
+            continue
+        if gap > 0.6 or gap < -0.5:  # paragraph gap, or a jump up (next column)
+            end_para()
+        if not para and _NUMBERED.match(text):
+            end_para()
+        if blocks and blocks[-1].startswith("- ") and not para and 0 <= gap <= 0.6:
+            blocks[-1] += " " + text  # continuation of a wrapped list item
+            continue
+        para.append(text)
+    end_para()
+    return _tidy("\n\n".join(blocks))
+
+
+def _tidy(md: str) -> str:
+    # Consecutive list items belong to one list: no blank line between them.
+    return re.sub(r"(?m)^(- .*)\n\n(?=- )", r"\1\n", md).strip()
+
+
+class TextLayerEngine:
+    """Engine interface: __call__(segments) → list of (markdown, warnings)."""
+
+    name = ENGINE_NAME
+    model_id = MODEL_ID
+    prompt_id: str | None = None
+
+    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+        return [(text_layer_markdown(s.text_lines, s.line_sizes, s.line_gaps), []) for s in segments]

@@ -1,0 +1,1 @@
+"""Object storage in (listing, reading) and Parquet out (staged, committed runs)."""

@@ -1,0 +1,194 @@
+"""Job configuration: YAML validated by pydantic, failing fast with the field path and the reason.
+
+Strings may reference environment variables as ``${NAME}`` or ``${NAME:-default}`` so secrets stay out of
+config files. The manifest records the config as written (references unexpanded), so a resolved secret is
+never written to output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names each bad field and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    uri: str = Field(description="Folder path, file:// URI (s3:// comes with the S3 connector).")
+    include: list[str] = Field(default_factory=lambda: ["**"], description="Globs on the relative path.")
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_scheme(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        scheme = v.split("://", 1)[0] if "://" in v else "file"
+        if scheme != "file":
+            raise ValueError(f"scheme {scheme}:// is not supported yet (supported: local paths, file://)")
+        return v
+
+
+class OutputConfig(_Strict):
+    uri: str = Field(description="Folder (or file:// URI) that receives segments/, documents/, errors/.")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    max_rows_per_file: int = Field(default=100_000, ge=1)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_scheme(cls, v: str) -> str:
+        return SourceConfig._uri_scheme(v)
+
+
+class PdfConfig(_Strict):
+    min_text_chars: int = Field(default=16, ge=0, description="Fewer non-space chars: the page goes to OCR.")
+    min_text_quality: float = Field(
+        default=0.5, ge=0, le=1, description="Share of word-like tokens a visible text layer needs."
+    )
+    reocr_below_quality: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="An invisible text layer (an earlier OCR pass over a scan) scoring below this is OCR'd again.",
+    )
+    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    max_pages: int | None = Field(
+        default=None, ge=1, description="Pages past this are skipped with a warning."
+    )
+
+
+class ImageConfig(_Strict):
+    max_pixels: int = Field(
+        default=120_000_000, ge=1, description="Larger images are refused (decompression bombs)."
+    )
+    max_frames: int = Field(default=500, ge=1, description="Multi-page TIFF frames past this are skipped.")
+
+
+class OcrConfig(_Strict):
+    engine: Literal["tesseract"] = "tesseract"
+    languages: str = Field(default="eng", description="Tesseract language codes joined by '+', e.g. eng+deu.")
+    tessdata_dir: str | None = Field(default=None, description="Folder of *.traineddata; found if not given.")
+    page_segmentation_mode: int = Field(default=3, ge=0, le=13)
+
+    @field_validator("languages")
+    @classmethod
+    def _langs(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", v):
+            raise ValueError("must be Tesseract codes joined by '+', e.g. 'eng' or 'eng+deu'")
+        return v
+
+
+class EngineConfig(_Strict):
+    # "cpu": PDF text layers where usable, Tesseract OCR for scans and images.
+    name: Literal["cpu"] = "cpu"
+
+
+class RuntimeConfig(_Strict):
+    ray_address: str | None = Field(default=None, description="Join this cluster; RAY_ADDRESS also works.")
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs for the embedded local Ray.")
+    min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")
+    max_workers: int | None = Field(default=None, ge=1, description="Engine actor pool upper bound.")
+    engine_batch_size: int = Field(default=16, ge=1, description="Segments per engine call.")
+    segments_per_block: int = Field(default=32, ge=1, description="Segments a splitter yields at a time.")
+    fail_on_error: bool = False
+    local_assembly_max_bytes: int = Field(
+        default=512 << 20,
+        ge=0,
+        description="Runs with less staged segment data assemble documents in-process.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RuntimeConfig:
+        if self.max_workers is not None and self.max_workers < self.min_workers:
+            raise ValueError(f"max_workers ({self.max_workers}) is below min_workers ({self.min_workers})")
+        return self
+
+
+class JobConfig(_Strict):
+    source: SourceConfig
+    output: OutputConfig
+    pdf: PdfConfig = Field(default_factory=PdfConfig)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+    ocr: OcrConfig = Field(default_factory=OcrConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(node: Any, path: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            value = os.environ.get(name, default)
+            if value is None:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return value
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see configs/demo.yaml for the fields)"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        lines.append(f"{loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, overrides: dict[str, str] | None = None) -> JobConfig:
+    """Validate a parsed YAML document (plus CLI overrides such as {"source.uri": ...})."""
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level): the config must be a mapping with at least 'source' and 'output'")
+    data = _expand_env(raw, "")
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        sub = data.setdefault(section, {})
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{section}: must be a mapping")
+        sub[key] = value
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None
+
+
+def load_config(
+    path: str | Path, overrides: dict[str, str] | None = None
+) -> tuple[JobConfig, dict[str, Any]]:
+    """Read and validate a YAML job file. Returns the config and the raw document (env refs unexpanded)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror or e})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return parse_config(raw, overrides), raw if isinstance(raw, dict) else {}

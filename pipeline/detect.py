@@ -1,0 +1,144 @@
+"""File type from content (magic bytes), not from the name; the extension only breaks ties and warns."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class FileType:
+    mime_type: str
+    modality: str  # pdf, image, presentation, audio, video, unknown
+    supported: bool  # converted by this version of the pipeline
+
+
+PDF = FileType("application/pdf", "pdf", True)
+_IMAGES = {
+    "png": FileType("image/png", "image", True),
+    "jpeg": FileType("image/jpeg", "image", True),
+    "tiff": FileType("image/tiff", "image", True),
+    "bmp": FileType("image/bmp", "image", True),
+    "webp": FileType("image/webp", "image", True),
+    "gif": FileType("image/gif", "image", True),
+    "heic": FileType("image/heic", "image", True),
+}
+PPTX = FileType(
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation", "presentation", False
+)
+PPT = FileType("application/vnd.ms-powerpoint", "presentation", False)
+OLE = FileType("application/x-ole-storage", "unknown", False)
+DOCX = FileType("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "document", False)
+XLSX = FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "spreadsheet", False)
+ZIP = FileType("application/zip", "unknown", False)
+EMPTY = FileType("application/x-empty", "unknown", False)
+TEXT = FileType("text/plain", "unknown", False)
+UNKNOWN = FileType("application/octet-stream", "unknown", False)
+_AV = {
+    "wav": FileType("audio/wav", "audio", False),
+    "flac": FileType("audio/flac", "audio", False),
+    "mp3": FileType("audio/mpeg", "audio", False),
+    "ogg": FileType("audio/ogg", "audio", False),
+    "m4a": FileType("audio/mp4", "audio", False),
+    "mp4": FileType("video/mp4", "video", False),
+    "mov": FileType("video/quicktime", "video", False),
+    "matroska": FileType("video/x-matroska", "video", False),
+    "avi": FileType("video/x-msvideo", "video", False),
+}
+
+# Extensions we expect for each modality, to warn about mislabeled files.
+EXPECTED_EXTENSIONS = {
+    "application/pdf": {".pdf"},
+    "image/png": {".png"},
+    "image/jpeg": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "image/tiff": {".tif", ".tiff"},
+    "image/bmp": {".bmp", ".dib"},
+    "image/webp": {".webp"},
+    "image/gif": {".gif"},
+    "image/heic": {".heic", ".heif", ".hif"},
+}
+
+
+def _ooxml_kind(path: Path) -> FileType:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        # A zip header with a broken directory: let the extension say what it claims to be.
+        return PPTX if path.suffix.lower() == ".pptx" else ZIP
+    if "ppt/presentation.xml" in names:
+        return PPTX
+    if "word/document.xml" in names:
+        return DOCX
+    if "xl/workbook.xml" in names:
+        return XLSX
+    return ZIP
+
+
+def sniff(head: bytes, path: Path | None = None) -> FileType:
+    """Decide the type from the first bytes (and, for zip containers, the member names)."""
+    if not head:
+        return EMPTY
+    # PDF readers accept the header anywhere in the first 1 KiB.
+    if b"%PDF-" in head[:1024]:
+        return PDF
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _IMAGES["png"]
+    if head.startswith(b"\xff\xd8\xff"):
+        return _IMAGES["jpeg"]
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _IMAGES["tiff"]
+    if head.startswith(b"BM") and len(head) >= 14:
+        return _IMAGES["bmp"]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _IMAGES["webp"]
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return _IMAGES["gif"]
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis", b"avic"):
+            return _IMAGES["heic"]
+        if brand in (b"M4A ", b"M4B "):
+            return _AV["m4a"]
+        if brand == b"qt  ":
+            return _AV["mov"]
+        return _AV["mp4"]
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _AV["wav"]
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return _AV["avi"]
+    if head.startswith(b"fLaC"):
+        return _AV["flac"]
+    if head.startswith(b"OggS"):
+        return _AV["ogg"]
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return _AV["mp3"]
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return _AV["matroska"]
+    if head.startswith(b"PK\x03\x04"):
+        return _ooxml_kind(path) if path is not None else ZIP
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return PPT if path is not None and path.suffix.lower() == ".ppt" else OLE
+    try:
+        head.decode("utf-8")
+        return TEXT
+    except UnicodeDecodeError:
+        return UNKNOWN
+
+
+def sniff_file(path: Path) -> FileType:
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    return sniff(head, path)
+
+
+def extension_warning(ft: FileType, name: str) -> str | None:
+    """A warning when the name's extension disagrees with the content."""
+    expected = EXPECTED_EXTENSIONS.get(ft.mime_type)
+    suffix = Path(name).suffix.lower()
+    if expected and suffix and suffix not in expected:
+        return f"mislabeled: extension {suffix} but content is {ft.mime_type}; converted as {ft.mime_type}"
+    return None

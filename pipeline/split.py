@@ -1,0 +1,67 @@
+"""Split stage: one listed object → Segments, dispatched by the type its bytes say it is.
+
+A failure becomes a Segment with status=error (the object's, or one segment's), never an exception:
+the job goes on and the error lands in errors/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from connectors.objects import ObjectInfo, sha256_file
+from connectors.store import open_store
+from pipeline.config import JobConfig
+from pipeline.detect import extension_warning, sniff_file
+from pipeline.records import ROUTE_NONE, Segment, make_doc_id
+from pipeline.split_image import ImageOpenError, split_image
+from pipeline.split_pdf import PdfOpenError, split_pdf
+
+
+class UnsupportedType(Exception):
+    """Content this version does not convert (or an empty file)."""
+
+
+# Expected, explained failures: the message is the reason; no traceback needed.
+_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, UnsupportedType)
+
+
+def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
+    store = open_store(cfg.source.uri)
+    base = Segment(
+        doc_id="",
+        source_uri=obj.uri,
+        source_version=obj.version or "",
+        source_size=obj.size,
+        mime_type="",
+        modality="unknown",
+        segment_index=-1,
+        segment_kind="object",
+        route=ROUTE_NONE,
+    )
+    next_index = 0
+    try:
+        with store.local_path(obj) as path:
+            if not base.source_version:
+                base.source_version = sha256_file(path)
+            base.doc_id = make_doc_id(base.source_uri, base.source_version)
+            ft = sniff_file(path)
+            base.mime_type, base.modality = ft.mime_type, ft.modality
+            if obj.size == 0:
+                raise UnsupportedType("empty file (0 bytes)")
+            if not ft.supported:
+                raise UnsupportedType(
+                    f"content is {ft.mime_type} (name {obj.key!r}); this version converts PDF and image files"
+                )
+            warning = extension_warning(ft, obj.key)
+            if warning:
+                base.warnings.append(warning)
+            splitter = split_pdf if ft.modality == "pdf" else split_image
+            for seg in splitter(path, base, cfg):
+                next_index = seg.segment_index + 1
+                yield seg
+    except Exception as e:  # noqa: BLE001 - every failure becomes an error row
+        if not base.doc_id:
+            base.doc_id = make_doc_id(base.source_uri, base.source_version or f"size:{obj.size}")
+        # Segments already yielded stay; the error names where splitting stopped.
+        explained = isinstance(e, _KNOWN_ERRORS)
+        yield base.as_error("split", e, next_index if next_index else -1, explained)

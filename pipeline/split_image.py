@@ -1,0 +1,64 @@
+"""Images (PNG, JPEG, TIFF incl. multi-page, BMP, WebP, GIF, HEIC) → one Segment per frame."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pillow_heif
+from PIL import Image, ImageSequence
+
+from pipeline.config import JobConfig
+from pipeline.records import ROUTE_OCR, Segment
+
+pillow_heif.register_heif_opener()
+
+
+class ImageOpenError(Exception):
+    """The image cannot be decoded, or is larger than the configured limit."""
+
+
+def _to_png(frame: Image.Image) -> bytes:
+    if frame.mode not in ("RGB", "L"):
+        # Alpha over white (transparent text backgrounds would OCR as black); palettes and 16-bit to 8-bit.
+        rgba = frame.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        frame = background
+    buf = io.BytesIO()
+    frame.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def split_image(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+    # Pillow's own bomb check warns at 89 MP and refuses at twice that; ours is the configured bound.
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        img = Image.open(path)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageOpenError(f"not a decodable image ({e})") from None
+    with img:
+        w, h = img.size
+        if w * h > cfg.image.max_pixels:
+            raise ImageOpenError(
+                f"image is {w}x{h} = {w * h} pixels, over image.max_pixels={cfg.image.max_pixels}"
+            )
+        n_frames = getattr(img, "n_frames", 1)
+        for i, frame in enumerate(ImageSequence.Iterator(img)):
+            if i >= cfg.image.max_frames:
+                break
+            seg = Segment(
+                **{**base.to_row(), "segment_index": i, "segment_kind": "image", "route": ROUTE_OCR}
+            )
+            seg.page_number = i + 1 if n_frames > 1 else None
+            seg.warnings = list(base.warnings)
+            if i == cfg.image.max_frames - 1 and n_frames > cfg.image.max_frames:
+                seg.warnings.append(
+                    f"image.max_frames={cfg.image.max_frames}: frames {i + 2}-{n_frames} skipped"
+                )
+            try:
+                seg.image_png = _to_png(frame)
+            except (OSError, ValueError) as e:
+                raise ImageOpenError(f"frame {i + 1} cannot be decoded ({e})") from None
+            yield seg

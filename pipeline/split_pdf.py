@@ -1,0 +1,195 @@
+"""PDF → one Segment per page. The text layer is read here (format logic); converting it to Markdown
+is the pdf_text engine's job. Pages without a usable text layer are rendered for OCR, one at a time,
+so a 600-page PDF never sits in memory as page images."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from pipeline.config import JobConfig
+from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_TEXT_LAYER, Segment
+
+_WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
+_STRIP = ".,;:!?()[]{}\"'“”‘’-–—*•·…"
+
+
+class PdfOpenError(Exception):
+    """The PDF cannot be opened: encrypted, corrupt or empty."""
+
+
+@dataclass
+class PageText:
+    lines: list[str]
+    sizes: list[float]
+    gaps: list[float]  # vertical gap above each line, in units of that line's height
+
+    @property
+    def n_chars(self) -> int:
+        return sum(len(s.replace(" ", "")) for s in self.lines)
+
+
+def text_quality(text: str) -> float:
+    """Share of tokens that look like words or numbers; scanner OCR garbage scores low."""
+    toks = text.split()
+    if not toks:
+        return 0.0
+    good = 0
+    for t in toks:
+        core = t.strip(_STRIP)
+        if not core or _WORDLIKE.fullmatch(core):
+            good += 1
+    return good / len(toks)
+
+
+def _page_lines(textpage: pdfium.PdfTextPage) -> PageText:
+    """Lines in content order from pdfium's text rectangles, with font size and the gap above."""
+    lines: list[str] = []
+    sizes: list[float] = []
+    gaps: list[float] = []
+    cur_text: list[str] = []
+    cur_box: list[float] | None = None  # l, b, r, t of the current line
+    prev_bottom: float | None = None
+    cur_size = 0.0
+
+    def flush() -> None:
+        nonlocal cur_text, cur_box, prev_bottom
+        if cur_box is not None and cur_text:
+            text = " ".join(cur_text).strip()
+            if text:
+                height = max(cur_box[3] - cur_box[1], 1.0)
+                gap = (prev_bottom - cur_box[3]) / height if prev_bottom is not None else 0.0
+                lines.append(text)
+                sizes.append(round(cur_size, 2))
+                gaps.append(round(gap, 2))
+                prev_bottom = cur_box[1]
+        cur_text, cur_box = [], None
+
+    for i in range(textpage.count_rects()):
+        left, bottom, right, top = textpage.get_rect(i)
+        text = textpage.get_text_bounded(left, bottom, right, top).replace("\r", "").replace("\n", " ")
+        if not text.strip():
+            continue
+        idx = textpage.get_index(
+            (left + right) / 2, (bottom + top) / 2, (right - left) / 2 + 1, (top - bottom) / 2 + 1
+        )
+        size = pdfium_c.FPDFText_GetFontSize(textpage.raw, idx) if idx is not None and idx >= 0 else 0.0
+        if cur_box is not None:
+            mid = (bottom + top) / 2
+            same_line = cur_box[1] - 1 <= mid <= cur_box[3] + 1 and left >= cur_box[0] - 1
+            if same_line:
+                # Runs that touch (a font change inside a word) join without a space.
+                touching = left - cur_box[2] < 0.1 * max(top - bottom, 1.0)
+                if touching and cur_text:
+                    cur_text[-1] += text.strip()
+                else:
+                    cur_text.append(text.strip())
+                cur_box = [
+                    min(cur_box[0], left),
+                    min(cur_box[1], bottom),
+                    max(cur_box[2], right),
+                    max(cur_box[3], top),
+                ]
+                cur_size = max(cur_size, size)
+                continue
+            flush()
+        cur_text, cur_box, cur_size = [text.strip()], [left, bottom, right, top], size
+    flush()
+    return PageText(lines, sizes, gaps)
+
+
+def _has_invisible_text(page: pdfium.PdfPage) -> bool:
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_TEXT], max_depth=2):
+        if pdfium_c.FPDFTextObj_GetTextRenderMode(obj.raw) == pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE:
+            return True
+    return False
+
+
+def _has_images(page: pdfium.PdfPage) -> bool:
+    return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3))
+
+
+def render_page_png(page: pdfium.PdfPage, dpi: int) -> bytes:
+    """Grayscale render (OCR needs no colour; a third of the bytes)."""
+    bitmap = page.render(scale=dpi / 72, grayscale=True)
+    img = bitmap.to_pil()
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def open_pdf(path: Path) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as e:
+        msg = str(e)
+        if "password" in msg.lower():
+            raise PdfOpenError("encrypted PDF: a password is required to open it") from None
+        raise PdfOpenError(f"not a readable PDF ({msg})") from None
+
+
+def choose_route(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[str, list[str]]:
+    """Text layer when usable; OCR for scans and for poor earlier OCR layers; nothing for blank pages."""
+    warnings: list[str] = []
+    joined = "\n".join(text.lines)
+    if text.n_chars >= cfg.pdf.min_text_chars:
+        quality = text_quality(joined)
+        if quality >= cfg.pdf.reocr_below_quality:
+            return ROUTE_TEXT_LAYER, warnings
+        if _has_invisible_text(page):
+            warnings.append(f"invisible OCR text layer of low quality ({quality:.2f}); page OCR'd again")
+            return ROUTE_OCR, warnings
+        if quality >= cfg.pdf.min_text_quality:
+            return ROUTE_TEXT_LAYER, warnings
+        warnings.append(f"text layer unusable (quality {quality:.2f}); page OCR'd")
+        return ROUTE_OCR, warnings
+    if _has_images(page):
+        return ROUTE_OCR, warnings
+    if text.n_chars:
+        return ROUTE_TEXT_LAYER, warnings
+    warnings.append("blank page: no text layer and no images")
+    return ROUTE_NONE, warnings
+
+
+def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+    """Yield one Segment per page; `base` carries the object's provenance."""
+    pdf = open_pdf(path)
+    try:
+        n_pages = len(pdf)
+        if n_pages == 0:
+            raise PdfOpenError("PDF has no pages")
+        limit = min(n_pages, cfg.pdf.max_pages or n_pages)
+        for i in range(limit):
+            page = pdf[i]
+            try:
+                textpage = page.get_textpage()
+                try:
+                    text = _page_lines(textpage)
+                finally:
+                    textpage.close()
+                route, warnings = choose_route(page, text, cfg)
+                seg = Segment(
+                    **{**base.to_row(), "segment_index": i, "segment_kind": "page", "route": route},
+                )
+                seg.page_number = i + 1
+                seg.warnings = list(base.warnings) + warnings
+                if i == limit - 1 and limit < n_pages:
+                    seg.warnings.append(f"max_pages={limit}: pages {limit + 1}-{n_pages} skipped")
+                if route == ROUTE_TEXT_LAYER:
+                    seg.text_lines, seg.line_sizes, seg.line_gaps = text.lines, text.sizes, text.gaps
+                elif route == ROUTE_OCR:
+                    seg.image_png = render_page_png(page, cfg.pdf.ocr_dpi)
+            except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
+                seg = base.as_error("split", e, i, explained=False)
+                seg.segment_kind, seg.page_number = "page", i + 1
+            finally:
+                page.close()
+            yield seg
+    finally:
+        pdf.close()
