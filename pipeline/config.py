@@ -60,7 +60,7 @@ class PdfConfig(_Strict):
         default=0.95,
         ge=0,
         le=1,
-        description="An invisible text layer (an earlier OCR pass over a scan) scoring below this is OCR'd again.",
+        description="An invisible text layer (an earlier OCR pass) scoring below this is OCR'd again.",
     )
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     max_pages: int | None = Field(

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages unitok needs, installed with apt-get only where missing (Debian/Ubuntu).
+#   tesseract-ocr + tesseract-ocr-eng: OCR language data (tesserocr's wheel brings the engine library)
+set -euo pipefail
+need=()
+[ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need+=(tesseract-ocr tesseract-ocr-eng)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: present"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
+  exit 1
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing system packages: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,123 @@
+"""unitok command line: `unitok run JOB.yaml` and `unitok validate JOB.yaml`.
+
+Exit codes: 0 the run committed (failed objects are error rows, counted in the summary); 1 with
+--fail-on-error and at least one failure, or the run itself failed; 2 a bad config or source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from pipeline import PIPELINE_VERSION
+from pipeline.config import ConfigError, JobConfig, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    out = {}
+    if getattr(args, "source", None):
+        out["source.uri"] = args.source
+    if getattr(args, "output", None):
+        out["output.uri"] = args.output
+    return out
+
+
+def _load(args: argparse.Namespace) -> tuple[JobConfig, dict[str, Any]]:
+    cfg, raw = load_config(args.config, _overrides(args))
+    return cfg, {"file": str(args.config), "document": raw, "overrides": _overrides(args)}
+
+
+def format_summary(s: Any) -> str:
+    rate = s.segments / s.elapsed_s if s.elapsed_s else 0.0
+    engines = ", ".join(f"{k} {v}" for k, v in sorted(s.segments_by_engine.items())) or "-"
+    rows = [
+        ("run", s.run_id),
+        ("source", s.source_uri),
+        ("objects listed", s.objects),
+        ("documents written", s.documents),
+        ("segments written", f"{s.segments} ({engines})"),
+        ("failed objects", s.failed_objects),
+        ("failed segments", s.failed_segments),
+        ("elapsed", f"{s.elapsed_s:.1f} s ({rate:.1f} segments/s, start-up included)"),
+        ("output", f"{s.output_uri}  (segments/ documents/ errors/ _manifest.json)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"unitok {PIPELINE_VERSION} run summary", "-" * 40]
+    lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
+    if s.failures:
+        lines.append(f"{s.failures} failure(s): see errors/ for the reason of each")
+    return "\n".join(lines)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg, _ = _load(args)
+    from connectors.local import SourceNotFound
+    from connectors.store import open_store
+    from pipeline.ray_driver import preflight
+
+    try:
+        open_store(cfg.source.uri)
+    except SourceNotFound as e:
+        raise ConfigError(f"source.uri: {e}") from None
+    preflight(cfg)
+    print(f"{args.config}: valid (source {cfg.source.uri} → output {cfg.output.uri}, engine {cfg.engine.name})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg, raw = _load(args)
+    from connectors.local import SourceNotFound
+    from pipeline.ray_driver import run_job
+
+    try:
+        summary = run_job(cfg, raw)
+    except SourceNotFound as e:
+        raise ConfigError(f"source.uri: {e}") from None
+    print(format_summary(summary))
+    if summary.failures and (args.fail_on_error or cfg.runtime.fail_on_error):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unitok", description="Convert documents, images and media to Markdown.")
+    p.add_argument("--version", action="version", version=PIPELINE_VERSION)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, helptext in (("run", "run a job"), ("validate", "check a job config without running it")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("config", help="job YAML file")
+        sp.add_argument("--source", help="override source.uri")
+        sp.add_argument("--output", help="override output.uri")
+        if name == "run":
+            sp.add_argument("--fail-on-error", action="store_true", help="exit 1 if any object or segment failed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        return cmd_run(args) if args.command == "run" else cmd_validate(args)
+    except ConfigError as e:
+        print(f"unitok: invalid config {args.config}:\n{e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as e:  # noqa: BLE001 - setup errors (missing OCR data, ...) as one line
+        from actors.ocr_tesseract import OcrSetupError
+
+        if isinstance(e, OcrSetupError):
+            print(f"unitok: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
