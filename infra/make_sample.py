@@ -13,9 +13,13 @@ from PIL import Image, ImageDraw, ImageFont
 OUT = Path(__file__).resolve().parent.parent / "sample"
 
 PAGES = [
-    [("F2", 20, "Quarterly Field Report"), ("F1", 11, "The northern depot received 1,200 water filters in March."),
-     ("F1", 11, "Deliveries were delayed by two days because of flooding on the coastal road."),
-     ("F2", 14, "Next steps"), ("F1", 11, "Order replacement parts for the pumps before the dry season.")],
+    [
+        ("F2", 20, "Quarterly Field Report"),
+        ("F1", 11, "The northern depot received 1,200 water filters in March."),
+        ("F1", 11, "Deliveries were delayed by two days because of flooding on the coastal road."),
+        ("F2", 14, "Next steps"),
+        ("F1", 11, "Order replacement parts for the pumps before the dry season."),
+    ],
     [("F2", 14, "Appendix"), ("F1", 11, "Inventory counts were checked by two volunteers on site.")],
 ]
 
@@ -68,10 +72,12 @@ def text_image(lines: list[str]) -> Image.Image:
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     text_pdf(OUT / "field-report.pdf")
-    text_image(["Volunteer sign-up sheet", "Bring gloves and a water bottle.", "Meeting point: north gate"]).save(
-        OUT / "signup-sheet.png"
+    text_image(
+        ["Volunteer sign-up sheet", "Bring gloves and a water bottle.", "Meeting point: north gate"]
+    ).save(OUT / "signup-sheet.png")
+    text_image(["Scanned memo", "The generator needs fuel every Tuesday."]).save(
+        OUT / "scanned-memo.pdf", resolution=150
     )
-    text_image(["Scanned memo", "The generator needs fuel every Tuesday."]).save(OUT / "scanned-memo.pdf", resolution=150)
     (OUT / "not-really-a.pdf").write_text("This is a plain text file with a .pdf name.\n")
     print(f"wrote {sorted(p.name for p in OUT.iterdir())}")
 

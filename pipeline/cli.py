@@ -65,7 +65,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
     preflight(cfg)
-    print(f"{args.config}: valid (source {cfg.source.uri} → output {cfg.output.uri}, engine {cfg.engine.name})")
+    print(
+        f"{args.config}: valid (source {cfg.source.uri} → output {cfg.output.uri}, engine {cfg.engine.name})"
+    )
     return EXIT_OK
 
 
@@ -95,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--source", help="override source.uri")
         sp.add_argument("--output", help="override output.uri")
         if name == "run":
-            sp.add_argument("--fail-on-error", action="store_true", help="exit 1 if any object or segment failed")
+            sp.add_argument(
+                "--fail-on-error", action="store_true", help="exit 1 if any object or segment failed"
+            )
     return p
 
 

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("UNITOK_CORPUS", REPO.parent / "shared" / "corpus"))
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+def corpus(rel: str) -> Path:
+    p = CORPUS / rel
+    if not p.exists():
+        pytest.skip(f"corpus file {p} not present")
+    return p
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole test session (ray.init costs ~8 s)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"OMP_THREAD_LIMIT": "1"}})
+    yield ray
+    ray.shutdown()

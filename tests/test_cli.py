@@ -1,0 +1,60 @@
+"""The console script as a user runs it: a subprocess with its own embedded Ray."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow.dataset as pads
+from conftest import REPO, corpus
+
+UNITOK = [sys.executable, "-m", "pipeline.cli"]
+
+
+def unitok(*args, cwd=REPO, env_extra=None):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env_extra or {})}
+    return subprocess.run([*UNITOK, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_validate_reports_each_bad_field_and_exits_2(tmp_path):
+    bad = tmp_path / "job.yaml"
+    bad.write_text(
+        "source:\n  uri: /data\n  includ: ['*.pdf']\noutput:\n  uri: out\nruntime:\n  min_workers: 0\n"
+    )
+    r = unitok("validate", str(bad))
+    assert r.returncode == 2
+    assert "source.includ: unknown key" in r.stderr
+    assert "runtime.min_workers: Input should be greater than or equal to 1" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_validate_accepts_the_demo_config_and_checks_the_source(tmp_path):
+    r = unitok("validate", "configs/demo.yaml", "--source", "sample")
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout
+    r = unitok("validate", "configs/demo.yaml", "--source", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "source.uri:" in r.stderr and "does not exist" in r.stderr
+
+
+def test_run_with_overrides_prints_a_summary_and_keeps_secrets_out(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(corpus("pdf/fake-memo.pdf"), src / "memo.pdf")
+    (src / "notes.pdf").write_text("text, not a PDF")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "source:\n  uri: /nowhere\noutput:\n  uri: /nowhere-either\nruntime:\n  ray_address: ${UNITOK_TEST_RAY:-}\n"
+    )
+    out = tmp_path / "out"
+    r = unitok("run", str(job), "--source", str(src), "--output", str(out), env_extra={"UNITOK_TEST_RAY": ""})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "objects listed     2" in r.stdout and "failed objects     1" in r.stdout
+    docs = pads.dataset(out / "documents").to_table().to_pylist()
+    assert len(docs) == 1 and "20,000 bottles" in docs[0]["markdown"]
+    manifest = (out / "_manifest.json").read_text()
+    assert "${UNITOK_TEST_RAY:-}" in manifest  # the config as written, references unexpanded
+
+    r = unitok("run", str(job), "--source", str(src), "--output", str(out), "--fail-on-error")
+    assert r.returncode == 1

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, load_config, parse_config
+
+
+def test_minimal_config_gets_defaults():
+    cfg = parse_config({"source": {"uri": "/data"}, "output": {"uri": "/out"}})
+    assert cfg.engine.name == "cpu"
+    assert cfg.pdf.ocr_dpi == 300
+    assert cfg.source.include == ["**"]
+
+
+def test_unknown_key_and_bad_values_name_each_field():
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {
+                "source": {"uri": "/data", "includ": ["*.pdf"]},
+                "output": {"uri": "/out"},
+                "pdf": {"ocr_dpi": 10},
+                "ocr": {"languages": "eng; rm -rf"},
+            }
+        )
+    msg = str(e.value)
+    assert "source.includ: unknown key" in msg
+    assert "pdf.ocr_dpi: Input should be greater than or equal to 72" in msg
+    assert "ocr.languages: must be Tesseract codes" in msg
+
+
+def test_missing_required_sections():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"source": {"uri": "/data"}})
+    assert "output: Field required" in str(e.value)
+
+
+def test_unsupported_scheme_fails_before_work():
+    with pytest.raises(ConfigError, match=r"source.uri: .*gs:// is not supported"):
+        parse_config({"source": {"uri": "gs://bucket/x"}, "output": {"uri": "/out"}})
+
+
+def test_env_references_expand_and_missing_ones_fail(monkeypatch):
+    monkeypatch.setenv("UNITOK_TEST_SRC", "/mnt/inbox")
+    monkeypatch.delenv("UNITOK_TEST_MISSING", raising=False)
+    cfg = parse_config(
+        {"source": {"uri": "${UNITOK_TEST_SRC}"}, "output": {"uri": "${UNITOK_TEST_OUT:-/default}"}}
+    )
+    assert cfg.source.uri == "/mnt/inbox"
+    assert cfg.output.uri == "/default"
+    with pytest.raises(ConfigError, match=r"output.uri: environment variable UNITOK_TEST_MISSING is not set"):
+        parse_config({"source": {"uri": "/x"}, "output": {"uri": "${UNITOK_TEST_MISSING}"}})
+
+
+def test_overrides_replace_config_values(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("source: {uri: /a}\noutput: {uri: /b}\n")
+    cfg, raw = load_config(p, {"source.uri": "/c", "output.uri": "/d"})
+    assert (cfg.source.uri, cfg.output.uri) == ("/c", "/d")
+    assert raw["source"]["uri"] == "/a"  # the raw document stays as written
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("source:\n  uri: [unclosed\noutput: {uri: /b}\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(p)
+
+
+def test_worker_bounds_are_checked():
+    with pytest.raises(ConfigError, match=r"runtime: max_workers \(1\) is below min_workers \(2\)"):
+        parse_config(
+            {
+                "source": {"uri": "/a"},
+                "output": {"uri": "/b"},
+                "runtime": {"min_workers": 2, "max_workers": 1},
+            }
+        )
+
+
+def test_shipped_configs_validate():
+    from pathlib import Path
+
+    for p in sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml")):
+        load_config(p)

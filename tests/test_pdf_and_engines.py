@@ -1,0 +1,107 @@
+"""Splitters and engines on real corpus files, without Ray."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest import corpus
+from PIL import Image
+
+from actors.ocr_tesseract import OcrSetupError, TesseractEngine, find_tessdata
+from actors.text_layer import text_layer_markdown
+from pipeline.config import parse_config
+from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_TEXT_LAYER, STATUS_ERROR, Segment
+from pipeline.split_pdf import PdfOpenError, split_pdf, text_quality
+
+CFG = parse_config({"source": {"uri": "/"}, "output": {"uri": "/tmp/x"}})
+
+
+def base(uri: str) -> Segment:
+    return Segment("d", uri, "v1", 1, "application/pdf", "pdf", -1, "object", ROUTE_NONE)
+
+
+def pages(rel: str, cfg=CFG) -> list[Segment]:
+    p = corpus(rel)
+    return list(split_pdf(p, base(p.as_uri()), cfg))
+
+
+@pytest.fixture(scope="module")
+def ocr():
+    engine = TesseractEngine()
+    yield engine
+    engine.close()
+
+
+def test_text_layer_page_keeps_paragraphs_and_facts():
+    (seg,) = pages("pdf/fake-memo.pdf")
+    assert seg.route == ROUTE_TEXT_LAYER and seg.page_number == 1 and seg.image_png is None
+    md = text_layer_markdown(seg.text_lines, seg.line_sizes, seg.line_gaps)
+    assert "20,000 bottles of water" in md
+    assert "To Whom it May Concern:\n\nThere were" in md  # paragraph break kept
+
+
+def test_headings_from_font_sizes():
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "pdf": {"max_pages": 6}})
+    seg = pages("pdf/DA-619p.pdf", cfg)[5]
+    md = text_layer_markdown(seg.text_lines, seg.line_sizes, seg.line_gaps)
+    assert md.startswith("## MAIN GAME\n\n### CREATURES")
+    assert "maleficar" in md
+    assert "max_pages=6: pages 7-619 skipped" in seg.warnings
+
+
+def test_scanned_page_goes_to_ocr_as_an_image():
+    (seg,) = pages("pdf/single_table.pdf")
+    assert seg.route == ROUTE_OCR
+    img = Image.open(io.BytesIO(seg.image_png))
+    assert img.mode == "L" and img.width > 2000  # 300 dpi
+
+
+def test_poor_invisible_ocr_layer_is_ocrd_again():
+    (seg,) = pages("pdf/pdf-with-ocr-text.pdf")
+    assert seg.route == ROUTE_OCR
+    assert any("invisible OCR text layer" in w for w in seg.warnings)
+    assert text_quality("«POAH «3E*»CM tanntxim. /^ . ^") < text_quality("A letter from the Company.")
+
+
+def test_blank_pages_are_not_sent_to_ocr():
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "pdf": {"max_pages": 2}})
+    segs = pages("pdf/pdf2image-memory-error-test-400p.pdf", cfg)
+    assert segs[1].route == ROUTE_NONE and "blank page" in segs[1].warnings[0]
+
+
+def test_encrypted_pdf_raises_a_readable_reason():
+    with pytest.raises(PdfOpenError, match="encrypted PDF: a password is required"):
+        pages("bad/password.pdf")
+
+
+def test_truncated_pdf_is_an_error_not_a_crash(tmp_path):
+    src = corpus("pdf/layout-parser-paper-fast.pdf").read_bytes()
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(src[:2000])
+    try:
+        segs = list(split_pdf(cut, base(cut.as_uri()), CFG))
+    except PdfOpenError as e:
+        assert "not a readable PDF" in str(e)
+    else:  # pdfium may repair a truncated file; then every page it gives is accounted for
+        assert all(
+            s.status == STATUS_ERROR or s.route in (ROUTE_OCR, ROUTE_TEXT_LAYER, ROUTE_NONE) for s in segs
+        )
+
+
+def test_ocr_reads_a_scanned_page(ocr):
+    md, warnings = ocr.ocr_image(Image.open(corpus("image/DA-1p.png")))
+    assert md.startswith("MAIN GAME\n\nCREATURES\n\nAbomination")
+    assert "tracking the maleficar for days" in md
+    assert warnings == []
+    assert ocr.model_id.startswith("tesseract-5") and ocr.model_id.endswith(":eng")
+
+
+def test_ocr_on_a_photo_without_text_says_so(ocr):
+    md, warnings = ocr.ocr_image(Image.open(corpus("image/example.jpg")))
+    assert md == "" and warnings == ["no text found by OCR"]
+
+
+def test_missing_language_data_names_the_package(tmp_path):
+    with pytest.raises(OcrSetupError, match="apt-get install tesseract-ocr-xyz"):
+        find_tessdata(str(tmp_path), "xyz")

@@ -1,0 +1,166 @@
+"""The whole pipeline on real Ray with real files: corpus PDFs, images and broken files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.dataset as pads
+import pytest
+from conftest import CORPUS, corpus
+
+from pipeline import PIPELINE_VERSION
+from pipeline.config import parse_config
+from pipeline.ray_driver import run_job
+
+FILES = [
+    "pdf/fake-memo.pdf",
+    "pdf/single_table.pdf",
+    "pdf/layout-parser-paper-fast.pdf",
+    "pdf/korean-text-with-tables.pdf",
+    "pdf/rotated-page-90.pdf",
+    "image/DA-1p.png",
+    "image/DA-1p.heic",
+    "image/layout-parser-paper-fast.tiff",
+    "image/example.jpg",
+    "bad/password.pdf",
+    "bad/invalid-pdf-structure-pdfminer-one-page.pdf",
+    "bad/fake-power-point-malformed.pptx",
+]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src")
+    for rel in FILES:
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus(rel), dst)
+    (root / "mislabeled").mkdir()
+    shutil.copy(CORPUS / "image/DA-1p.png", root / "mislabeled" / "page.pdf")  # a PNG named .pdf
+    (root / "mislabeled" / "deck.pptx").write_text("plain text, not a deck\n")
+    (root / "mislabeled" / "empty.pdf").write_bytes(b"")
+    (root / "skip-me.txt").write_text("excluded by the config's glob")
+    return root
+
+
+def read(out, name):
+    return pads.dataset(out / name, format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def run(ray_local, source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    cfg = parse_config(
+        {
+            "source": {"uri": str(source), "exclude": ["*.txt"]},
+            "output": {"uri": str(out)},
+            "runtime": {"engine_batch_size": 4},
+        }
+    )
+    summary = run_job(cfg, {"document": {"note": "test"}})
+    return cfg, summary, out
+
+
+def docs_by_name(out):
+    return {r["source_uri"].rsplit("/", 1)[-1]: r for r in read(out, "documents").to_pylist()}
+
+
+def test_summary_counts(run):
+    _, s, _ = run
+    assert s.committed
+    assert s.objects == len(FILES) + 3
+    assert s.failed_objects == 4  # password.pdf, malformed pptx, text named .pptx, empty file
+    assert s.documents == s.objects - s.failed_objects
+    assert s.segments_by_engine["pdf_text"] >= 5 and s.segments_by_engine["tesseract"] >= 5
+
+
+def test_segments_carry_provenance(run):
+    cfg, s, out = run
+    segs = read(out, "segments")
+    for col in [
+        "doc_id", "source_uri", "source_version", "segment_index", "segment_kind", "page_number",
+        "time_start_s", "time_end_s", "markdown", "engine", "model_id", "prompt_id", "pipeline_version",
+        "run_id", "processed_at", "elapsed_ms", "warnings",
+    ]:  # fmt: skip
+        assert col in segs.column_names
+    rows = segs.to_pylist()
+    assert {r["run_id"] for r in rows} == {s.run_id}
+    assert {r["pipeline_version"] for r in rows} == {PIPELINE_VERSION}
+    assert all(r["source_version"].startswith("sha256:") for r in rows)
+    layout = sorted((r for r in rows if r["source_uri"].endswith("layout-parser-paper-fast.pdf")),
+                    key=lambda r: r["segment_index"])  # fmt: skip
+    assert [(r["segment_index"], r["page_number"], r["segment_kind"]) for r in layout] == [
+        (0, 1, "page"),
+        (1, 2, "page"),
+    ]
+    assert {r["engine"] for r in layout} == {"pdf_text"}
+    ocr_rows = [r for r in rows if r["engine"] == "tesseract"]
+    assert ocr_rows and all(r["model_id"].startswith("tesseract-5") for r in ocr_rows)
+
+
+def test_documents_hold_the_text_in_order(run):
+    _, _, out = run
+    docs = docs_by_name(out)
+    memo = docs["fake-memo.pdf"]
+    assert "20,000 bottles of water" in memo["markdown"] and memo["modality"] == "pdf"
+    assert memo["mime_type"] == "application/pdf" and memo["n_segments"] == 1
+    layout = docs["layout-parser-paper-fast.pdf"]["markdown"]
+    assert layout.index("LayoutParser") < layout.index("Abstract")
+    assert "적립" in docs["korean-text-with-tables.pdf"]["markdown"]
+    assert "Rotated page fixture" in docs["rotated-page-90.pdf"]["markdown"]
+    # Scans and images went through real OCR.
+    assert "Processing" in docs["single_table.pdf"]["markdown"]
+    for name in ("DA-1p.png", "DA-1p.heic"):
+        assert "maleficar" in docs[name]["markdown"], name
+        assert docs[name]["modality"] == "image"
+    assert "LayoutParser" in docs["layout-parser-paper-fast.tiff"]["markdown"]
+    assert docs["example.jpg"]["markdown"] == "" and "no text found by OCR" in docs["example.jpg"]["warnings"]
+    # A repaired broken PDF still yields its text.
+    assert "Cybersecurity" in docs["invalid-pdf-structure-pdfminer-one-page.pdf"]["markdown"]
+
+
+def test_mislabeled_png_is_converted_as_an_image_with_a_warning(run):
+    _, _, out = run
+    doc = docs_by_name(out)["page.pdf"]
+    assert doc["mime_type"] == "image/png" and "maleficar" in doc["markdown"]
+    assert any("extension .pdf but content is image/png" in w for w in doc["warnings"])
+
+
+def test_bad_files_become_error_rows_with_reasons(run):
+    _, s, out = run
+    errors = {r["source_uri"].rsplit("/", 1)[-1]: r for r in read(out, "errors").to_pylist()}
+    assert set(errors) == {"password.pdf", "fake-power-point-malformed.pptx", "deck.pptx", "empty.pdf"}
+    assert errors["password.pdf"]["message"] == "encrypted PDF: a password is required to open it"
+    assert (
+        errors["password.pdf"]["stage"] == "split" and errors["password.pdf"]["error_type"] == "PdfOpenError"
+    )
+    assert errors["deck.pptx"]["message"].startswith("content is text/plain")
+    assert errors["empty.pdf"]["message"] == "empty file (0 bytes)"
+    assert all(r["run_id"] == s.run_id and r["at"] is not None for r in errors.values())
+
+
+def test_manifest_and_no_staging_left(run):
+    _, s, out = run
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["run_id"] == s.run_id and manifest["status"] == "committed"
+    assert manifest["summary"]["documents"] == s.documents
+    for name in ("segments", "documents", "errors"):
+        listed = manifest["files"][name]
+        assert listed and all((out / f).is_file() for f in listed)
+    assert (out / "_runs" / f"{s.run_id}.json").is_file()
+    assert not (out / "_staging").exists()
+
+
+def test_rerun_replaces_the_output_with_stable_doc_ids(run, source):
+    cfg, first, out = run
+    before = {r["source_uri"]: r["doc_id"] for r in read(out, "documents").to_pylist()}
+    second = run_job(cfg, {})
+    after = read(out, "documents").to_pylist()
+    assert second.run_id != first.run_id
+    assert {r["source_uri"]: r["doc_id"] for r in after} == before  # same versions, same ids
+    assert {r["run_id"] for r in after} == {second.run_id}  # no rows left over from the first run
+    segs = read(out, "segments").to_pylist()
+    keys = [(r["doc_id"], r["segment_index"]) for r in segs]
+    assert len(keys) == len(set(keys))
+    assert len(list((out / "_runs").glob("*.json"))) == 2
