@@ -58,7 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
     from connectors.local import SourceNotFound
     from connectors.store import open_store
-    from pipeline.ray_driver import preflight
+    from pipeline.stages import preflight
 
     try:
         open_store(cfg.source.uri)
@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg, raw = _load(args)
     from connectors.local import SourceNotFound
-    from pipeline.ray_driver import run_job
+    from pipeline.run import run_job
 
     try:
         summary = run_job(cfg, raw)

@@ -95,6 +95,11 @@ class EngineConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
+    executor: Literal["ray", "local"] = Field(
+        default="ray",
+        description="ray: Ray Data (embedded local Ray, or a cluster); local: this process and a small "
+        "process pool, no Ray start-up (small jobs, single files).",
+    )
     ray_address: str | None = Field(default=None, description="Join this cluster; RAY_ADDRESS also works.")
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs for the embedded local Ray.")
     min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")

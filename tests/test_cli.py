@@ -45,7 +45,8 @@ def test_run_with_overrides_prints_a_summary_and_keeps_secrets_out(tmp_path):
     (src / "notes.pdf").write_text("text, not a PDF")
     job = tmp_path / "job.yaml"
     job.write_text(
-        "source:\n  uri: /nowhere\noutput:\n  uri: /nowhere-either\nruntime:\n  ray_address: ${UNITOK_TEST_RAY:-}\n"
+        "source:\n  uri: /nowhere\noutput:\n  uri: /nowhere-either\n"
+        "runtime:\n  ray_address: ${UNITOK_TEST_RAY:-}\n"
     )
     out = tmp_path / "out"
     r = unitok("run", str(job), "--source", str(src), "--output", str(out), env_extra={"UNITOK_TEST_RAY": ""})

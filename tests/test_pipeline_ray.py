@@ -11,7 +11,7 @@ from conftest import CORPUS, corpus
 
 from pipeline import PIPELINE_VERSION
 from pipeline.config import parse_config
-from pipeline.ray_driver import run_job
+from pipeline.run import run_job
 
 FILES = [
     "pdf/fake-memo.pdf",
@@ -164,3 +164,19 @@ def test_rerun_replaces_the_output_with_stable_doc_ids(run, source):
     keys = [(r["doc_id"], r["segment_index"]) for r in segs]
     assert len(keys) == len(set(keys))
     assert len(list((out / "_runs").glob("*.json"))) == 2
+
+
+def test_local_executor_gives_the_same_documents(run, source, tmp_path):
+    cfg, _, out = run
+    local_cfg = cfg.model_copy(
+        update={
+            "output": cfg.output.model_copy(update={"uri": str(tmp_path / "local")}),
+            "runtime": cfg.runtime.model_copy(update={"executor": "local"}),
+        }
+    )
+    summary = run_job(local_cfg, {})
+    assert summary.executor == "local" and summary.committed
+    ray_docs = {r["doc_id"]: r["markdown"] for r in read(out, "documents").to_pylist()}
+    local_docs = {r["doc_id"]: r["markdown"] for r in read(tmp_path / "local", "documents").to_pylist()}
+    assert local_docs == ray_docs
+    assert read(tmp_path / "local", "errors").num_rows == read(out, "errors").num_rows

@@ -1,0 +1,54 @@
+"""Stage functions shared by every driver (Ray Data, local, and later Beam and Serve)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from connectors.objects import ObjectInfo
+from pipeline.config import JobConfig
+from pipeline.records import ROUTE_OCR, SEGMENT_WORK_SCHEMA, rows_to_table
+from pipeline.split import split_object
+
+
+def split_batch(batch: pa.Table, cfg_data: dict[str, Any]) -> Iterator[pa.Table]:
+    """Listed objects → blocks of work segments, yielded as they are made (a generator UDF in Ray)."""
+    cfg = JobConfig.model_validate(cfg_data)
+    per_block = cfg.runtime.segments_per_block
+    for obj_row in batch.to_pylist():
+        pending: list[dict[str, Any]] = []
+        for seg in split_object(ObjectInfo(**obj_row), cfg):
+            pending.append(seg.to_row())
+            # Rendered pages are large: flush them in smaller blocks to bound worker memory.
+            if len(pending) >= per_block or (seg.image_png and len(pending) >= 4):
+                yield rows_to_table(pending, SEGMENT_WORK_SCHEMA)
+                pending = []
+        if pending:
+            yield rows_to_table(pending, SEGMENT_WORK_SCHEMA)
+
+
+def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
+    """Plain keyword arguments per engine route (actors/ takes no config models)."""
+    return {
+        ROUTE_OCR: {
+            "languages": cfg.ocr.languages,
+            "tessdata_dir": cfg.ocr.tessdata_dir,
+            "psm": cfg.ocr.page_segmentation_mode,
+        }
+    }
+
+
+def joins_cluster(cfg: JobConfig) -> bool:
+    return cfg.runtime.executor == "ray" and bool(cfg.runtime.ray_address or os.environ.get("RAY_ADDRESS"))
+
+
+def preflight(cfg: JobConfig) -> None:
+    """Fail before any work when a local engine cannot start (missing OCR language data). On a cluster
+    the workers have their own installs, so the check is theirs."""
+    from actors.ocr_tesseract import find_tessdata
+
+    if not joins_cluster(cfg):
+        find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
