@@ -38,6 +38,7 @@ def format_summary(s: Any) -> str:
     rows = [
         ("run", s.run_id),
         ("source", s.source_uri),
+        ("executor", s.executor),
         ("objects listed", s.objects),
         ("documents written", s.documents),
         ("segments written", f"{s.segments} ({engines})"),

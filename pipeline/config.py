@@ -95,15 +95,19 @@ class EngineConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    executor: Literal["ray", "local"] = Field(
-        default="ray",
-        description="ray: Ray Data (embedded local Ray, or a cluster); local: this process and a small "
-        "process pool, no Ray start-up (small jobs, single files).",
+    executor: Literal["auto", "ray", "local"] = Field(
+        default="auto",
+        description="ray: Ray Data (embedded local Ray, or a cluster). local: this process plus a process "
+        "pool, no Ray. auto: ray when a cluster address is set or the job is larger than local_max_objects "
+        "objects or local_max_bytes bytes, local otherwise (Ray's fixed start-up would dominate).",
     )
+    local_max_objects: int = Field(default=8, ge=0)
+    local_max_bytes: int = Field(default=256 << 20, ge=0)
     ray_address: str | None = Field(default=None, description="Join this cluster; RAY_ADDRESS also works.")
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs for the embedded local Ray.")
     min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")
     max_workers: int | None = Field(default=None, ge=1, description="Engine actor pool upper bound.")
+    split_num_cpus: float = Field(default=0.5, gt=0, description="CPUs reserved per split task (Ray).")
     engine_batch_size: int = Field(default=16, ge=1, description="Segments per engine call.")
     segments_per_block: int = Field(default=32, ge=1, description="Segments a splitter yields at a time.")
     fail_on_error: bool = False

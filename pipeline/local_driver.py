@@ -1,13 +1,16 @@
-"""The local driver: the same stage functions in this process (or a small process pool), no Ray.
+"""The local driver: the same stage functions without Ray. This process splits objects into segments
+(streaming); a process pool (one engine set per worker process, like one per Ray actor) converts them,
+with a bounded number of blocks in flight so memory stays flat on long documents.
 
-For small jobs and single files, where starting Ray (seconds of fixed cost) would dominate the run.
+For single machines and small jobs, where Ray's fixed start-up cost (seconds) would dominate the run.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,39 +25,51 @@ from pipeline.config import JobConfig
 from pipeline.records import RESULT_SCHEMA, Segment, rows_to_table
 from pipeline.stages import engine_options, split_batch
 
-_engines: EnginePool | None = None  # one per worker process, like one per Ray actor
+_worker: tuple[EnginePool, str] | None = None  # (engines, run_id) of this worker process
 
 
-def _convert_object(obj_row: dict[str, Any], cfg_data: dict[str, Any], run_id: str) -> list[pa.Table]:
-    global _engines
-    cfg = JobConfig.model_validate(cfg_data)
-    if _engines is None:
-        _engines = EnginePool(engine_options(cfg))
-    out = []
+def _init_worker(options: dict[str, dict[str, Any]], run_id: str) -> None:
+    global _worker
+    _worker = (EnginePool(options), run_id)
+
+
+def _convert_block(work: pa.Table) -> pa.Table:
+    assert _worker is not None, "worker not initialised"
+    engines, run_id = _worker
+    rows = convert_segments(
+        [Segment.from_row(r) for r in work.to_pylist()], engines, run_id, PIPELINE_VERSION
+    )
+    return rows_to_table(rows, RESULT_SCHEMA)
+
+
+def _work_blocks(listing: list[dict[str, Any]], cfg: JobConfig) -> Iterator[pa.Table]:
+    cfg_data = cfg.model_dump()
     size = cfg.runtime.engine_batch_size
-    for work in split_batch(pa.Table.from_pylist([obj_row]), cfg_data):
-        segs = [Segment.from_row(r) for r in work.to_pylist()]
-        for i in range(0, len(segs), size):
-            rows = convert_segments(segs[i : i + size], _engines, run_id, PIPELINE_VERSION)
-            out.append(rows_to_table(rows, RESULT_SCHEMA))
-    return out
+    for obj in listing:
+        for work in split_batch(pa.Table.from_pylist([obj]), cfg_data):
+            for start in range(0, work.num_rows, size):
+                yield work.slice(start, size)
 
 
 def execute_local(
     listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, staging: Path, sink_args: dict[str, Any]
 ) -> None:
-    cfg_data = cfg.model_dump()
-    workers = min(len(listing), cfg.runtime.max_workers or os.cpu_count() or 1)
+    workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
+    options = engine_options(cfg)
 
     def results() -> Iterator[pa.Table]:
         if workers <= 1:
-            for obj in listing:
-                yield from _convert_object(obj, cfg_data, run_id)
+            _init_worker(options, run_id)
+            yield from map(_convert_block, _work_blocks(listing, cfg))
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            n = len(listing)
-            for tables in pool.map(_convert_object, listing, [cfg_data] * n, [run_id] * n):
-                yield from tables
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(options, run_id)) as pool:
+            inflight: deque[Future[pa.Table]] = deque()
+            for block in _work_blocks(listing, cfg):
+                inflight.append(pool.submit(_convert_block, block))
+                if len(inflight) >= 2 * workers:  # backpressure: rendered pages wait in the splitter
+                    yield inflight.popleft().result()
+            while inflight:
+                yield inflight.popleft().result()
 
     sink = StagedParquetSink(staging, split_results, **sink_args)
     sink.on_write_start()

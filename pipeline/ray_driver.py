@@ -14,7 +14,7 @@ from connectors.parquet_out import StagedParquetSink
 from pipeline import PIPELINE_VERSION
 from pipeline.assemble import assemble_document, split_results
 from pipeline.config import JobConfig
-from pipeline.stages import engine_options, split_batch
+from pipeline.stages import engine_options, joins_cluster, split_batch
 
 
 def ensure_ray(cfg: JobConfig) -> None:
@@ -41,8 +41,10 @@ def execute_ray(
 
     ensure_ray(cfg)
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    # Leave a core for the split tasks and the driver when the pool could otherwise take them all.
-    max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, cpus - 1, 1)
+    max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, cpus)
+    # On the embedded local Ray the machine is ours: start the whole pool rather than wait for the
+    # autoscaler (short jobs end before it scales up). On a shared cluster start small and grow.
+    initial = cfg.runtime.min_workers if joins_cluster(cfg) else max_workers
     ds = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
     ds = ds.map_batches(
         split_batch,
@@ -58,7 +60,9 @@ def execute_ray(
             "run_id": run_id,
             "pipeline_version": PIPELINE_VERSION,
         },
-        compute=ray.data.ActorPoolStrategy(min_size=cfg.runtime.min_workers, max_size=max_workers),
+        compute=ray.data.ActorPoolStrategy(
+            min_size=cfg.runtime.min_workers, max_size=max_workers, initial_size=initial
+        ),
         batch_size=cfg.runtime.engine_batch_size,
         batch_format="pyarrow",
         num_cpus=1,

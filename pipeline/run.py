@@ -22,7 +22,7 @@ from pipeline import PIPELINE_VERSION
 from pipeline.assemble import assemble_sorted
 from pipeline.config import JobConfig
 from pipeline.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, SEGMENTS_SCHEMA
-from pipeline.stages import preflight
+from pipeline.stages import choose_executor, preflight
 
 log = logging.getLogger("unitok")
 DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors": ERRORS_SCHEMA}
@@ -72,13 +72,13 @@ def _failures_by_doc(errors_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def assemble_documents(staging: Path, cfg: JobConfig, sink_args: dict[str, Any]) -> None:
+def assemble_documents(staging: Path, cfg: JobConfig, sink_args: dict[str, Any], executor: str) -> None:
     """segments/ → documents/. A run whose segments fit comfortably in memory is assembled in-process
     (a Ray shuffle costs seconds of fixed overhead); a larger one is grouped by doc_id on the cluster."""
     failures = _failures_by_doc(staging / "errors")
     seg_dir = staging / "segments"
     size = sum(p.stat().st_size for p in seg_dir.glob("*.parquet"))
-    if cfg.runtime.executor == "ray" and size > cfg.runtime.local_assembly_max_bytes:
+    if executor == "ray" and size > cfg.runtime.local_assembly_max_bytes:
         from pipeline.ray_driver import assemble_ray
 
         assemble_ray(staging, _DOC_COLUMNS, failures, sink_args)
@@ -111,15 +111,15 @@ def run_job(
     t0 = time.perf_counter()
     started_at = datetime.now(UTC)
     run_id = run_id or new_run_id()
-    summary = RunSummary(
-        run_id=run_id, source_uri=cfg.source.uri, output_uri=cfg.output.uri, executor=cfg.runtime.executor
-    )
+    summary = RunSummary(run_id=run_id, source_uri=cfg.source.uri, output_uri=cfg.output.uri)
     preflight(cfg)
 
     store = open_store(cfg.source.uri)
     listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
     summary.objects = len(listing)
     log.info("listed %d objects under %s", len(listing), cfg.source.uri)
+    summary.executor, why = choose_executor(cfg, listing)
+    log.info("executor %s (%s)", summary.executor, why)
 
     output_dir = path_from_uri(cfg.output.uri).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -130,13 +130,13 @@ def run_job(
 
     try:
         if listing:
-            if cfg.runtime.executor == "local":
+            if summary.executor == "local":
                 from pipeline.local_driver import execute_local as execute
             else:
                 from pipeline.ray_driver import execute_ray as execute
             execute(listing, cfg, run_id, staging, sink_args)
             if (staging / "segments").is_dir():
-                assemble_documents(staging, cfg, sink_args)
+                assemble_documents(staging, cfg, sink_args, summary.executor)
         for name, schema in DATASETS.items():
             ensure_dataset(staging, name, schema, cfg.output.compression)
         _count(summary, staging)

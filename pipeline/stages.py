@@ -41,8 +41,25 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
     }
 
 
+def cluster_address(cfg: JobConfig) -> str | None:
+    return cfg.runtime.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
 def joins_cluster(cfg: JobConfig) -> bool:
-    return cfg.runtime.executor == "ray" and bool(cfg.runtime.ray_address or os.environ.get("RAY_ADDRESS"))
+    return cfg.runtime.executor != "local" and cluster_address(cfg) is not None
+
+
+def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str, str]:
+    """(executor, why) for this run."""
+    rt = cfg.runtime
+    if rt.executor != "auto":
+        return rt.executor, "set in runtime.executor"
+    if cluster_address(cfg):
+        return "ray", "a Ray cluster address is set"
+    total = sum(o["size"] for o in listing)
+    if len(listing) <= rt.local_max_objects and total <= rt.local_max_bytes:
+        return "local", f"{len(listing)} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
+    return "ray", f"{len(listing)} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
 
 
 def preflight(cfg: JobConfig) -> None:

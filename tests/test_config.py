@@ -82,3 +82,18 @@ def test_shipped_configs_validate():
 
     for p in sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml")):
         load_config(p)
+
+
+def test_auto_executor_uses_ray_for_large_jobs_and_clusters(monkeypatch):
+    from pipeline.stages import choose_executor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = parse_config({"source": {"uri": "/a"}, "output": {"uri": "/b"}})
+    small = [{"size": 1000}] * 3
+    assert choose_executor(cfg, small)[0] == "local"
+    assert choose_executor(cfg, [{"size": 1000}] * 9)[0] == "ray"
+    assert choose_executor(cfg, [{"size": 300 << 20}])[0] == "ray"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    assert choose_executor(cfg, small) == ("ray", "a Ray cluster address is set")
+    forced = parse_config({"source": {"uri": "/a"}, "output": {"uri": "/b"}, "runtime": {"executor": "local"}})
+    assert choose_executor(forced, small)[0] == "local"

@@ -55,7 +55,7 @@ def run(ray_local, source, tmp_path_factory):
         {
             "source": {"uri": str(source), "exclude": ["*.txt"]},
             "output": {"uri": str(out)},
-            "runtime": {"engine_batch_size": 4},
+            "runtime": {"engine_batch_size": 4, "executor": "ray"},
         }
     )
     summary = run_job(cfg, {"document": {"note": "test"}})
