@@ -95,5 +95,7 @@ def test_auto_executor_uses_ray_for_large_jobs_and_clusters(monkeypatch):
     assert choose_executor(cfg, [{"size": 300 << 20}])[0] == "ray"
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     assert choose_executor(cfg, small) == ("ray", "a Ray cluster address is set")
-    forced = parse_config({"source": {"uri": "/a"}, "output": {"uri": "/b"}, "runtime": {"executor": "local"}})
+    forced = parse_config(
+        {"source": {"uri": "/a"}, "output": {"uri": "/b"}, "runtime": {"executor": "local"}}
+    )
     assert choose_executor(forced, small)[0] == "local"
