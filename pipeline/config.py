@@ -107,7 +107,6 @@ class RuntimeConfig(_Strict):
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs for the embedded local Ray.")
     min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")
     max_workers: int | None = Field(default=None, ge=1, description="Engine actor pool upper bound.")
-    split_num_cpus: float = Field(default=0.5, gt=0, description="CPUs reserved per split task (Ray).")
     engine_batch_size: int = Field(default=16, ge=1, description="Segments per engine call.")
     segments_per_block: int = Field(default=32, ge=1, description="Segments a splitter yields at a time.")
     fail_on_error: bool = False
