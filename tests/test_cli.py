@@ -59,3 +59,42 @@ def test_run_with_overrides_prints_a_summary_and_keeps_secrets_out(tmp_path):
 
     r = unitok("run", str(job), "--source", str(src), "--output", str(out), "--fail-on-error")
     assert r.returncode == 1
+
+
+def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_path):
+    import json
+    import signal
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(corpus("pdf/fake-memo.pdf"), src / "memo.pdf")
+    job = tmp_path / "job.yaml"
+    out = tmp_path / "out"
+    job.write_text(f"source:\n  uri: {src}\noutput:\n  uri: {out}\nruntime:\n  executor: local\n")
+    assert unitok("run", str(job)).returncode == 0
+    first = json.loads((out / "_manifest.json").read_text())
+
+    shutil.copy(corpus("pdf/DA-619p.pdf"), src / "long.pdf")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen([*UNITOK, "run", str(job)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 60
+    while not list((out / "_staging").glob("*/segments/*.parquet")) and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-run: staging has started, nothing committed
+    proc.wait()
+    assert json.loads((out / "_manifest.json").read_text())["run_id"] == first["run_id"]
+    docs = pads.dataset(out / "documents").to_table().to_pylist()
+    assert [d["run_id"] for d in docs] == [first["run_id"]]  # readers still see the first run, whole
+
+    r = unitok("run", str(job))
+    assert r.returncode == 0, r.stderr[-2000:]
+    segs = (
+        pads.dataset(out / "segments").to_table(columns=["doc_id", "segment_index", "source_uri"]).to_pylist()
+    )
+    keys = [(s["doc_id"], s["segment_index"]) for s in segs]
+    assert len(keys) == len(set(keys)) == 620  # 619 pages + the memo, none lost, none twice
+    assert not (out / "_staging").exists()

@@ -40,6 +40,8 @@ def source(tmp_path_factory):
     shutil.copy(CORPUS / "image/DA-1p.png", root / "mislabeled" / "page.pdf")  # a PNG named .pdf
     (root / "mislabeled" / "deck.pptx").write_text("plain text, not a deck\n")
     (root / "mislabeled" / "empty.pdf").write_bytes(b"")
+    png = (CORPUS / "image/DA-1p.png").read_bytes()
+    (root / "mislabeled" / "truncated.png").write_bytes(png[: len(png) // 3])
     (root / "skip-me.txt").write_text("excluded by the config's glob")
     return root
 
@@ -69,8 +71,8 @@ def docs_by_name(out):
 def test_summary_counts(run):
     _, s, _ = run
     assert s.committed
-    assert s.objects == len(FILES) + 3
-    assert s.failed_objects == 4  # password.pdf, malformed pptx, text named .pptx, empty file
+    assert s.objects == len(FILES) + 4
+    assert s.failed_objects == 5  # password.pdf, malformed pptx, text named .pptx, empty file, truncated png
     assert s.documents == s.objects - s.failed_objects
     assert s.segments_by_engine["pdf_text"] >= 5 and s.segments_by_engine["tesseract"] >= 5
 
@@ -130,13 +132,17 @@ def test_mislabeled_png_is_converted_as_an_image_with_a_warning(run):
 def test_bad_files_become_error_rows_with_reasons(run):
     _, s, out = run
     errors = {r["source_uri"].rsplit("/", 1)[-1]: r for r in read(out, "errors").to_pylist()}
-    assert set(errors) == {"password.pdf", "fake-power-point-malformed.pptx", "deck.pptx", "empty.pdf"}
+    assert set(errors) == {
+        "password.pdf", "fake-power-point-malformed.pptx", "deck.pptx", "empty.pdf", "truncated.png",
+    }  # fmt: skip
     assert errors["password.pdf"]["message"] == "encrypted PDF: a password is required to open it"
     assert (
         errors["password.pdf"]["stage"] == "split" and errors["password.pdf"]["error_type"] == "PdfOpenError"
     )
     assert errors["deck.pptx"]["message"].startswith("content is text/plain")
     assert errors["empty.pdf"]["message"] == "empty file (0 bytes)"
+    assert errors["truncated.png"]["error_type"] == "ImageOpenError"
+    assert "cannot be decoded" in errors["truncated.png"]["message"]
     assert all(r["run_id"] == s.run_id and r["at"] is not None for r in errors.values())
 
 
