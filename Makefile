@@ -4,34 +4,45 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
 CORPUS := $(SHARED)/corpus
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml infra/install-system-deps.sh | cksum | cut -d' ' -f1)
+HASH := $(shell cat pyproject.toml infra/install-system-deps.sh Makefile | cksum | cut -d' ' -f1)
+CORE := $(VENV)/.core-$(HASH)
+FULL := $(VENV)/.full-$(HASH)
 
 export RAY_AUTH_MODE ?= disabled
 export OMP_THREAD_LIMIT ?= 1
 
 .PHONY: install demo test lint bench clean
 
-install: $(STAMP)
+install: $(FULL)
 
-$(STAMP):
+# The pipeline with its CPU engines (text layers, Tesseract).
+$(CORE):
 	bash infra/install-system-deps.sh
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.core-* && touch $@
 
-demo: $(STAMP)
+# Plus Phi-4-multimodal (torch 2.13.0 CPU wheel, transformers) for the engine's CPU tests.
+$(FULL): $(CORE)
+	$(BIN)/pip install -q -e ".[dev,phi4]"
+	# transformers' image processors import torchvision; PyPI has only CUDA builds of it, so it goes in
+	# without its deps (it must not replace the CPU torch); the tests add a shim for its import.
+	$(BIN)/pip install -q --no-deps torchvision==0.28.0
+	rm -f $(VENV)/.full-* && touch $@
+
+demo: $(CORE)
 	@src=$$( [ -d "$(CORPUS)" ] && echo "$(CORPUS)" || echo sample ); \
 	echo "converting $$src with configs/demo.yaml"; \
 	$(BIN)/unitok run configs/demo.yaml --source "$$src" --output out/demo
 
-test: $(STAMP)
+test: $(FULL)
 	$(BIN)/python -m pytest -q tests
 
-lint: $(STAMP)
+lint: $(CORE)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
 

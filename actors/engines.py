@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pipeline.records import ROUTE_OCR, ROUTE_TEXT_LAYER, Segment
+from pipeline.records import ROUTE_OCR, ROUTE_PHI4, ROUTE_TEXT_LAYER, Segment
+
+
+class EngineSetupError(RuntimeError):
+    """An engine cannot start here (missing OCR language data, model folder or package). Raised before
+    any work where the driver can check it."""
 
 
 class Engine(Protocol):
@@ -25,4 +30,8 @@ def make_engine(route: str, options: dict[str, Any]) -> Engine:
         from actors.ocr_tesseract import TesseractEngine
 
         return TesseractEngine(**options)
+    if route == ROUTE_PHI4:
+        from actors.phi4 import Phi4Engine
+
+        return Phi4Engine(**options)
     raise ValueError(f"no engine for route {route!r}")

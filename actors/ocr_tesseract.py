@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 from PIL import Image  # noqa: E402
 
+from actors.engines import EngineSetupError  # noqa: E402
 from pipeline.records import Segment  # noqa: E402
 
 ENGINE_NAME = "tesseract"
@@ -24,10 +25,6 @@ _TESSDATA_CANDIDATES = [
     "/usr/local/share/tessdata",
     "/opt/homebrew/share/tessdata",
 ]
-
-
-class OcrSetupError(RuntimeError):
-    """Tesseract cannot start: language data missing. Raised before any work."""
 
 
 def find_tessdata(explicit: str | None, languages: str) -> str:
@@ -44,7 +41,7 @@ def find_tessdata(explicit: str | None, languages: str) -> str:
             return str(folder)
     where = explicit or ", ".join(candidates) or "the standard locations"
     pkgs = " ".join(f"tesseract-ocr-{lang.lower()}" for lang in needed)
-    raise OcrSetupError(
+    raise EngineSetupError(
         f"ocr.languages: no tessdata with {', '.join(f'{x}.traineddata' for x in needed)} in {where} "
         f"(install with: apt-get install {pkgs}, or set ocr.tessdata_dir)"
     )

@@ -107,7 +107,9 @@ def convert_segments(
                     markdown=markdown,
                     engine=engine.name,
                     model_id=engine.model_id,
-                    prompt_id=engine.prompt_id,
+                    prompt_id=engine.prompt_id_for(seg)
+                    if hasattr(engine, "prompt_id_for")
+                    else engine.prompt_id,
                     elapsed_ms=round(ms, 3),
                     warnings=list(seg.warnings) + list(warnings),
                     status=STATUS_OK,

@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unitok: invalid config {args.config}:\n{e}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001 - setup errors (missing OCR data, ...) as one line
-        from actors.ocr_tesseract import OcrSetupError
+        from actors.engines import EngineSetupError
 
-        if isinstance(e, OcrSetupError):
+        if isinstance(e, EngineSetupError):
             print(f"unitok: {e}", file=sys.stderr)
             return EXIT_CONFIG
         raise

@@ -89,9 +89,32 @@ class OcrConfig(_Strict):
         return v
 
 
+class Phi4Config(_Strict):
+    model: str = Field(
+        default="microsoft/Phi-4-multimodal-instruct",
+        description="Local folder or hub id of a transformers-native Phi-4-multimodal checkpoint.",
+    )
+    local_files_only: bool = Field(
+        default=False, description="Never reach a hub (HF_HUB_OFFLINE=1 also works)."
+    )
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    max_new_tokens: int = Field(default=1024, ge=1, le=32_768)
+    token_budget: int = Field(
+        default=32_768, ge=256, description="(longest prompt + max_new_tokens) x batch size stays under this."
+    )
+    max_crops: int = Field(default=16, ge=1, le=64, description="448x448 crops per image (~256 tokens each).")
+    num_gpus: float = Field(
+        default=1.0, ge=0, description="GPUs per replica; fractional shares a GPU; 0 on CPU."
+    )
+    always_model: bool = Field(default=False, description="Send text-layer PDF pages to the model too.")
+
+
 class EngineConfig(_Strict):
-    # "cpu": PDF text layers where usable, Tesseract OCR for scans and images.
-    name: Literal["cpu"] = "cpu"
+    # cpu: PDF text layers where usable, Tesseract OCR for scans and images.
+    # phi4: text layers where usable (unless phi4.always_model), Phi-4-multimodal for everything else.
+    name: Literal["cpu", "phi4"] = "cpu"
+    phi4: Phi4Config = Field(default_factory=Phi4Config)
 
 
 class RuntimeConfig(_Strict):

@@ -6,6 +6,7 @@ Holds no format or engine logic: it wires the plain stage functions into a strea
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from pipeline import PIPELINE_VERSION
 from pipeline.assemble import assemble_document, split_results
 from pipeline.config import JobConfig
 from pipeline.stages import engine_options, joins_cluster, split_batch
+
+log = logging.getLogger("unitok")
 
 
 def ensure_ray(cfg: JobConfig) -> None:
@@ -40,8 +43,17 @@ def execute_ray(
     from actors.ray_worker import SegmentWorker
 
     ensure_ray(cfg)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", 1))
+    num_gpus = 0.0
     max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, cpus)
+    if cfg.engine.name == "phi4":
+        gpus = resources.get("GPU", 0)
+        if gpus and cfg.engine.phi4.num_gpus:
+            num_gpus = cfg.engine.phi4.num_gpus  # one replica per GPU by default, fractional allowed
+            max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, int(gpus / num_gpus))
+        else:
+            log.warning("engine phi4: no GPU in the Ray cluster, replicas run on CPU (slow; for tests)")
     # On the embedded local Ray the machine is ours: start the whole pool rather than wait for the
     # autoscaler (short jobs end before it scales up). On a shared cluster start small and grow.
     initial = cfg.runtime.min_workers if joins_cluster(cfg) else max_workers
@@ -70,6 +82,7 @@ def execute_ray(
         batch_size=cfg.runtime.engine_batch_size,
         batch_format="pyarrow",
         num_cpus=1,
+        num_gpus=num_gpus or None,
     )
     ds.write_datasink(StagedParquetSink(staging, split_results, **sink_args))
 

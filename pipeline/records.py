@@ -16,6 +16,7 @@ import pyarrow as pa
 # Routes: which engine a segment goes to. Set by the splitter from the config.
 ROUTE_TEXT_LAYER = "pdf_text"
 ROUTE_OCR = "tesseract"
+ROUTE_PHI4 = "phi4"
 ROUTE_NONE = "none"  # nothing to convert (a blank page); the engine stage passes it through
 
 STATUS_OK = "ok"
@@ -48,6 +49,8 @@ class Segment:
     line_sizes: list[float] = field(default_factory=list)
     line_gaps: list[float] = field(default_factory=list)
     image_png: bytes | None = None
+    frames_png: list[bytes] = field(default_factory=list)  # several images in one prompt (keyframes)
+    audio_f32: bytes | None = None  # 16 kHz mono float32 little-endian samples
     warnings: list[str] = field(default_factory=list)
     # A splitter that fails on one object or segment records it here instead of raising.
     status: str = STATUS_OK
@@ -62,7 +65,15 @@ class Segment:
         """A copy of this segment's provenance recording a failure. Unexplained failures keep the last
         frames of their traceback so the error row is enough to debug from."""
         row = self.to_row()
-        row.update(image_png=None, text_lines=[], line_sizes=[], line_gaps=[], route=ROUTE_NONE)
+        row.update(
+            image_png=None,
+            frames_png=[],
+            audio_f32=None,
+            text_lines=[],
+            line_sizes=[],
+            line_gaps=[],
+            route=ROUTE_NONE,
+        )
         seg = Segment.from_row(row)
         seg.segment_index = segment_index
         if segment_index < 0:
@@ -98,6 +109,8 @@ SEGMENT_WORK_SCHEMA = pa.schema(
         ("line_sizes", pa.list_(pa.float32())),
         ("line_gaps", pa.list_(pa.float32())),
         ("image_png", pa.binary()),
+        ("frames_png", pa.list_(pa.binary())),
+        ("audio_f32", pa.binary()),
         ("warnings", pa.list_(pa.string())),
         ("status", pa.string()),
         ("stage", pa.string()),

@@ -10,7 +10,7 @@ import pillow_heif
 from PIL import Image, ImageSequence
 
 from pipeline.config import JobConfig
-from pipeline.records import ROUTE_OCR, Segment
+from pipeline.records import ROUTE_OCR, ROUTE_PHI4, Segment
 
 pillow_heif.register_heif_opener()
 
@@ -48,9 +48,8 @@ def split_image(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
         for i, frame in enumerate(ImageSequence.Iterator(img)):
             if i >= cfg.image.max_frames:
                 break
-            seg = Segment(
-                **{**base.to_row(), "segment_index": i, "segment_kind": "image", "route": ROUTE_OCR}
-            )
+            route = ROUTE_PHI4 if cfg.engine.name == "phi4" else ROUTE_OCR
+            seg = Segment(**{**base.to_row(), "segment_index": i, "segment_kind": "image", "route": route})
             seg.page_number = i + 1 if n_frames > 1 else None
             seg.warnings = list(base.warnings)
             if i == cfg.image.max_frames - 1 and n_frames > cfg.image.max_frames:

@@ -14,7 +14,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from pipeline.config import JobConfig
-from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_TEXT_LAYER, Segment
+from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_PHI4, ROUTE_TEXT_LAYER, Segment
 
 _WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
 _STRIP = ".,;:!?()[]{}\"'“”‘’-–—*•·…"
@@ -157,6 +157,16 @@ def choose_route(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[
     return ROUTE_NONE, warnings
 
 
+def model_route(route: str, cfg: JobConfig) -> str:
+    """With the phi4 engine, pages that need pixels go to the model; text-layer pages skip it unless
+    engine.phi4.always_model."""
+    if cfg.engine.name != "phi4":
+        return route
+    if route == ROUTE_OCR or (route == ROUTE_TEXT_LAYER and cfg.engine.phi4.always_model):
+        return ROUTE_PHI4
+    return route
+
+
 def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
     """Yield one Segment per page; `base` carries the object's provenance."""
     pdf = open_pdf(path)
@@ -174,6 +184,7 @@ def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
                 finally:
                     textpage.close()
                 route, warnings = choose_route(page, text, cfg)
+                route = model_route(route, cfg)
                 seg = Segment(
                     **{**base.to_row(), "segment_index": i, "segment_kind": "page", "route": route},
                 )
@@ -183,7 +194,7 @@ def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
                     seg.warnings.append(f"max_pages={limit}: pages {limit + 1}-{n_pages} skipped")
                 if route == ROUTE_TEXT_LAYER:
                     seg.text_lines, seg.line_sizes, seg.line_gaps = text.lines, text.sizes, text.gaps
-                elif route == ROUTE_OCR:
+                elif route in (ROUTE_OCR, ROUTE_PHI4):
                     seg.image_png = render_page_png(page, cfg.pdf.ocr_dpi)
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
                 seg = base.as_error("split", e, i, explained=False)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from connectors.objects import ObjectInfo
 from pipeline.config import JobConfig
-from pipeline.records import ROUTE_OCR, SEGMENT_WORK_SCHEMA, rows_to_table
+from pipeline.records import ROUTE_OCR, ROUTE_PHI4, SEGMENT_WORK_SCHEMA, rows_to_table
 from pipeline.split import split_object
 
 
@@ -32,12 +34,22 @@ def split_batch(batch: pa.Table, cfg_data: dict[str, Any]) -> Iterator[pa.Table]
 
 def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
     """Plain keyword arguments per engine route (actors/ takes no config models)."""
+    phi4 = cfg.engine.phi4
     return {
         ROUTE_OCR: {
             "languages": cfg.ocr.languages,
             "tessdata_dir": cfg.ocr.tessdata_dir,
             "psm": cfg.ocr.page_segmentation_mode,
-        }
+        },
+        ROUTE_PHI4: {
+            "model": phi4.model,
+            "device": phi4.device,
+            "max_new_tokens": phi4.max_new_tokens,
+            "token_budget": phi4.token_budget,
+            "max_crops": phi4.max_crops,
+            "local_files_only": phi4.local_files_only,
+            "attn_implementation": phi4.attn_implementation,
+        },
     }
 
 
@@ -65,7 +77,19 @@ def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str,
 def preflight(cfg: JobConfig) -> None:
     """Fail before any work when a local engine cannot start (missing OCR language data). On a cluster
     the workers have their own installs, so the check is theirs."""
+    from actors.engines import EngineSetupError
     from actors.ocr_tesseract import find_tessdata
 
-    if not joins_cluster(cfg):
+    if joins_cluster(cfg):
+        return
+    if cfg.engine.name == "cpu":
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
+        return
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EngineSetupError(
+            f"engine.name: phi4 needs {', '.join(missing)} (install the extra: pip install -e '.[phi4]')"
+        )
+    model = cfg.engine.phi4.model
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise EngineSetupError(f"engine.phi4.model: folder {model} does not exist")

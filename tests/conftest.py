@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,11 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("UNITOK_CORPUS", REPO.parent / "shared" / "corpus"))
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The torchvision test shim (tests/shims/sitecustomize.py) for this process, and through PYTHONPATH for
+# every process the tests start: CLI subprocesses, Ray workers, local-executor workers.
+SHIMS = Path(__file__).resolve().parent / "shims"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SHIMS), os.environ.get("PYTHONPATH")) if p)
+runpy.run_path(str(SHIMS / "sitecustomize.py"))
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 

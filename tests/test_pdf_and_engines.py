@@ -8,7 +8,8 @@ import pytest
 from conftest import corpus
 from PIL import Image
 
-from actors.ocr_tesseract import OcrSetupError, TesseractEngine, find_tessdata
+from actors.engines import EngineSetupError
+from actors.ocr_tesseract import TesseractEngine, find_tessdata
 from actors.text_layer import text_layer_markdown
 from pipeline.config import parse_config
 from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_TEXT_LAYER, STATUS_ERROR, Segment
@@ -103,5 +104,5 @@ def test_ocr_on_a_photo_without_text_says_so(ocr):
 
 
 def test_missing_language_data_names_the_package(tmp_path):
-    with pytest.raises(OcrSetupError, match="apt-get install tesseract-ocr-xyz"):
+    with pytest.raises(EngineSetupError, match="apt-get install tesseract-ocr-xyz"):
         find_tessdata(str(tmp_path), "xyz")

@@ -1,0 +1,261 @@
+"""phi4 engine: Microsoft Phi-4-multimodal-instruct through transformers' native Phi4Multimodal classes.
+
+One instance per replica (one replica per GPU by default). Pages, slides and images go in with the vision
+adapter, audio windows with the speech adapter, keyframe groups as several images in one prompt. Segments
+are grouped by adapter, sorted by expected prompt length, padded left and batched under a token budget.
+A generation that stops at max_new_tokens is flagged in the segment's warnings, never cut silently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.records import Segment
+
+log = logging.getLogger("unitok.phi4")
+ENGINE_NAME = "phi4"
+IMAGE_TOKENS_PER_CROP = 256  # 448x448 crop → 16x16 merged patches (model card)
+AUDIO_TOKENS_PER_SECOND = 12.5
+AUDIO_RATE = 16_000
+MAX_AUDIO_S = 40.0  # the model card's limit for one clip
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    adapter: str  # "vision" or "speech"
+
+
+# Versioned: a change of wording is a new id, recorded in provenance as prompt_id.
+PROMPTS: dict[str, Prompt] = {
+    "page": Prompt(
+        "phi4.page.v1",
+        "Convert this document page to Markdown. Keep the reading order. Use Markdown headings for headings, "
+        "Markdown lists for lists and Markdown tables for tables. Output only the page content, with no "
+        "commentary.",
+        "vision",
+    ),
+    "slide": Prompt(
+        "phi4.slide.v1",
+        "Convert this presentation slide to Markdown: the title as a heading, bullet points as lists, tables "
+        "as Markdown tables. Describe charts, diagrams and pictures in one short sentence each. Output only "
+        "the Markdown, with no commentary.",
+        "vision",
+    ),
+    "image": Prompt(
+        "phi4.image.v1",
+        "Transcribe all text in this image as Markdown. Then add one line starting with 'Image:' that "
+        "briefly describes the image. Output nothing else.",
+        "vision",
+    ),
+    "audio_window": Prompt("phi4.audio.v1", "Transcribe the audio clip into text.", "speech"),
+    "video_frames": Prompt(
+        "phi4.frames.v1",
+        "These images are keyframes from one video, in time order. Describe what they show in a few "
+        "sentences and transcribe any on-screen text. Output only the description.",
+        "vision",
+    ),
+}
+_FENCE = re.compile(r"^```(?:markdown|md)?\s*\n(.*?)\n```\s*$", re.S)
+
+
+def chat_prompt(instruction: str, media_tokens: str) -> str:
+    """The model card's chat format: <|user|>{media}{instruction}<|end|><|assistant|>."""
+    return f"<|user|>{media_tokens}{instruction}<|end|><|assistant|>"
+
+
+def _clean(text: str) -> str:
+    text = text.strip()
+    m = _FENCE.match(text)
+    return m.group(1).strip() if m else text
+
+
+@dataclass
+class _Item:
+    index: int
+    segment: Segment
+    prompt: Prompt
+    images: list  # PIL images
+    audio: np.ndarray | None
+    expected_tokens: int
+
+
+class Phi4Engine:
+    name = ENGINE_NAME
+    prompt_id: str | None = None  # per segment: see prompt_id_for
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        max_new_tokens: int = 1024,
+        token_budget: int = 32_768,
+        max_crops: int = 16,
+        local_files_only: bool = False,
+        attn_implementation: str = "auto",
+    ):
+        import torch
+        from transformers import AutoProcessor, Phi4MultimodalForCausalLM
+
+        self.torch = torch
+        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+        if device == "cuda" and not cuda:
+            raise RuntimeError("engine.phi4.device is cuda but no CUDA device is visible to this replica")
+        self.device = "cuda" if cuda else "cpu"
+        self.dtype = torch.bfloat16 if cuda else torch.float32
+        if attn_implementation == "auto":
+            flash = cuda and importlib.util.find_spec("flash_attn") is not None
+            attn_implementation = "flash_attention_2" if flash else "sdpa"
+        self.attn_implementation = attn_implementation
+        self.max_new_tokens = max_new_tokens
+        self.token_budget = token_budget
+        self.max_crops = max_crops
+        self.processor = AutoProcessor.from_pretrained(model, local_files_only=local_files_only)
+        self.processor.tokenizer.padding_side = "left"  # decoder-only batching
+        # Crops per image, the main cost of a page (model card: 448x448 crops, ~256 tokens each + global).
+        self.processor.image_processor.dynamic_hd = max_crops
+        self.model = Phi4MultimodalForCausalLM.from_pretrained(
+            model,
+            dtype=self.dtype,
+            attn_implementation=attn_implementation,
+            local_files_only=local_files_only,
+        ).to(self.device)
+        self.model.eval()
+        self.adapters = self._load_adapters(model, local_files_only)
+        self._active_adapter: str | None = None
+        self.model_id = model
+        log.info(
+            "phi4 loaded %s on %s (%s, %s), adapters: %s",
+            model, self.device, self.dtype, attn_implementation, sorted(self.adapters) or "none",
+        )  # fmt: skip
+
+    def _load_adapters(self, model: str, local_files_only: bool) -> set[str]:
+        """The real checkpoint ships vision-lora/ and speech-lora/ (LoRA on the language model)."""
+        loaded = set()
+        for name, sub in (("vision", "vision-lora"), ("speech", "speech-lora")):
+            local = Path(model)
+            if local.is_dir() and not (local / sub).is_dir():
+                continue  # a local folder without that adapter (e.g. a merged or test model)
+            try:
+                self.model.load_adapter(
+                    model, adapter_name=name, subfolder=sub, local_files_only=local_files_only
+                )
+                loaded.add(name)
+            except (OSError, ValueError) as e:
+                log.warning("phi4: no %s adapter loaded from %s (%s)", sub, model, e)
+        return loaded
+
+    def _use_adapter(self, name: str) -> None:
+        if name in self.adapters and self._active_adapter != name:
+            self.model.set_adapter(name)
+            self._active_adapter = name
+
+    def prompt_id_for(self, segment: Segment) -> str:
+        return PROMPTS[self._kind(segment)].id
+
+    @staticmethod
+    def _kind(segment: Segment) -> str:
+        kind = segment.segment_kind
+        if kind not in PROMPTS:
+            return "image" if segment.segment_kind == "image" else "page"
+        return kind
+
+    def _item(self, index: int, seg: Segment) -> _Item:
+        from PIL import Image
+
+        prompt = PROMPTS[self._kind(seg)]
+        images: list = []
+        audio = None
+        if prompt.adapter == "speech":
+            if not seg.audio_f32:
+                raise ValueError("audio segment has no samples")
+            audio = np.frombuffer(seg.audio_f32, dtype=np.float32)
+            seconds = len(audio) / AUDIO_RATE
+            if seconds > MAX_AUDIO_S:
+                raise ValueError(
+                    f"audio window is {seconds:.1f} s; Phi-4-multimodal takes at most {MAX_AUDIO_S:.0f} s"
+                )
+            expected = int(seconds * AUDIO_TOKENS_PER_SECOND) + 32
+        else:
+            blobs = list(seg.frames_png or []) or ([seg.image_png] if seg.image_png else [])
+            if not blobs:
+                raise ValueError("segment has no image for the model")
+            expected = 32
+            for blob in blobs:
+                img = Image.open(io.BytesIO(blob)).convert("RGB")
+                images.append(img)
+                crops = min(self.max_crops, math.ceil(img.width / 448) * math.ceil(img.height / 448))
+                expected += IMAGE_TOKENS_PER_CROP * (crops + 1)
+        return _Item(index, seg, prompt, images, audio, expected)
+
+    def _batches(self, items: list[_Item]) -> list[list[_Item]]:
+        """Same adapter per batch; sorted by length so padding is small; (longest + new) x n under budget."""
+        out: list[list[_Item]] = []
+        for adapter in ("vision", "speech"):
+            group = sorted((i for i in items if i.prompt.adapter == adapter), key=lambda i: i.expected_tokens)
+            batch: list[_Item] = []
+            for item in group:
+                longest = max([b.expected_tokens for b in batch] + [item.expected_tokens])
+                if batch and (longest + self.max_new_tokens) * (len(batch) + 1) > self.token_budget:
+                    out.append(batch)
+                    batch = []
+                batch.append(item)
+            if batch:
+                out.append(batch)
+        return out
+
+    def _generate(self, batch: list[_Item]) -> list[tuple[str, list[str]]]:
+        proc = self.processor
+        adapter = batch[0].prompt.adapter
+        self._use_adapter(adapter)
+        if adapter == "speech":
+            texts = [chat_prompt(i.prompt.text, proc.audio_token) for i in batch]
+            inputs = proc(
+                text=texts,
+                audio=[i.audio for i in batch],
+                sampling_rate=AUDIO_RATE,
+                padding=True,
+                return_tensors="pt",
+            )
+        else:
+            texts = [chat_prompt(i.prompt.text, proc.image_token * len(i.images)) for i in batch]
+            images = [img for i in batch for img in i.images]
+            inputs = proc(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs = inputs.to(self.device)
+        for key, value in inputs.items():
+            if self.torch.is_floating_point(value):
+                inputs[key] = value.to(self.dtype)
+        with self.torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {proc.tokenizer.eos_token_id}
+        results = []
+        for row in new_tokens.tolist():
+            pad = proc.tokenizer.pad_token_id
+            produced = [t for t in row if t != pad] if pad not in eos_ids else row
+            warnings = []
+            if len(row) >= self.max_new_tokens and not eos_ids.intersection(produced):
+                warnings.append(
+                    f"generation stopped at max_new_tokens={self.max_new_tokens}: the text may be cut"
+                )
+            text = proc.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            results.append((_clean(text), warnings))
+        return results
+
+    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+        items = [self._item(i, s) for i, s in enumerate(segments)]
+        results: list[tuple[str, list[str]] | None] = [None] * len(segments)
+        for batch in self._batches(items):
+            for item, res in zip(batch, self._generate(batch), strict=True):
+                results[item.index] = res
+        return results  # type: ignore[return-value]

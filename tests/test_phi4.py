@@ -1,0 +1,161 @@
+"""The phi4 engine on CPU with a tiny random-weight Phi-4-multimodal (same classes as the real model),
+loaded through the engine's own loading code. Random weights give random text: these tests assert the
+mechanics (routing, batching, prompts, provenance, the length-cap flag), never the words."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+from conftest import corpus
+from PIL import Image
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from actors.phi4 import PROMPTS, Phi4Engine, chat_prompt  # noqa: E402
+from pipeline.config import parse_config  # noqa: E402
+from pipeline.records import ROUTE_PHI4, ROUTE_TEXT_LAYER, Segment  # noqa: E402
+from pipeline.run import run_job  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    from phi4_tiny import build_tiny_phi4
+
+    return build_tiny_phi4(tmp_path_factory.mktemp("tiny-phi4"))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    eng = Phi4Engine(str(tiny_model), device="cpu", max_new_tokens=6, max_crops=2, local_files_only=True)
+    # Random weights may emit an end token at any step; forbid them so every generation hits the cap
+    # and the flag must appear.
+    with eng.torch.no_grad():
+        for t in {eng.processor.tokenizer.eos_token_id, eng.processor.tokenizer.pad_token_id}:
+            eng.model.lm_head.weight[t] = 0
+            if eng.model.lm_head.bias is not None:
+                eng.model.lm_head.bias[t] = -1e4
+    return eng
+
+
+def png(path) -> bytes:
+    buf = io.BytesIO()
+    Image.open(path).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def seg(kind: str, **kw) -> Segment:
+    return Segment("d", "file:///x", "v", 1, "image/png", "image", 0, kind, ROUTE_PHI4, **kw)
+
+
+def test_loads_on_cpu_in_float32_with_sdpa(engine, tiny_model):
+    assert engine.device == "cpu" and str(engine.dtype) == "torch.float32"
+    assert engine.attn_implementation == "sdpa"
+    assert engine.model_id == str(tiny_model)
+    assert engine.processor.image_processor.dynamic_hd == 2  # crops capped from the config
+
+
+def test_prompts_follow_the_model_card_chat_format():
+    assert chat_prompt("Transcribe the audio clip into text.", "<|audio|>") == (
+        "<|user|><|audio|>Transcribe the audio clip into text.<|end|><|assistant|>"
+    )
+    assert PROMPTS["audio_window"].text == "Transcribe the audio clip into text."
+    assert len({p.id for p in PROMPTS.values()}) == len(PROMPTS)
+
+
+def test_image_page_and_audio_generate_with_their_prompt_ids_and_flag_the_cap(engine):
+    image = seg("image", image_png=png(corpus("image/DA-1p.png")))
+    page = seg("page", image_png=png(corpus("image/layout-parser-paper-fast.jpg")))
+    t = np.arange(2 * 16000) / 16000
+    audio = seg("audio_window", audio_f32=(0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32).tobytes())
+    out = engine([image, page, audio])
+    assert len(out) == 3
+    for text, warnings in out:
+        assert isinstance(text, str)
+        assert warnings == ["generation stopped at max_new_tokens=6: the text may be cut"]
+    assert [engine.prompt_id_for(s) for s in (image, page, audio)] == [
+        "phi4.image.v1",
+        "phi4.page.v1",
+        "phi4.audio.v1",
+    ]
+
+
+def test_batches_group_by_adapter_sort_by_length_and_respect_the_budget(engine):
+    small = png(corpus("image/bmp_24.bmp"))
+    big = png(corpus("image/table-multi-row-column-cells.png"))
+    audio = np.zeros(16000, dtype=np.float32).tobytes()
+    segments = [
+        seg("image", image_png=big), seg("audio_window", audio_f32=audio), seg("image", image_png=small),
+        seg("page", image_png=big), seg("audio_window", audio_f32=audio),
+    ]  # fmt: skip
+    items = [engine._item(i, s) for i, s in enumerate(segments)]
+    engine.token_budget = 2000
+    try:
+        batches = engine._batches(items)
+    finally:
+        engine.token_budget = 32768
+    for batch in batches:
+        assert len({i.prompt.adapter for i in batch}) == 1
+        lengths = [i.expected_tokens for i in batch]
+        assert lengths == sorted(lengths)
+        assert len(batch) == 1 or (max(lengths) + engine.max_new_tokens) * len(batch) <= 2000
+    assert sorted(i.index for b in batches for i in b) == [0, 1, 2, 3, 4]
+    assert any(len(b) > 1 for b in batches)  # the two short audio clips share a batch
+
+
+def test_audio_over_40_seconds_is_refused(engine):
+    too_long = seg("audio_window", audio_f32=np.zeros(41 * 16000, dtype=np.float32).tobytes())
+    with pytest.raises(ValueError, match="at most 40 s"):
+        engine([too_long])
+
+
+def test_pipeline_with_phi4_routes_scans_and_images_to_the_model(ray_local, tiny_model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for rel in ("pdf/fake-memo.pdf", "pdf/single_table.pdf", "image/DA-1p.png"):
+        shutil.copy(corpus(rel), src)
+    cfg = parse_config(
+        {
+            "source": {"uri": str(src)},
+            "output": {"uri": str(tmp_path / "out")},
+            "engine": {
+                "name": "phi4",
+                "phi4": {"model": str(tiny_model), "max_new_tokens": 4, "max_crops": 1},
+            },
+            "runtime": {"executor": "ray", "max_workers": 1},
+        }
+    )
+    summary = run_job(cfg, {})
+    assert summary.failures == 0, summary
+    rows = {
+        r["source_uri"].rsplit("/", 1)[-1]: r
+        for r in pads.dataset(tmp_path / "out" / "segments").to_table().to_pylist()
+    }
+    memo, scan, image = rows["fake-memo.pdf"], rows["single_table.pdf"], rows["DA-1p.png"]
+    assert (
+        memo["engine"] == ROUTE_TEXT_LAYER and memo["prompt_id"] is None
+    )  # a good text layer skips the model
+    assert "20,000 bottles" in memo["markdown"]
+    assert (scan["engine"], scan["prompt_id"], scan["model_id"]) == ("phi4", "phi4.page.v1", str(tiny_model))
+    assert (image["engine"], image["prompt_id"]) == ("phi4", "phi4.image.v1")
+    assert scan["page_number"] == 1 and scan["elapsed_ms"] > 0
+
+
+def test_always_model_sends_text_pages_to_the_model(tmp_path):
+    from pipeline.split_pdf import split_pdf
+
+    cfg = parse_config(
+        {
+            "source": {"uri": "/"},
+            "output": {"uri": "/x"},
+            "engine": {"name": "phi4", "phi4": {"always_model": True}},
+        }
+    )
+    p = corpus("pdf/fake-memo.pdf")
+    base = Segment("d", p.as_uri(), "v", 1, "application/pdf", "pdf", -1, "object", "none")
+    (page,) = split_pdf(p, base, cfg)
+    assert page.route == ROUTE_PHI4 and page.image_png
