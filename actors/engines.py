@@ -31,6 +31,10 @@ def make_engine(route: str, options: dict[str, Any]) -> Engine:
 
         return TesseractEngine(**options)
     if route == ROUTE_PHI4:
+        if "max_model_len" in options:  # engine.name: vllm
+            from actors.vllm_engine import VllmPhi4Engine
+
+            return VllmPhi4Engine(**options)
         from actors.phi4 import Phi4Engine
 
         return Phi4Engine(**options)

@@ -68,15 +68,42 @@ PROMPTS: dict[str, Prompt] = {
 _FENCE = re.compile(r"^```(?:markdown|md)?\s*\n(.*?)\n```\s*$", re.S)
 
 
+def cut_warning(max_new_tokens: int) -> str:
+    return f"generation stopped at max_new_tokens={max_new_tokens}: the text may be cut"
+
+
 def chat_prompt(instruction: str, media_tokens: str) -> str:
     """The model card's chat format: <|user|>{media}{instruction}<|end|><|assistant|>."""
     return f"<|user|>{media_tokens}{instruction}<|end|><|assistant|>"
 
 
-def _clean(text: str) -> str:
+def clean_output(text: str) -> str:
     text = text.strip()
     m = _FENCE.match(text)
     return m.group(1).strip() if m else text
+
+
+def prompt_for(segment: Segment) -> Prompt:
+    """The prompt for a segment's kind; unknown visual kinds are read as pages."""
+    return PROMPTS.get(segment.segment_kind, PROMPTS["page"])
+
+
+def segment_media(segment: Segment) -> tuple[list, np.ndarray | None]:
+    """(images, audio) for the model, checked against the model card's input limits."""
+    from PIL import Image
+
+    if prompt_for(segment).adapter == "speech":
+        if not segment.audio_f32:
+            raise ValueError("audio segment has no samples")
+        audio = np.frombuffer(segment.audio_f32, dtype=np.float32)
+        seconds = len(audio) / AUDIO_RATE
+        if seconds > MAX_AUDIO_S:
+            raise ValueError(f"audio window is {seconds:.1f} s; the model takes at most {MAX_AUDIO_S:.0f} s")
+        return [], audio
+    blobs = list(segment.frames_png or []) or ([segment.image_png] if segment.image_png else [])
+    if not blobs:
+        raise ValueError("segment has no image for the model")
+    return [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs], None
 
 
 @dataclass
@@ -160,41 +187,19 @@ class Phi4Engine:
             self._active_adapter = name
 
     def prompt_id_for(self, segment: Segment) -> str:
-        return PROMPTS[self._kind(segment)].id
-
-    @staticmethod
-    def _kind(segment: Segment) -> str:
-        kind = segment.segment_kind
-        if kind not in PROMPTS:
-            return "image" if segment.segment_kind == "image" else "page"
-        return kind
+        return prompt_for(segment).id
 
     def _item(self, index: int, seg: Segment) -> _Item:
-        from PIL import Image
-
-        prompt = PROMPTS[self._kind(seg)]
-        images: list = []
-        audio = None
-        if prompt.adapter == "speech":
-            if not seg.audio_f32:
-                raise ValueError("audio segment has no samples")
-            audio = np.frombuffer(seg.audio_f32, dtype=np.float32)
-            seconds = len(audio) / AUDIO_RATE
-            if seconds > MAX_AUDIO_S:
-                raise ValueError(
-                    f"audio window is {seconds:.1f} s; Phi-4-multimodal takes at most {MAX_AUDIO_S:.0f} s"
-                )
-            expected = int(seconds * AUDIO_TOKENS_PER_SECOND) + 32
+        prompt = prompt_for(seg)
+        images, audio = segment_media(seg)
+        if audio is not None:
+            expected = int(len(audio) / AUDIO_RATE * AUDIO_TOKENS_PER_SECOND) + 32
         else:
-            blobs = list(seg.frames_png or []) or ([seg.image_png] if seg.image_png else [])
-            if not blobs:
-                raise ValueError("segment has no image for the model")
-            expected = 32
-            for blob in blobs:
-                img = Image.open(io.BytesIO(blob)).convert("RGB")
-                images.append(img)
-                crops = min(self.max_crops, math.ceil(img.width / 448) * math.ceil(img.height / 448))
-                expected += IMAGE_TOKENS_PER_CROP * (crops + 1)
+            expected = 32 + sum(
+                IMAGE_TOKENS_PER_CROP
+                * (min(self.max_crops, math.ceil(img.width / 448) * math.ceil(img.height / 448)) + 1)
+                for img in images
+            )
         return _Item(index, seg, prompt, images, audio, expected)
 
     def _batches(self, items: list[_Item]) -> list[list[_Item]]:
@@ -249,7 +254,7 @@ class Phi4Engine:
                     f"generation stopped at max_new_tokens={self.max_new_tokens}: the text may be cut"
                 )
             text = proc.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            results.append((_clean(text), warnings))
+            results.append((clean_output(text), warnings))
         return results
 
     def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:

@@ -110,11 +110,23 @@ class Phi4Config(_Strict):
     always_model: bool = Field(default=False, description="Send text-layer PDF pages to the model too.")
 
 
+class VllmConfig(_Strict):
+    max_model_len: int = Field(default=32_768, ge=1024)
+    max_images_per_prompt: int = Field(default=8, ge=1, le=64)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+
+
 class EngineConfig(_Strict):
     # cpu: PDF text layers where usable, Tesseract OCR for scans and images.
-    # phi4: text layers where usable (unless phi4.always_model), Phi-4-multimodal for everything else.
-    name: Literal["cpu", "phi4"] = "cpu"
+    # phi4: text layers where usable (unless phi4.always_model), Phi-4-multimodal (transformers) for the rest.
+    # vllm: as phi4, served by vLLM (GPU only; phi4.model must be the original remote-code checkpoint).
+    name: Literal["cpu", "phi4", "vllm"] = "cpu"
     phi4: Phi4Config = Field(default_factory=Phi4Config)
+    vllm: VllmConfig = Field(default_factory=VllmConfig)
+
+    @property
+    def uses_phi4(self) -> bool:
+        return self.name in ("phi4", "vllm")
 
 
 class RuntimeConfig(_Strict):

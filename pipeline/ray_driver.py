@@ -47,7 +47,7 @@ def execute_ray(
     cpus = int(resources.get("CPU", 1))
     num_gpus = 0.0
     max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, cpus)
-    if cfg.engine.name == "phi4":
+    if cfg.engine.uses_phi4:
         gpus = resources.get("GPU", 0)
         if gpus and cfg.engine.phi4.num_gpus:
             num_gpus = cfg.engine.phi4.num_gpus  # one replica per GPU by default, fractional allowed

@@ -48,7 +48,7 @@ def split_image(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
         for i, frame in enumerate(ImageSequence.Iterator(img)):
             if i >= cfg.image.max_frames:
                 break
-            route = ROUTE_PHI4 if cfg.engine.name == "phi4" else ROUTE_OCR
+            route = ROUTE_PHI4 if cfg.engine.uses_phi4 else ROUTE_OCR
             seg = Segment(**{**base.to_row(), "segment_index": i, "segment_kind": "image", "route": route})
             seg.page_number = i + 1 if n_frames > 1 else None
             seg.warnings = list(base.warnings)

@@ -160,7 +160,7 @@ def choose_route(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[
 def model_route(route: str, cfg: JobConfig) -> str:
     """With the phi4 engine, pages that need pixels go to the model; text-layer pages skip it unless
     engine.phi4.always_model."""
-    if cfg.engine.name != "phi4":
+    if not cfg.engine.uses_phi4:
         return route
     if route == ROUTE_OCR or (route == ROUTE_TEXT_LAYER and cfg.engine.phi4.always_model):
         return ROUTE_PHI4

@@ -43,6 +43,14 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
         },
         ROUTE_PHI4: {
             "model": phi4.model,
+            "max_new_tokens": phi4.max_new_tokens,
+            "max_model_len": cfg.engine.vllm.max_model_len,
+            "max_images_per_prompt": cfg.engine.vllm.max_images_per_prompt,
+            "gpu_memory_utilization": cfg.engine.vllm.gpu_memory_utilization,
+        }
+        if cfg.engine.name == "vllm"
+        else {
+            "model": phi4.model,
             "device": phi4.device,
             "max_new_tokens": phi4.max_new_tokens,
             "token_budget": phi4.token_budget,
@@ -85,10 +93,12 @@ def preflight(cfg: JobConfig) -> None:
     if cfg.engine.name == "cpu":
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
         return
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    needs = ("vllm",) if cfg.engine.name == "vllm" else ("torch", "transformers")
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:
         raise EngineSetupError(
-            f"engine.name: phi4 needs {', '.join(missing)} (install the extra: pip install -e '.[phi4]')"
+            f"engine.name: {cfg.engine.name} needs {', '.join(missing)} "
+            f"(install the extra on a machine that can run it: pip install -e '.[{cfg.engine.name}]')"
         )
     model = cfg.engine.phi4.model
     if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():

@@ -159,3 +159,26 @@ def test_always_model_sends_text_pages_to_the_model(tmp_path):
     base = Segment("d", p.as_uri(), "v", 1, "application/pdf", "pdf", -1, "object", "none")
     (page,) = split_pdf(p, base, cfg)
     assert page.route == ROUTE_PHI4 and page.image_png
+
+
+def test_vllm_engine_is_refused_clearly_where_vllm_is_absent(monkeypatch, tmp_path):
+    import importlib.util
+
+    from actors.engines import EngineSetupError
+    from pipeline.stages import preflight
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "engine": {"name": "vllm"}})
+    with pytest.raises(EngineSetupError, match=r"engine.name: vllm needs vllm .*pip install -e '.\[vllm\]'"):
+        preflight(cfg)
+    missing = parse_config(
+        {
+            "source": {"uri": "/"},
+            "output": {"uri": "/x"},
+            "engine": {"name": "phi4", "phi4": {"model": "/nope/phi4"}},
+        }
+    )
+    with pytest.raises(EngineSetupError, match="engine.phi4.model: folder /nope/phi4 does not exist"):
+        preflight(missing)
