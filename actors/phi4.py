@@ -129,7 +129,11 @@ class Phi4Engine:
         max_crops: int = 16,
         local_files_only: bool = False,
         attn_implementation: str = "auto",
+        min_new_tokens: int = 0,
+        loaded: tuple | None = None,
     ):
+        """`loaded`: an already built (model, processor) pair, for benchmarks that build the full-size
+        architecture with random weights instead of loading a checkpoint."""
         import torch
         from transformers import AutoProcessor, Phi4MultimodalForCausalLM
 
@@ -144,20 +148,24 @@ class Phi4Engine:
             attn_implementation = "flash_attention_2" if flash else "sdpa"
         self.attn_implementation = attn_implementation
         self.max_new_tokens = max_new_tokens
+        self.min_new_tokens = min_new_tokens
         self.token_budget = token_budget
         self.max_crops = max_crops
-        self.processor = AutoProcessor.from_pretrained(model, local_files_only=local_files_only)
+        if loaded is not None:
+            self.model, self.processor = loaded
+        else:
+            self.processor = AutoProcessor.from_pretrained(model, local_files_only=local_files_only)
+            self.model = Phi4MultimodalForCausalLM.from_pretrained(
+                model,
+                dtype=self.dtype,
+                attn_implementation=attn_implementation,
+                local_files_only=local_files_only,
+            )
         self.processor.tokenizer.padding_side = "left"  # decoder-only batching
         # Crops per image, the main cost of a page (model card: 448x448 crops, ~256 tokens each + global).
         self.processor.image_processor.dynamic_hd = max_crops
-        self.model = Phi4MultimodalForCausalLM.from_pretrained(
-            model,
-            dtype=self.dtype,
-            attn_implementation=attn_implementation,
-            local_files_only=local_files_only,
-        ).to(self.device)
-        self.model.eval()
-        self.adapters = self._load_adapters(model, local_files_only)
+        self.model = self.model.to(self.device).eval()
+        self.adapters = self._load_adapters(model, local_files_only) if loaded is None else set()
         self._active_adapter: str | None = None
         self.model_id = model
         log.info(
@@ -240,7 +248,12 @@ class Phi4Engine:
             if self.torch.is_floating_point(value):
                 inputs[key] = value.to(self.dtype)
         with self.torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                min_new_tokens=self.min_new_tokens,
+                do_sample=False,
+            )
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {proc.tokenizer.eos_token_id}
