@@ -107,9 +107,8 @@ def main() -> int:
         audio_s = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else float("nan")
         rtf = audio_s / (30 * len(audio)) if audio else float("nan")
-        print(
-            f"{budget:>8} {len(pages):>6} {len(pages) / page_s:>8.2f} {audio_s:>8.1f} {rtf:>7.3f} {peak:>9.1f}"
-        )
+        rate = len(pages) / page_s
+        print(f"{budget:>8} {len(pages):>6} {rate:>8.2f} {audio_s:>8.1f} {rtf:>7.3f} {peak:>9.1f}")
     print("vLLM comparison: needs the remote-code checkpoint on disk (not buildable offline); see README.")
     return 0
 
