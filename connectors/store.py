@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from connectors.local import LocalStore
 
 
-def open_store(uri: str) -> LocalStore:
+def open_store(uri: str, s3: dict[str, Any] | None = None):
+    """A LocalStore or S3Store; S3 stores are cached per process (one client, one connection pool)."""
     scheme = uri.split("://", 1)[0] if "://" in uri else "file"
     if scheme == "file":
         return LocalStore(uri)
+    if scheme == "s3":
+        return _s3_store(uri, tuple(sorted((s3 or {}).items())))
     raise ValueError(f"unsupported source scheme {scheme}://")
+
+
+@lru_cache(maxsize=8)
+def _s3_store(uri: str, options: tuple):
+    from connectors.s3 import S3Store
+
+    return S3Store(uri, **dict(options))

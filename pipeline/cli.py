@@ -39,6 +39,11 @@ def format_summary(s: Any) -> str:
         ("run", s.run_id),
         ("source", s.source_uri),
         ("executor", s.executor),
+        (
+            "mode",
+            f"{s.mode}: {s.converted_objects} converted, {s.carried_objects} unchanged, "
+            f"{s.deleted_objects} deleted since the last run",
+        ),
         ("objects listed", s.objects),
         ("documents written", s.documents),
         ("segments written", f"{s.segments} ({engines})"),
@@ -62,7 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.stages import preflight
 
     try:
-        open_store(cfg.source.uri)
+        open_store(cfg.source.uri, cfg.source.s3.model_dump())
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
     preflight(cfg)
@@ -115,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"unitok: invalid config {args.config}:\n{e}", file=sys.stderr)
         return EXIT_CONFIG
-    except Exception as e:  # noqa: BLE001 - setup errors (missing OCR data, ...) as one line
+    except Exception as e:  # noqa: BLE001 - setup and source errors as one line, not a traceback wall
         from actors.engines import EngineSetupError
+        from connectors.s3 import SourceError
 
-        if isinstance(e, EngineSetupError):
+        if isinstance(e, EngineSetupError | SourceError):
             print(f"unitok: {e}", file=sys.stderr)
             return EXIT_CONFIG
         raise

@@ -24,10 +24,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class S3Config(_Strict):
+    """Where and how to reach S3. Credentials are not here on purpose: they come from the AWS chain."""
+
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible server, e.g. http://127.0.0.1:8333"
+    )
+    region: str | None = None
+    max_attempts: int = Field(default=8, ge=1, le=50, description="Retries with backoff on throttling/drops.")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class SourceConfig(_Strict):
-    uri: str = Field(description="Folder path, file:// URI (s3:// comes with the S3 connector).")
+    uri: str = Field(description="Folder path, file:// URI or s3://bucket/prefix.")
     include: list[str] = Field(default_factory=lambda: ["**"], description="Globs on the relative path.")
     exclude: list[str] = Field(default_factory=list)
+    s3: S3Config = Field(default_factory=S3Config)
 
     @field_validator("uri")
     @classmethod
@@ -35,8 +48,10 @@ class SourceConfig(_Strict):
         if not v.strip():
             raise ValueError("must not be empty")
         scheme = v.split("://", 1)[0] if "://" in v else "file"
-        if scheme != "file":
-            raise ValueError(f"scheme {scheme}:// is not supported yet (supported: local paths, file://)")
+        if scheme not in ("file", "s3"):
+            raise ValueError(f"scheme {scheme}:// is not supported (supported: local paths, file://, s3://)")
+        if scheme == "s3" and not v[5:].split("/", 1)[0]:
+            raise ValueError("s3:// URI has no bucket name")
         return v
 
 
@@ -48,6 +63,8 @@ class OutputConfig(_Strict):
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, v: str) -> str:
+        if v.startswith("s3://"):
+            raise ValueError("s3:// outputs are not supported yet (write to a folder)")
         return SourceConfig._uri_scheme(v)
 
 
@@ -159,6 +176,10 @@ class RuntimeConfig(_Strict):
 
 
 class JobConfig(_Strict):
+    # incremental: convert only new or changed objects (by ETag/version; size and mtime for local files),
+    # carry the rest forward and record deletions. full: convert everything. Default: incremental for
+    # s3 sources, full otherwise.
+    mode: Literal["incremental", "full"] | None = None
     source: SourceConfig
     output: OutputConfig
     pdf: PdfConfig = Field(default_factory=PdfConfig)
@@ -166,6 +187,10 @@ class JobConfig(_Strict):
     ocr: OcrConfig = Field(default_factory=OcrConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @property
+    def run_mode(self) -> str:
+        return self.mode or ("incremental" if self.source.uri.startswith("s3://") else "full")
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -21,11 +21,13 @@ from connectors.store import open_store
 from pipeline import PIPELINE_VERSION
 from pipeline.assemble import assemble_sorted
 from pipeline.config import JobConfig
+from pipeline.incremental import carry_forward, plan_run, write_state
 from pipeline.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, SEGMENTS_SCHEMA
 from pipeline.stages import choose_executor, preflight
 
 log = logging.getLogger("unitok")
 DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors": ERRORS_SCHEMA}
+STATE_DATASETS = ["objects", "deletions"]
 _DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
     "segment_index", "page_number", "warnings", "engine", "pipeline_version", "run_id",
@@ -38,7 +40,11 @@ class RunSummary:
     source_uri: str
     output_uri: str
     executor: str = "ray"
+    mode: str = "full"
     objects: int = 0
+    converted_objects: int = 0
+    carried_objects: int = 0
+    deleted_objects: int = 0
     documents: int = 0
     segments: int = 0
     segments_by_engine: dict[str, int] = field(default_factory=dict)
@@ -90,6 +96,13 @@ def assemble_documents(staging: Path, cfg: JobConfig, sink_args: dict[str, Any],
     pq.write_table(assemble_sorted(table, failures), folder / "part-00000.parquet", compression=compression)
 
 
+def _failed_objects(errors_dir: Path) -> set[str]:
+    if not errors_dir.is_dir():
+        return set()
+    errs = pads.dataset(errors_dir, format="parquet").to_table(columns=["source_uri", "segment_index"])
+    return set(errs.filter(pc.less(errs["segment_index"], 0))["source_uri"].to_pylist())
+
+
 def _count(summary: RunSummary, staging: Path) -> None:
     segs = pads.dataset(staging / "segments", format="parquet").to_table(columns=["engine"])
     summary.segments = segs.num_rows
@@ -114,29 +127,41 @@ def run_job(
     summary = RunSummary(run_id=run_id, source_uri=cfg.source.uri, output_uri=cfg.output.uri)
     preflight(cfg)
 
-    store = open_store(cfg.source.uri)
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
     listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
     summary.objects = len(listing)
     log.info("listed %d objects under %s", len(listing), cfg.source.uri)
-    summary.executor, why = choose_executor(cfg, listing)
-    log.info("executor %s (%s)", summary.executor, why)
-
     output_dir = path_from_uri(cfg.output.uri).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    summary.mode = cfg.run_mode
+    plan = plan_run(listing, output_dir, summary.mode)
+    summary.converted_objects, summary.carried_objects = len(plan.convert), len(plan.carried)
+    summary.deleted_objects = len(plan.deleted)
+    log.info(
+        "%s run: %d objects to convert, %d unchanged, %d deleted since the last run",
+        summary.mode, len(plan.convert), len(plan.carried), len(plan.deleted),
+    )  # fmt: skip
+    summary.executor, why = choose_executor(cfg, plan.convert)
+    log.info("executor %s (%s)", summary.executor, why)
+
     # One run per output at a time: staging left by a crashed run is stale and is cleared.
     shutil.rmtree(output_dir / STAGING, ignore_errors=True)
     staging = output_dir / STAGING / run_id
     sink_args = {"compression": cfg.output.compression, "rows_per_file": cfg.output.max_rows_per_file}
 
+    compression = None if cfg.output.compression == "none" else cfg.output.compression
     try:
-        if listing:
+        if plan.convert:
             if summary.executor == "local":
                 from pipeline.local_driver import execute_local as execute
             else:
                 from pipeline.ray_driver import execute_ray as execute
-            execute(listing, cfg, run_id, staging, sink_args)
+            execute(plan.convert, cfg, run_id, staging, sink_args)
             if (staging / "segments").is_dir():
                 assemble_documents(staging, cfg, sink_args, summary.executor)
+        carry_forward(output_dir, staging, ["segments", "documents", "errors"], plan.carried, compression)
+        failed = _failed_objects(staging / "errors")
+        write_state(staging, plan, listing, failed, run_id, compression)
         for name, schema in DATASETS.items():
             ensure_dataset(staging, name, schema, cfg.output.compression)
         _count(summary, staging)
@@ -151,7 +176,7 @@ def run_job(
             "config": raw_config or {},
             "summary": summary.as_dict(),
         }
-        publish_run(output_dir, run_id, list(DATASETS), manifest)
+        publish_run(output_dir, run_id, [*DATASETS, *STATE_DATASETS], manifest)
         summary.committed = True
         log.info("committed run %s to %s", run_id, output_dir)
         return summary

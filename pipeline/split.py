@@ -26,7 +26,7 @@ _KNOWN_ERRORS = (PdfOpenError, ImageOpenError, UnsupportedType)
 
 
 def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
-    store = open_store(cfg.source.uri)
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
     base = Segment(
         doc_id="",
         source_uri=obj.uri,
