@@ -86,9 +86,8 @@ def main() -> int:
     print(
         f"full run            {full_s:8.2f} s  ({full.converted_objects} converted, executor {full.executor})"
     )
-    print(
-        f"rerun, no changes   {rerun_s:8.2f} s  ({rerun.converted_objects} converted, {rerun.carried_objects} carried)"
-    )
+    counts = f"{rerun.converted_objects} converted, {rerun.carried_objects} carried"
+    print(f"rerun, no changes   {rerun_s:8.2f} s  ({counts})")
     print(f"rerun / full        {rerun_s / full_s:8.1%}  (target: under 10%)")
     return 0
 
