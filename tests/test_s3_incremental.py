@@ -62,7 +62,7 @@ def s3(tmp_path_factory, monkeypatch_module):
                 proc.kill()
                 raise
             time.sleep(0.3)
-    yield client, endpoint
+    yield client, endpoint, proc
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -94,7 +94,7 @@ def rows(out, name):
 
 
 def test_incremental_rerun_converts_only_new_and_changed_and_records_deletions(s3, tmp_path):
-    client, endpoint = s3
+    client, endpoint, _ = s3
     put(client, "inbox/memo.pdf", corpus("pdf/fake-memo.pdf"))
     put(client, "inbox/scan.png", corpus("image/DA-1p.png"))
     put(client, "inbox/papers/layout.pdf", corpus("pdf/layout-parser-paper-fast.pdf"))
@@ -159,7 +159,7 @@ def write_job(tmp_path, uri, endpoint):
 def test_wrong_credentials_missing_bucket_and_unreachable_endpoint_are_one_line_errors(
     s3, tmp_path, monkeypatch
 ):
-    _, endpoint = s3
+    _, endpoint, _ = s3
     r = cli("run", str(write_job(tmp_path, "s3://no-such-bucket/x/", endpoint)))
     assert r.returncode == 2 and "bucket does not exist" in r.stderr and "Traceback" not in r.stderr
 
@@ -170,3 +170,59 @@ def test_wrong_credentials_missing_bucket_and_unreachable_endpoint_are_one_line_
     r = cli("run", str(write_job(tmp_path, f"s3://{BUCKET}/inbox/", endpoint)))
     assert r.returncode == 2 and "access denied" in r.stderr and "credentials" in r.stderr
     assert "wrong-secret" not in r.stderr + r.stdout
+
+
+def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path):
+    """The server is frozen (SIGSTOP) for a few seconds during a run: reads time out and retry; what still
+    fails becomes error rows, and the rerun converts exactly those, with no duplicates."""
+    import signal
+    import threading
+
+    client, endpoint, server = s3
+    names = [f"stall/doc{i:02d}.pdf" for i in range(20)]
+    for name in names:
+        put(client, name, corpus("pdf/layout-parser-paper-fast.pdf"))
+    cfg = parse_config(
+        {
+            "source": {
+                "uri": f"s3://{BUCKET}/stall/",
+                "s3": {
+                    "endpoint_url": endpoint,
+                    "max_attempts": 2,
+                    "connect_timeout_s": 1,
+                    "read_timeout_s": 1,
+                },
+            },
+            "output": {"uri": str(tmp_path / "out")},
+            "runtime": {"executor": "local", "max_workers": 1, "local_max_objects": 100},
+        }
+    )
+
+    out = tmp_path / "out"
+
+    def stall():  # freeze the server once listing is done and conversion has begun (staging exists)
+        deadline = time.time() + 30
+        while not (out / "_staging").exists() and time.time() < deadline:
+            time.sleep(0.002)
+        server.send_signal(signal.SIGSTOP)
+        time.sleep(4)
+        server.send_signal(signal.SIGCONT)
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    try:
+        first = run_job(cfg)
+    finally:
+        staller.join()
+        server.send_signal(signal.SIGCONT)
+    assert first.committed and first.failed_objects >= 1
+    errors = rows(out, "errors")
+    assert all(e["stage"] == "split" and "at " + endpoint in e["message"] for e in errors), errors
+    second = run_job(cfg)
+    assert second.converted_objects == first.failed_objects
+    docs = rows(out, "documents")
+    assert sorted(d["source_uri"] for d in docs) == sorted(f"s3://{BUCKET}/{n}" for n in names)
+    segs = rows(out, "segments")
+    keys = [(r["doc_id"], r["segment_index"]) for r in segs]
+    assert len(keys) == len(set(keys)) == 2 * len(names)
+    assert rows(out, "errors") == []
