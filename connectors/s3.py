@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from connectors.objects import ObjectInfo, key_selected
 
@@ -119,7 +118,3 @@ class S3Store:
             yield Path(name)
         finally:
             os.unlink(name)
-
-
-def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (options or {}).items() if v is not None}

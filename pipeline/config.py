@@ -60,6 +60,10 @@ class OutputConfig(_Strict):
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     max_rows_per_file: int = Field(default=100_000, ge=1)
 
+    @property
+    def parquet_compression(self) -> str | None:
+        return None if self.compression == "none" else self.compression
+
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, v: str) -> str:

@@ -92,8 +92,11 @@ def assemble_documents(staging: Path, cfg: JobConfig, sink_args: dict[str, Any],
     table = pads.dataset(seg_dir, format="parquet").to_table(columns=_DOC_COLUMNS)
     folder = staging / "documents"
     folder.mkdir(parents=True, exist_ok=True)
-    compression = None if cfg.output.compression == "none" else cfg.output.compression
-    pq.write_table(assemble_sorted(table, failures), folder / "part-00000.parquet", compression=compression)
+    pq.write_table(
+        assemble_sorted(table, failures),
+        folder / "part-00000.parquet",
+        compression=cfg.output.parquet_compression,
+    )
 
 
 def _failed_objects(errors_dir: Path) -> set[str]:
@@ -103,18 +106,15 @@ def _failed_objects(errors_dir: Path) -> set[str]:
     return set(errs.filter(pc.less(errs["segment_index"], 0))["source_uri"].to_pylist())
 
 
-def _count(summary: RunSummary, staging: Path) -> None:
+def _count(summary: RunSummary, staging: Path, failed_objects: set[str]) -> None:
     segs = pads.dataset(staging / "segments", format="parquet").to_table(columns=["engine"])
     summary.segments = segs.num_rows
     for item in pc.value_counts(segs["engine"]).to_pylist():
         summary.segments_by_engine[item["values"] or "none"] = item["counts"]
-    errs = pads.dataset(staging / "errors", format="parquet").to_table(
-        columns=["source_uri", "segment_index"]
-    )
+    errs = pads.dataset(staging / "errors", format="parquet").to_table(columns=["segment_index"])
     summary.error_rows = errs.num_rows
-    object_level = errs.filter(pc.less(errs["segment_index"], 0))
-    summary.failed_objects = len(set(object_level["source_uri"].to_pylist()))
-    summary.failed_segments = errs.num_rows - object_level.num_rows
+    summary.failed_objects = len(failed_objects)
+    summary.failed_segments = pc.sum(pc.greater_equal(errs["segment_index"], 0)).as_py() or 0
     summary.documents = pads.dataset(staging / "documents", format="parquet").count_rows()
 
 
@@ -149,7 +149,7 @@ def run_job(
     staging = output_dir / STAGING / run_id
     sink_args = {"compression": cfg.output.compression, "rows_per_file": cfg.output.max_rows_per_file}
 
-    compression = None if cfg.output.compression == "none" else cfg.output.compression
+    compression = cfg.output.parquet_compression
     try:
         if plan.convert:
             if summary.executor == "local":
@@ -164,7 +164,7 @@ def run_job(
         write_state(staging, plan, listing, failed, run_id, compression)
         for name, schema in DATASETS.items():
             ensure_dataset(staging, name, schema, cfg.output.compression)
-        _count(summary, staging)
+        _count(summary, staging, failed)
         summary.elapsed_s = round(time.perf_counter() - t0, 3)
         manifest = {
             "run_id": run_id,

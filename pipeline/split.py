@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from connectors.objects import ObjectInfo, sha256_file
+from connectors.s3 import SourceError
 from connectors.store import open_store
 from pipeline.config import JobConfig
 from pipeline.detect import extension_warning, sniff_file
@@ -22,7 +23,7 @@ class UnsupportedType(Exception):
 
 
 # Expected, explained failures: the message is the reason; no traceback needed.
-_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, UnsupportedType)
+_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, UnsupportedType, SourceError)
 
 
 def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
