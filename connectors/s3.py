@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from connectors.objects import ObjectInfo, key_selected
 
@@ -51,29 +52,31 @@ def _explain(exc: BaseException, uri: str, endpoint: str | None) -> SourceError:
     return SourceError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-class S3Store:
-    def __init__(
-        self,
-        uri: str,
-        endpoint_url: str | None = None,
-        region: str | None = None,
-        max_attempts: int = 8,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 60.0,
-    ):
-        import boto3
-        from botocore.config import Config
+def make_client(
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    max_attempts: int = 8,
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 60.0,
+):
+    """A boto3 S3 client; "adaptive" retries back off on throttling (SlowDown, 503) and dropped links."""
+    import boto3
+    from botocore.config import Config
 
-        self.uri = uri.rstrip("/") if uri.endswith("/") and uri.count("/") > 3 else uri
+    config = Config(
+        retries={"max_attempts": max_attempts, "mode": "adaptive"},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+class S3Store:
+    def __init__(self, uri: str, endpoint_url: str | None = None, **client_options: Any):
+        self.uri = uri
         self.bucket, self.prefix = split_s3_uri(uri)
         self.endpoint_url = endpoint_url
-        # "adaptive" backs off on throttling (SlowDown, 503) and retries dropped connections.
-        config = Config(
-            retries={"max_attempts": max_attempts, "mode": "adaptive"},
-            connect_timeout=connect_timeout_s,
-            read_timeout=read_timeout_s,
-        )
-        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        self.client = make_client(endpoint_url, **client_options)
 
     def _base(self) -> str:
         if not self.prefix or self.prefix.endswith("/"):

@@ -56,7 +56,10 @@ class SourceConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    uri: str = Field(description="Folder (or file:// URI) that receives segments/, documents/, errors/.")
+    uri: str = Field(
+        description="Folder, file:// URI or s3://bucket/prefix for segments/, documents/, errors/."
+    )
+    s3: S3Config = Field(default_factory=S3Config)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     max_rows_per_file: int = Field(default=100_000, ge=1)
 
@@ -67,8 +70,6 @@ class OutputConfig(_Strict):
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, v: str) -> str:
-        if v.startswith("s3://"):
-            raise ValueError("s3:// outputs are not supported yet (write to a folder)")
         return SourceConfig._uri_scheme(v)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,8 +132,21 @@ def run_job(
     listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
     summary.objects = len(listing)
     log.info("listed %d objects under %s", len(listing), cfg.source.uri)
-    output_dir = path_from_uri(cfg.output.uri).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    remote, previous_run = None, None
+    if cfg.output.uri.startswith("s3://"):
+        # Object stores cannot rename: the run is built in a local work folder seeded with the committed
+        # snapshot, then uploaded as a new snapshot and committed with one manifest PUT.
+        from connectors.s3_out import S3Output
+
+        remote = S3Output(cfg.output.uri, **cfg.output.s3.model_dump())
+        output_dir = Path(tempfile.mkdtemp(prefix="unitok-out-"))
+        previous = remote.read_manifest()
+        if previous:
+            previous_run = previous["run_id"]
+            remote.download_snapshot(previous, output_dir)
+    else:
+        output_dir = path_from_uri(cfg.output.uri).resolve()
+        output_dir.mkdir(parents=True, exist_ok=True)
     summary.mode = cfg.run_mode
     plan = plan_run(listing, output_dir, summary.mode)
     summary.converted_objects, summary.carried_objects = len(plan.convert), len(plan.carried)
@@ -177,9 +191,16 @@ def run_job(
             "summary": summary.as_dict(),
         }
         publish_run(output_dir, run_id, [*DATASETS, *STATE_DATASETS], manifest)
+        if remote is not None:
+            remote.publish(output_dir, run_id, [*DATASETS, *STATE_DATASETS], manifest)
+            # Keep the previous snapshot too: a reader that fetched the old manifest may still be reading.
+            remote.prune({run_id, previous_run} - {None})
         summary.committed = True
-        log.info("committed run %s to %s", run_id, output_dir)
+        log.info("committed run %s to %s", run_id, cfg.output.uri)
         return summary
     except BaseException:
         discard_run(output_dir, run_id)
         raise
+    finally:
+        if remote is not None:
+            shutil.rmtree(output_dir, ignore_errors=True)

@@ -226,3 +226,57 @@ def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path
     keys = [(r["doc_id"], r["segment_index"]) for r in segs]
     assert len(keys) == len(set(keys)) == 2 * len(names)
     assert rows(out, "errors") == []
+
+
+def s3_rows(client, manifest, name):
+    import io
+
+    import pyarrow.parquet as pq
+
+    tables = [
+        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=f"out/{key}")["Body"].read()))
+        for key in manifest["files"][name]
+    ]
+    return [r for t in tables for r in t.to_pylist()]
+
+
+def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tmp_path):
+    import signal
+
+    client, endpoint, _ = s3
+    for i in range(3):
+        put(client, f"s2s/doc{i}.pdf", corpus("pdf/fake-memo.pdf"))
+    spec = {
+        "source": {"uri": f"s3://{BUCKET}/s2s/", "s3": {"endpoint_url": endpoint}},
+        "output": {"uri": f"s3://{BUCKET}/out/", "s3": {"endpoint_url": endpoint}},
+        "runtime": {"executor": "local"},
+    }
+    first = run_job(parse_config(spec))
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
+    assert manifest["run_id"] == first.run_id and manifest["snapshot"] == f"snapshots/{first.run_id}/"
+    assert len(s3_rows(client, manifest, "documents")) == 3
+
+    # A run killed mid-way (a long PDF being converted) leaves the committed manifest as it was.
+    put(client, "s2s/long.pdf", corpus("pdf/DA-619p.pdf"))
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps(spec))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(job)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(4)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    after_kill = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
+    assert after_kill["run_id"] == first.run_id
+
+    second = run_job(parse_config(spec))
+    assert (second.converted_objects, second.carried_objects) == (1, 3)
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
+    segs = s3_rows(client, manifest, "segments")
+    keys = [(r["doc_id"], r["segment_index"]) for r in segs]
+    assert len(keys) == len(set(keys)) == 3 + 619
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix="out/snapshots/")["Contents"]
+    runs = {o["Key"].split("/")[2] for o in listed}
+    assert runs == {first.run_id, second.run_id}  # older and orphaned snapshots pruned
