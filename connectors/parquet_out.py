@@ -56,32 +56,86 @@ class StagedParquetSink(Datasink[dict[str, int]]):
         return self.rows_per_file
 
     def write(self, blocks: Iterable[Block], ctx: Any) -> dict[str, int]:
-        writers: dict[str, pq.ParquetWriter] = {}
+        outs: dict[str, _DatasetFiles] = {}
         counts: dict[str, int] = {}
-        part = f"part-{ctx.task_idx:05d}-{uuid.uuid4().hex[:8]}.parquet"
+        prefix = f"part-{ctx.task_idx:05d}-{uuid.uuid4().hex[:8]}"
         try:
             for block in blocks:
                 table = BlockAccessor.for_block(block).to_arrow()
                 for name, sub in self.split(table).items():
                     if sub.num_rows == 0:
                         continue
-                    if name not in writers:
-                        folder = self.staging_dir / name
-                        folder.mkdir(parents=True, exist_ok=True)
-                        writers[name] = pq.ParquetWriter(
-                            folder / part, sub.schema, compression=self.compression
+                    if name not in outs:
+                        outs[name] = _DatasetFiles(
+                            self.staging_dir / name, prefix, self.compression, self.rows_per_file
                         )
-                    writers[name].write_table(sub, row_group_size=self.rows_per_file)
+                    outs[name].add(sub)
                     counts[name] = counts.get(name, 0) + sub.num_rows
         finally:
-            for w in writers.values():
-                w.close()
+            for out in outs.values():
+                out.close()
         return counts
 
     def on_write_complete(self, write_result: WriteResult[dict[str, int]]) -> None:
         for counts in write_result.write_returns:
             for name, n in counts.items():
                 self.rows_written[name] = self.rows_written.get(name, 0) + n
+
+
+class _DatasetFiles:
+    """One dataset's output of a write task: rows are buffered into row groups of about ROW_GROUP_BYTES
+    (engine blocks are a few rows each; a row group per block would make readers crawl), and files roll
+    over at rows_per_file rows."""
+
+    ROW_GROUP_BYTES = 64 << 20
+
+    def __init__(self, folder: Path, prefix: str, compression: str | None, rows_per_file: int):
+        self.folder, self.prefix, self.compression, self.rows_per_file = (
+            folder,
+            prefix,
+            compression,
+            rows_per_file,
+        )
+        self.writer: pq.ParquetWriter | None = None
+        self.file_index = 0
+        self.rows_in_file = 0
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.pending_bytes = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        self.pending_bytes += table.nbytes
+        if (
+            self.pending_bytes >= self.ROW_GROUP_BYTES
+            or self.rows_in_file + self.pending_rows >= self.rows_per_file
+        ):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+        while table.num_rows:
+            if self.writer is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                path = self.folder / f"{self.prefix}-{self.file_index:03d}.parquet"
+                self.writer = pq.ParquetWriter(path, table.schema, compression=self.compression)
+            room = self.rows_per_file - self.rows_in_file
+            head, table = table.slice(0, room), table.slice(room)
+            self.writer.write_table(head, row_group_size=head.num_rows)
+            self.rows_in_file += head.num_rows
+            if self.rows_in_file >= self.rows_per_file:
+                self.writer.close()
+                self.writer, self.rows_in_file = None, 0
+                self.file_index += 1
+
+    def close(self) -> None:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def ensure_dataset(staging_dir: Path, name: str, schema: pa.Schema, compression: str = "zstd") -> None:
