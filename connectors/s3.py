@@ -83,27 +83,52 @@ class S3Store:
             return self.prefix
         return self.prefix + "/"
 
-    def list_objects(self, include: list[str], exclude: list[str]) -> Iterator[ObjectInfo]:
-        base = self._base()
+    def versioned(self) -> bool:
+        """Whether the bucket keeps versions (then each object's VersionId is recorded and read)."""
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
+            status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except Exception:  # noqa: BLE001 - no permission to ask: list without version ids
+            return False
+        return status in ("Enabled", "Suspended")
+
+    def _listed(self) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """(object, version id) of the latest version of each key under the prefix."""
+        if self.versioned():
+            pages = self.client.get_paginator("list_object_versions").paginate(
                 Bucket=self.bucket, Prefix=self.prefix
             )
             for page in pages:
-                for obj in page.get("Contents", []):
-                    key = obj["Key"]
-                    if key.endswith("/"):
-                        continue  # folder markers
-                    rel = key[len(base) :] if key.startswith(base) else key.rsplit("/", 1)[-1]
-                    if not key_selected(rel, include, exclude):
-                        continue
-                    yield ObjectInfo(
-                        uri=f"s3://{self.bucket}/{key}",
-                        key=rel,
-                        size=int(obj["Size"]),
-                        modified_at=obj["LastModified"].timestamp(),
-                        version="etag:" + obj["ETag"].strip('"'),
-                    )
+                # A key whose latest entry is a delete marker is absent from "Versions"' latest ones.
+                for obj in page.get("Versions", []):
+                    if obj.get("IsLatest"):
+                        yield obj, obj.get("VersionId")
+            return
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        ):
+            for obj in page.get("Contents", []):
+                yield obj, None
+
+    def list_objects(self, include: list[str], exclude: list[str]) -> Iterator[ObjectInfo]:
+        base = self._base()
+        try:
+            for obj, version_id in self._listed():
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue  # folder markers
+                rel = key[len(base) :] if key.startswith(base) else key.rsplit("/", 1)[-1]
+                if not key_selected(rel, include, exclude):
+                    continue
+                version = "etag:" + obj["ETag"].strip('"')
+                if version_id and version_id != "null":
+                    version = f"version:{version_id} {version}"
+                yield ObjectInfo(
+                    uri=f"s3://{self.bucket}/{key}",
+                    key=rel,
+                    size=int(obj["Size"]),
+                    modified_at=obj["LastModified"].timestamp(),
+                    version=version,
+                )
         except Exception as e:  # noqa: BLE001 - turned into one readable line
             raise _explain(e, self.uri, self.endpoint_url) from None
 
@@ -115,7 +140,13 @@ class S3Store:
         try:
             try:
                 # Ranged multipart download straight to disk: never the whole object in memory.
-                self.client.download_file(self.bucket, key, name)
+                # The listed version exactly, even if the key is overwritten meanwhile.
+                extra = (
+                    {"VersionId": obj.version.split()[0][8:]}
+                    if (obj.version or "").startswith("version:")
+                    else None
+                )
+                self.client.download_file(self.bucket, key, name, ExtraArgs=extra)
             except Exception as e:  # noqa: BLE001
                 raise _explain(e, obj.uri, self.endpoint_url) from None
             yield Path(name)

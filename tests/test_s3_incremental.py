@@ -280,3 +280,31 @@ def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tm
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix="out/snapshots/")["Contents"]
     runs = {o["Key"].split("/")[2] for o in listed}
     assert runs == {first.run_id, second.run_id}  # older and orphaned snapshots pruned
+
+
+def test_versioned_bucket_records_and_reads_version_ids(s3, tmp_path):
+    client, endpoint, _ = s3
+    client.create_bucket(Bucket="versioned")
+    client.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    client.upload_file(str(corpus("pdf/fake-memo.pdf")), "versioned", "in/a.pdf")
+    client.upload_file(str(corpus("pdf/rotated-page-90.pdf")), "versioned", "in/b.pdf")
+    cfg = parse_config(
+        {
+            "source": {"uri": "s3://versioned/in/", "s3": {"endpoint_url": endpoint}},
+            "output": {"uri": str(tmp_path / "out")},
+            "runtime": {"executor": "local"},
+        }
+    )
+    first = run_job(cfg)
+    docs = {r["source_uri"]: r for r in rows(tmp_path / "out", "documents")}
+    a = docs["s3://versioned/in/a.pdf"]
+    assert (
+        first.failures == 0 and a["source_version"].startswith("version:") and " etag:" in a["source_version"]
+    )
+
+    client.upload_file(str(corpus("pdf/multi-column-2p.pdf")), "versioned", "in/a.pdf")  # a new version
+    client.delete_object(Bucket="versioned", Key="in/b.pdf")  # a delete marker becomes the latest
+    second = run_job(cfg)
+    assert (second.objects, second.converted_objects, second.deleted_objects) == (1, 1, 1)
+    (doc,) = rows(tmp_path / "out", "documents")
+    assert "Dense Passage Retrieval" in doc["markdown"] and doc["source_version"] != a["source_version"]
