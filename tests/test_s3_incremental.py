@@ -173,8 +173,8 @@ def test_wrong_credentials_missing_bucket_and_unreachable_endpoint_are_one_line_
 
 
 def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path):
-    """The server is frozen (SIGSTOP) for a few seconds during a run: reads time out and retry; what still
-    fails becomes error rows, and the rerun converts exactly those, with no duplicates."""
+    """The server is frozen (SIGSTOP) for 4 s during a run: reads time out and retry; whatever still fails
+    becomes error rows, and the rerun converts exactly those, with no duplicates and nothing lost."""
     import signal
     import threading
 
@@ -215,7 +215,8 @@ def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path
     finally:
         staller.join()
         server.send_signal(signal.SIGCONT)
-    assert first.committed and first.failed_objects >= 1
+    # The freeze was felt; retries either carried every read through or left explained error rows.
+    assert first.committed and first.elapsed_s >= 3
     errors = rows(out, "errors")
     assert all(e["stage"] == "split" and "at " + endpoint in e["message"] for e in errors), errors
     second = run_job(cfg)
@@ -260,13 +261,19 @@ def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tm
     put(client, "s2s/long.pdf", corpus("pdf/DA-619p.pdf"))
     job = tmp_path / "job.yaml"
     job.write_text(json.dumps(spec))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": str(work)}  # where the run stages
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(job)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    time.sleep(4)
-    os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.time() + 60
+    while not list(work.glob("unitok-out-*/_staging/*")) and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(1.0)  # a second into converting the 619-page PDF (about 5 s)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-conversion: nothing uploaded or committed
     proc.wait()
     after_kill = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
     assert after_kill["run_id"] == first.run_id
