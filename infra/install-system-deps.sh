@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # System packages unitok needs, installed with apt-get only where missing (Debian/Ubuntu).
 #   tesseract-ocr + tesseract-ocr-eng: OCR language data (tesserocr's wheel brings the engine library)
+#   libreoffice-impress: legacy .ppt decks, and slide images for the Phi-4 engine
 set -euo pipefail
 need=()
 [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need+=(tesseract-ocr tesseract-ocr-eng)
+command -v soffice >/dev/null || need+=(libreoffice-impress)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: present"
   exit 0

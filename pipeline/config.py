@@ -97,6 +97,14 @@ class ImageConfig(_Strict):
     max_frames: int = Field(default=500, ge=1, description="Multi-page TIFF frames past this are skipped.")
 
 
+class PptxConfig(_Strict):
+    max_uncompressed_bytes: int = Field(
+        default=1 << 30, ge=1, description="Decks inflating past this are refused."
+    )
+    convert_timeout_s: float = Field(default=120, gt=0, description="LibreOffice limit (.ppt, slide images).")
+    render_dpi: int = Field(default=110, ge=36, le=300, description="Slide images for the model.")
+
+
 class OcrConfig(_Strict):
     engine: Literal["tesseract"] = "tesseract"
     languages: str = Field(default="eng", description="Tesseract language codes joined by '+', e.g. eng+deu.")
@@ -189,6 +197,7 @@ class JobConfig(_Strict):
     output: OutputConfig
     pdf: PdfConfig = Field(default_factory=PdfConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
+    pptx: PptxConfig = Field(default_factory=PptxConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

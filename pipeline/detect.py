@@ -27,9 +27,9 @@ _IMAGES = {
     "heic": FileType("image/heic", "image", True),
 }
 PPTX = FileType(
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation", "presentation", False
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation", "presentation", True
 )
-PPT = FileType("application/vnd.ms-powerpoint", "presentation", False)
+PPT = FileType("application/vnd.ms-powerpoint", "presentation", True)
 OLE = FileType("application/x-ole-storage", "unknown", False)
 DOCX = FileType("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "document", False)
 XLSX = FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "spreadsheet", False)
@@ -59,6 +59,8 @@ EXPECTED_EXTENSIONS = {
     "image/webp": {".webp"},
     "image/gif": {".gif"},
     "image/heic": {".heic", ".heif", ".hif"},
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": {".pptx", ".pptm"},
+    "application/vnd.ms-powerpoint": {".ppt", ".pps"},
 }
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 ROUTE_TEXT_LAYER = "pdf_text"
 ROUTE_OCR = "tesseract"
 ROUTE_PHI4 = "phi4"
+ROUTE_SLIDE_TEXT = "slide_text"
 ROUTE_NONE = "none"  # nothing to convert (a blank page); the engine stage passes it through
 
 STATUS_OK = "ok"
@@ -48,6 +49,7 @@ class Segment:
     text_lines: list[str] = field(default_factory=list)
     line_sizes: list[float] = field(default_factory=list)
     line_gaps: list[float] = field(default_factory=list)
+    structure_json: str | None = None  # a slide's parsed structure (title, blocks, notes)
     image_png: bytes | None = None
     frames_png: list[bytes] = field(default_factory=list)  # several images in one prompt (keyframes)
     audio_f32: bytes | None = None  # 16 kHz mono float32 little-endian samples
@@ -66,6 +68,7 @@ class Segment:
         frames of their traceback so the error row is enough to debug from."""
         row = self.to_row()
         row.update(
+            structure_json=None,
             image_png=None,
             frames_png=[],
             audio_f32=None,
@@ -108,6 +111,7 @@ SEGMENT_WORK_SCHEMA = pa.schema(
         ("text_lines", pa.list_(pa.string())),
         ("line_sizes", pa.list_(pa.float32())),
         ("line_gaps", pa.list_(pa.float32())),
+        ("structure_json", pa.string()),
         ("image_png", pa.binary()),
         ("frames_png", pa.list_(pa.binary())),
         ("audio_f32", pa.binary()),

@@ -16,6 +16,7 @@ from pipeline.detect import extension_warning, sniff_file
 from pipeline.records import ROUTE_NONE, Segment, make_doc_id
 from pipeline.split_image import ImageOpenError, split_image
 from pipeline.split_pdf import PdfOpenError, split_pdf
+from pipeline.split_pptx import DeckOpenError, split_pptx
 
 
 class UnsupportedType(Exception):
@@ -23,7 +24,8 @@ class UnsupportedType(Exception):
 
 
 # Expected, explained failures: the message is the reason; no traceback needed.
-_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, UnsupportedType, SourceError)
+_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, DeckOpenError, UnsupportedType, SourceError)
+_SPLITTERS = {"pdf": split_pdf, "image": split_image, "presentation": split_pptx}
 
 
 def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
@@ -51,12 +53,13 @@ def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
                 raise UnsupportedType("empty file (0 bytes)")
             if not ft.supported:
                 raise UnsupportedType(
-                    f"content is {ft.mime_type} (name {obj.key!r}); this version converts PDF and image files"
+                    f"content is {ft.mime_type} (name {obj.key!r}); "
+                    "this version converts PDF, image and PowerPoint files"
                 )
             warning = extension_warning(ft, obj.key)
             if warning:
                 base.warnings.append(warning)
-            splitter = split_pdf if ft.modality == "pdf" else split_image
+            splitter = _SPLITTERS[ft.modality]
             for seg in splitter(path, base, cfg):
                 next_index = seg.segment_index + 1
                 yield seg

@@ -115,9 +115,9 @@ def _has_images(page: pdfium.PdfPage) -> bool:
     return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3))
 
 
-def render_page_png(page: pdfium.PdfPage, dpi: int) -> bytes:
-    """Grayscale render (OCR needs no colour; a third of the bytes)."""
-    bitmap = page.render(scale=dpi / 72, grayscale=True)
+def render_page_png(page: pdfium.PdfPage, dpi: int, grayscale: bool = True) -> bytes:
+    """Grayscale by default (OCR needs no colour; a third of the bytes)."""
+    bitmap = page.render(scale=dpi / 72, grayscale=grayscale)
     img = bitmap.to_pil()
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)

@@ -182,3 +182,9 @@ def test_vllm_engine_is_refused_clearly_where_vllm_is_absent(monkeypatch, tmp_pa
     )
     with pytest.raises(EngineSetupError, match="engine.phi4.model: folder /nope/phi4 does not exist"):
         preflight(missing)
+
+
+def test_slides_use_the_slide_prompt(engine):
+    slide = seg("slide", image_png=png(corpus("image/DA-1p.png")))
+    ((text, _),) = engine([slide])
+    assert isinstance(text, str) and engine.prompt_id_for(slide) == "phi4.slide.v1"

@@ -72,7 +72,7 @@ def test_summary_counts(run):
     _, s, _ = run
     assert s.committed
     assert s.objects == len(FILES) + 4
-    assert s.failed_objects == 5  # password.pdf, malformed pptx, text named .pptx, empty file, truncated png
+    assert s.failed_objects == 4  # password.pdf, text named .pptx, empty file, truncated png
     assert s.documents == s.objects - s.failed_objects
     assert s.segments_by_engine["pdf_text"] >= 5 and s.segments_by_engine["tesseract"] >= 5
 
@@ -133,7 +133,7 @@ def test_bad_files_become_error_rows_with_reasons(run):
     _, s, out = run
     errors = {r["source_uri"].rsplit("/", 1)[-1]: r for r in read(out, "errors").to_pylist()}
     assert set(errors) == {
-        "password.pdf", "fake-power-point-malformed.pptx", "deck.pptx", "empty.pdf", "truncated.png",
+        "password.pdf", "deck.pptx", "empty.pdf", "truncated.png",
     }  # fmt: skip
     assert errors["password.pdf"]["message"] == "encrypted PDF: a password is required to open it"
     assert (
@@ -186,3 +186,10 @@ def test_local_executor_gives_the_same_documents(run, source, tmp_path):
     local_docs = {r["doc_id"]: r["markdown"] for r in read(tmp_path / "local", "documents").to_pylist()}
     assert local_docs == ray_docs
     assert read(tmp_path / "local", "errors").num_rows == read(out, "errors").num_rows
+
+
+def test_decks_are_converted_slide_by_slide(run):
+    _, _, out = run
+    doc = docs_by_name(out)["fake-power-point-malformed.pptx"]  # malformed, still readable: a partial result
+    assert doc["modality"] == "presentation" and doc["engines"] == ["slide_text"]
+    assert doc["markdown"].startswith("## ")
