@@ -45,6 +45,7 @@ lint: $(CORE)
 bench: $(FULL)
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
+	$(BIN)/python bench/bench_pptx.py --corpus "$(CORPUS)"
 
 clean:
 	rm -rf out .pytest_cache
