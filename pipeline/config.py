@@ -98,6 +98,10 @@ class ImageConfig(_Strict):
 
 
 class PptxConfig(_Strict):
+    partitioner: Literal["python-pptx", "unstructured"] = Field(
+        default="python-pptx",
+        description="unstructured is an optional extra and needs spaCy's en_core_web_sm installed.",
+    )
     max_uncompressed_bytes: int = Field(
         default=1 << 30, ge=1, description="Decks inflating past this are refused."
     )

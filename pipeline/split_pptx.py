@@ -181,6 +181,45 @@ def slide_structure(slide) -> tuple[dict[str, Any], bool]:
     return {"title": title, "blocks": blocks, "notes": notes}, flags["visual"]
 
 
+def unstructured_problem() -> str | None:
+    """Why the unstructured partitioner cannot run here, or None. Checked before use because unstructured
+    downloads spaCy's en_core_web_sm at first use (impossible offline), after which partition_pptx raises
+    and partition_pdf silently returns nothing."""
+    import importlib.util
+
+    if importlib.util.find_spec("unstructured") is None:
+        return "pptx.partitioner: unstructured is not installed (pip install 'unstructured[pptx]')"
+    if importlib.util.find_spec("en_core_web_sm") is None:
+        return (
+            "pptx.partitioner: unstructured needs spaCy's en_core_web_sm, which it would download at first "
+            "use; install the en_core_web_sm package from your package mirror, or use partitioner: python-pptx"
+        )
+    return None
+
+
+def _unstructured_slides(path: Path) -> list[dict[str, Any]]:
+    from unstructured.partition.pptx import partition_pptx
+
+    slides: dict[int, dict[str, Any]] = {}
+    for el in partition_pptx(filename=str(path)):
+        number = el.metadata.page_number or 1
+        slide = slides.setdefault(number, {"title": "", "blocks": [], "notes": ""})
+        kind = type(el).__name__
+        if kind == "Title" and not slide["title"]:
+            slide["title"] = el.text.strip()
+        elif kind == "ListItem":
+            slide["blocks"].append(
+                {"kind": "text", "paragraphs": [{"kind": "bullet", "level": 0, "text": el.text}]}
+            )
+        elif el.text.strip():
+            slide["blocks"].append(
+                {"kind": "text", "paragraphs": [{"kind": "text", "level": 0, "text": el.text}]}
+            )
+    if not slides:
+        raise DeckOpenError("unstructured found no elements in the deck")  # never a silent empty document
+    return [slides[k] for k in sorted(slides)]
+
+
 def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
     from pptx import Presentation
 
@@ -189,6 +228,23 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
         if base.mime_type == "application/vnd.ms-powerpoint":
             path = libreoffice_convert(path, "pptx", work, cfg.pptx.convert_timeout_s)
         check_zip(path, cfg.pptx.max_uncompressed_bytes)
+        if cfg.pptx.partitioner == "unstructured":
+            problem = unstructured_problem()
+            if problem:
+                raise DeckOpenError(problem)
+            for i, structure in enumerate(_unstructured_slides(path)):
+                seg = Segment(
+                    **{
+                        **base.to_row(),
+                        "segment_index": i,
+                        "segment_kind": "slide",
+                        "route": ROUTE_SLIDE_TEXT,
+                    }
+                )
+                seg.page_number, seg.structure_json = i + 1, json.dumps(structure)
+                seg.warnings = list(base.warnings)
+                yield seg
+            return
         try:
             deck = Presentation(str(path))
         except Exception as e:  # noqa: BLE001 - python-pptx raises many types for broken parts

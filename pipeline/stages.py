@@ -90,6 +90,12 @@ def preflight(cfg: JobConfig) -> None:
 
     if joins_cluster(cfg):
         return
+    if cfg.pptx.partitioner == "unstructured":
+        from pipeline.split_pptx import unstructured_problem
+
+        problem = unstructured_problem()
+        if problem:
+            raise EngineSetupError(problem)
     if cfg.engine.name == "cpu":
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
         return

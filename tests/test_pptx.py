@@ -141,3 +141,25 @@ def test_with_phi4_slides_with_pictures_become_images_for_the_model(tmp_path):
         img = Image.open(io.BytesIO(seg.image_png))
         assert img.mode == "RGB" and img.width > 500
         assert json.loads(seg.structure_json)["title"]
+
+
+def test_unstructured_partitioner_fails_clearly_instead_of_an_empty_document(monkeypatch):
+    import importlib.util
+
+    from actors.engines import EngineSetupError
+    from pipeline.split_pptx import unstructured_problem
+    from pipeline.stages import preflight
+
+    if importlib.util.find_spec("unstructured") and importlib.util.find_spec("en_core_web_sm"):
+        pytest.skip("unstructured and its language model are installed here")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = parse_config(
+        {"source": {"uri": "/"}, "output": {"uri": "/x"}, "pptx": {"partitioner": "unstructured"}}
+    )
+    with pytest.raises(
+        EngineSetupError, match=r"pptx.partitioner: unstructured (is not installed|needs spaCy)"
+    ):
+        preflight(cfg)
+    with pytest.raises(DeckOpenError, match="pptx.partitioner"):
+        slides(corpus("pptx/fake-power-point.pptx"), cfg=cfg)
+    assert unstructured_problem() is not None
