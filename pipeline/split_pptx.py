@@ -191,8 +191,9 @@ def unstructured_problem() -> str | None:
         return "pptx.partitioner: unstructured is not installed (pip install 'unstructured[pptx]')"
     if importlib.util.find_spec("en_core_web_sm") is None:
         return (
-            "pptx.partitioner: unstructured needs spaCy's en_core_web_sm, which it would download at first "
-            "use; install the en_core_web_sm package from your package mirror, or use partitioner: python-pptx"
+            "pptx.partitioner: unstructured needs spaCy's en_core_web_sm, which it would download at "
+            "first use; install the en_core_web_sm package from your package mirror, "
+            "or use partitioner: python-pptx"
         )
     return None
 
