@@ -29,7 +29,7 @@ def make_engine(route: str, options: dict[str, Any]) -> Engine:
     if route == ROUTE_SLIDE_TEXT:
         from actors.slide_text import SlideTextEngine
 
-        return SlideTextEngine()
+        return SlideTextEngine(**options)
     if route == ROUTE_OCR:
         from actors.ocr_tesseract import TesseractEngine
 

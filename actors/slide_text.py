@@ -49,7 +49,9 @@ def _text_block(paragraphs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def slide_markdown(structure: dict[str, Any], slide_number: int | None = None) -> str:
+def slide_markdown(
+    structure: dict[str, Any], slide_number: int | None = None, picture_texts: list[str] | None = None
+) -> str:
     parts = [
         f"## {structure['title']}" if structure.get("title") else f"## Slide {slide_number or ''}".strip()
     ]
@@ -60,7 +62,11 @@ def slide_markdown(structure: dict[str, Any], slide_number: int | None = None) -
         elif kind == "table":
             parts.append(md_table(block["rows"]))
         elif kind == "picture":
-            parts.append(f"*[Picture: {block['alt'] or block['name']}]*")
+            line = f"*[Picture: {block['alt'] or block['name']}]*"
+            text = (picture_texts or [])[block["ocr_index"]] if "ocr_index" in block and picture_texts else ""
+            if text.strip():  # text found in the picture by OCR, quoted under its placeholder
+                line += "\n\n" + "\n".join("> " + ln if ln else ">" for ln in text.splitlines())
+            parts.append(line)
         elif kind == "chart":
             header = [""] + [s["name"] for s in block["series"]]
             rows = [header] + [
@@ -79,5 +85,28 @@ class SlideTextEngine:
     model_id = MODEL_ID
     prompt_id: str | None = None
 
+    def __init__(self, ocr_options: dict[str, Any] | None = None):
+        self._ocr_options = ocr_options or {}
+        self._ocr = None  # Tesseract, started on the first slide that carries pictures to OCR
+
+    def _ocr_pictures(self, pictures: list[bytes]) -> list[str]:
+        import io
+
+        from PIL import Image
+
+        if self._ocr is None:
+            from actors.ocr_tesseract import TesseractEngine
+
+            self._ocr = TesseractEngine(**self._ocr_options)
+        texts = []
+        for blob in pictures:
+            with Image.open(io.BytesIO(blob)) as img:
+                texts.append(self._ocr.ocr_image(img)[0])
+        return texts
+
     def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
-        return [(slide_markdown(json.loads(s.structure_json or "{}"), s.page_number), []) for s in segments]
+        out = []
+        for s in segments:
+            texts = self._ocr_pictures(s.frames_png) if s.frames_png else None
+            out.append((slide_markdown(json.loads(s.structure_json or "{}"), s.page_number, texts), []))
+        return out

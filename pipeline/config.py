@@ -107,6 +107,7 @@ class PptxConfig(_Strict):
     )
     convert_timeout_s: float = Field(default=120, gt=0, description="LibreOffice limit (.ppt, slide images).")
     render_dpi: int = Field(default=110, ge=36, le=300, description="Slide images for the model.")
+    ocr_pictures: bool = Field(default=False, description="CPU engine: OCR pictures inside slides.")
 
 
 class OcrConfig(_Strict):

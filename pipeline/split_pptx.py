@@ -124,12 +124,29 @@ def _chart(chart) -> dict[str, Any]:
     return {"kind": "chart", "title": title, "categories": categories, "series": series}
 
 
-def _shape_blocks(shape, blocks: list[dict[str, Any]], flags: dict[str, bool]) -> None:
+def _picture_png(shape) -> bytes | None:
+    """The picture as PNG for OCR; None for formats Pillow cannot read (EMF/WMF vector pictures)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(shape.image.blob)) as img:
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="PNG")
+            return buf.getvalue()
+    except Exception:  # noqa: BLE001 - an unreadable picture keeps its placeholder line, without OCR
+        return None
+
+
+def _shape_blocks(
+    shape, blocks: list[dict[str, Any]], flags: dict[str, bool], pictures: list[bytes] | None = None
+) -> None:
     from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
 
     if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
         for child in sorted(shape.shapes, key=lambda s: ((s.top or 0), (s.left or 0))):
-            _shape_blocks(child, blocks, flags)
+            _shape_blocks(child, blocks, flags, pictures)
         return
     if getattr(shape, "has_chart", False) and shape.has_chart:
         blocks.append(_chart(shape.chart))
@@ -144,7 +161,11 @@ def _shape_blocks(shape, blocks: list[dict[str, Any]], flags: dict[str, bool]) -
         and shape.shape_type != MSO_SHAPE_TYPE.PLACEHOLDER
     ):
         alt = shape._element.xpath("./*[1]/p:cNvPr/@descr")
-        blocks.append({"kind": "picture", "alt": (alt[0] if alt else "").strip(), "name": shape.name})
+        block = {"kind": "picture", "alt": (alt[0] if alt else "").strip(), "name": shape.name}
+        if pictures is not None and (png := _picture_png(shape)) is not None:
+            block["ocr_index"] = len(pictures)
+            pictures.append(png)
+        blocks.append(block)
         flags["visual"] = True
         return
     if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
@@ -159,7 +180,9 @@ def _shape_blocks(shape, blocks: list[dict[str, Any]], flags: dict[str, bool]) -
             blocks.append({"kind": "text", "paragraphs": paras})
 
 
-def slide_structure(slide) -> tuple[dict[str, Any], bool]:
+def slide_structure(slide, pictures: list[bytes] | None = None) -> tuple[dict[str, Any], bool]:
+    """The slide's structure and whether it has pictures or charts; picture images are appended to
+    `pictures` when given (for OCR)."""
     title_shape = slide.shapes.title
     title_lines = []
     if title_shape is not None:
@@ -174,7 +197,7 @@ def slide_structure(slide) -> tuple[dict[str, Any], bool]:
         )
     flags = {"visual": False}
     for shape in sorted(slide.shapes, key=lambda s: ((s.top or 0), (s.left or 0))):
-        _shape_blocks(shape, blocks, flags)
+        _shape_blocks(shape, blocks, flags, pictures)
     notes = ""
     if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
         notes = slide.notes_slide.notes_text_frame.text.strip()
@@ -252,12 +275,14 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             raise DeckOpenError(f"not a readable PPTX ({type(e).__name__}: {e})") from None
         pdf = None
         for i, slide in enumerate(deck.slides):
-            structure, visual = slide_structure(slide)
+            pictures: list[bytes] | None = [] if cfg.pptx.ocr_pictures and not cfg.engine.uses_phi4 else None
+            structure, visual = slide_structure(slide, pictures)
             route = ROUTE_SLIDE_TEXT
             seg = Segment(**{**base.to_row(), "segment_index": i, "segment_kind": "slide", "route": route})
             seg.page_number = i + 1
             seg.warnings = list(base.warnings)
             seg.structure_json = json.dumps(structure)
+            seg.frames_png = pictures or []
             if cfg.engine.uses_phi4 and (visual or cfg.engine.phi4.always_model):
                 try:
                     if pdf is None:

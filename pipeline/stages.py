@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from connectors.objects import ObjectInfo
 from pipeline.config import JobConfig
-from pipeline.records import ROUTE_OCR, ROUTE_PHI4, SEGMENT_WORK_SCHEMA, rows_to_table
+from pipeline.records import ROUTE_OCR, ROUTE_PHI4, ROUTE_SLIDE_TEXT, SEGMENT_WORK_SCHEMA, rows_to_table
 from pipeline.split import split_object
 
 
@@ -40,6 +40,13 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
             "languages": cfg.ocr.languages,
             "tessdata_dir": cfg.ocr.tessdata_dir,
             "psm": cfg.ocr.page_segmentation_mode,
+        },
+        ROUTE_SLIDE_TEXT: {
+            "ocr_options": {
+                "languages": cfg.ocr.languages,
+                "tessdata_dir": cfg.ocr.tessdata_dir,
+                "psm": cfg.ocr.page_segmentation_mode,
+            }
         },
         ROUTE_PHI4: {
             "model": phi4.model,

@@ -163,3 +163,30 @@ def test_unstructured_partitioner_fails_clearly_instead_of_an_empty_document(mon
     with pytest.raises(DeckOpenError, match="pptx.partitioner"):
         slides(corpus("pptx/fake-power-point.pptx"), cfg=cfg)
     assert unstructured_problem() is not None
+
+
+def test_pictures_inside_slides_are_ocrd_when_configured(tmp_path):
+    from PIL import ImageDraw, ImageFont
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    img = Image.new("L", (900, 160), 255)
+    ImageDraw.Draw(img).text(
+        (30, 40), "Invoice total 4,250 dollars", fill=0, font=ImageFont.load_default(size=56)
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    prs = Presentation()
+    s = prs.slides.add_slide(prs.slide_layouts[5])
+    s.shapes.title.text = "Scanned receipt"
+    s.shapes.add_picture(io.BytesIO(buf.getvalue()), Inches(1), Inches(2), width=Inches(8))
+    deck = tmp_path / "receipt.pptx"
+    prs.save(deck)
+
+    ((_, plain),) = slides(deck)
+    assert "Invoice" not in plain  # off by default: only the placeholder line
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "pptx": {"ocr_pictures": True}})
+    ((seg, md),) = slides(deck, cfg=cfg)
+    assert len(seg.frames_png) == 1
+    # python-pptx sets the alt text (descr) to the file name
+    assert "*[Picture: image.png]*\n\n> Invoice total 4,250 dollars" in md
