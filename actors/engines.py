@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pipeline.records import ROUTE_OCR, ROUTE_PHI4, ROUTE_SLIDE_TEXT, ROUTE_TEXT_LAYER, Segment
+from pipeline.records import ROUTE_ASR, ROUTE_OCR, ROUTE_PHI4, ROUTE_SLIDE_TEXT, ROUTE_TEXT_LAYER, Segment
 
 
 class EngineSetupError(RuntimeError):
@@ -26,6 +26,10 @@ def make_engine(route: str, options: dict[str, Any]) -> Engine:
         from actors.text_layer import TextLayerEngine
 
         return TextLayerEngine()
+    if route == ROUTE_ASR:
+        from actors.asr_whisper import WhisperEngine
+
+        return WhisperEngine(**options)
     if route == ROUTE_SLIDE_TEXT:
         from actors.slide_text import SlideTextEngine
 

@@ -110,6 +110,21 @@ class PptxConfig(_Strict):
     ocr_pictures: bool = Field(default=False, description="CPU engine: OCR pictures inside slides.")
 
 
+class AudioConfig(_Strict):
+    max_window_s: float = Field(default=30.0, gt=1, le=40, description="Phi-4-multimodal takes up to 40 s.")
+    overlap_s: float = Field(default=0.5, ge=0, le=5)
+    cut_search_s: float = Field(default=5.0, gt=0, description="Look for the quietest cut in the last N s.")
+    silence_dbfs: float = Field(default=-50.0, le=0, description="Windows quieter than this are dropped.")
+    decode_timeout_s: float = Field(
+        default=60.0, gt=0, description="ffmpeg stalls longer than this are killed."
+    )
+    heading_every_s: float = Field(default=300.0, gt=0, description="Timestamp headings in the transcript.")
+    asr_model: str | None = Field(
+        default=None, description="Local CTranslate2 Whisper folder; default: the packaged tiny.en."
+    )
+    language: str = "en"
+
+
 class OcrConfig(_Strict):
     engine: Literal["tesseract"] = "tesseract"
     languages: str = Field(default="eng", description="Tesseract language codes joined by '+', e.g. eng+deu.")
@@ -203,6 +218,7 @@ class JobConfig(_Strict):
     pdf: PdfConfig = Field(default_factory=PdfConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
     pptx: PptxConfig = Field(default_factory=PptxConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

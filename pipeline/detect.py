@@ -38,15 +38,15 @@ EMPTY = FileType("application/x-empty", "unknown", False)
 TEXT = FileType("text/plain", "unknown", False)
 UNKNOWN = FileType("application/octet-stream", "unknown", False)
 _AV = {
-    "wav": FileType("audio/wav", "audio", False),
-    "flac": FileType("audio/flac", "audio", False),
-    "mp3": FileType("audio/mpeg", "audio", False),
-    "ogg": FileType("audio/ogg", "audio", False),
-    "m4a": FileType("audio/mp4", "audio", False),
-    "mp4": FileType("video/mp4", "video", False),
-    "mov": FileType("video/quicktime", "video", False),
-    "matroska": FileType("video/x-matroska", "video", False),
-    "avi": FileType("video/x-msvideo", "video", False),
+    "wav": FileType("audio/wav", "audio", True),
+    "flac": FileType("audio/flac", "audio", True),
+    "mp3": FileType("audio/mpeg", "audio", True),
+    "ogg": FileType("audio/ogg", "audio", True),
+    "m4a": FileType("audio/mp4", "audio", True),
+    "mp4": FileType("video/mp4", "video", True),
+    "mov": FileType("video/quicktime", "video", True),
+    "matroska": FileType("video/x-matroska", "video", True),
+    "avi": FileType("video/x-msvideo", "video", True),
 }
 
 # Extensions we expect for each modality, to warn about mislabeled files.

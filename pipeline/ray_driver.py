@@ -88,7 +88,11 @@ def execute_ray(
 
 
 def assemble_ray(
-    staging: Path, columns: list[str], failures: dict[str, list[dict[str, Any]]], sink_args: dict[str, Any]
+    staging: Path,
+    columns: list[str],
+    failures: dict[str, list[dict[str, Any]]],
+    sink_args: dict[str, Any],
+    heading_every_s: float,
 ) -> None:
     """segments/ → documents/ with a hash shuffle on doc_id, for runs too large to assemble in one process."""
     import ray.data
@@ -98,7 +102,9 @@ def assemble_ray(
     n_parts = max(1, min(64, size // (256 << 20)))  # ~256 MB of compressed segments per partition
     docs = ray.data.read_parquet(str(seg_dir), columns=columns)
     docs = docs.groupby("doc_id", num_partitions=n_parts).map_groups(
-        assemble_document, fn_kwargs={"failures": failures}, batch_format="pyarrow"
+        assemble_document,
+        fn_kwargs={"failures": failures, "heading_every_s": heading_every_s},
+        batch_format="pyarrow",
     )
     docs.write_datasink(StagedParquetSink(staging, _documents_only, **sink_args))
 

@@ -18,6 +18,7 @@ ROUTE_TEXT_LAYER = "pdf_text"
 ROUTE_OCR = "tesseract"
 ROUTE_PHI4 = "phi4"
 ROUTE_SLIDE_TEXT = "slide_text"
+ROUTE_ASR = "whisper"
 ROUTE_NONE = "none"  # nothing to convert (a blank page); the engine stage passes it through
 
 STATUS_OK = "ok"

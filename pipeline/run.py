@@ -31,7 +31,8 @@ DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors"
 STATE_DATASETS = ["objects", "deletions"]
 _DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
-    "segment_index", "page_number", "warnings", "engine", "pipeline_version", "run_id",
+    "segment_index", "segment_kind", "page_number", "time_start_s", "warnings", "engine", "pipeline_version",
+    "run_id",
 ]  # fmt: skip
 
 
@@ -88,13 +89,13 @@ def assemble_documents(staging: Path, cfg: JobConfig, sink_args: dict[str, Any],
     if executor == "ray" and size > cfg.runtime.local_assembly_max_bytes:
         from pipeline.ray_driver import assemble_ray
 
-        assemble_ray(staging, _DOC_COLUMNS, failures, sink_args)
+        assemble_ray(staging, _DOC_COLUMNS, failures, sink_args, cfg.audio.heading_every_s)
         return
     table = pads.dataset(seg_dir, format="parquet").to_table(columns=_DOC_COLUMNS)
     folder = staging / "documents"
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(
-        assemble_sorted(table, failures),
+        assemble_sorted(table, failures, cfg.audio.heading_every_s),
         folder / "part-00000.parquet",
         compression=cfg.output.parquet_compression,
     )

@@ -14,6 +14,7 @@ from connectors.store import open_store
 from pipeline.config import JobConfig
 from pipeline.detect import extension_warning, sniff_file
 from pipeline.records import ROUTE_NONE, Segment, make_doc_id
+from pipeline.split_av import MediaError, split_av
 from pipeline.split_image import ImageOpenError, split_image
 from pipeline.split_pdf import PdfOpenError, split_pdf
 from pipeline.split_pptx import DeckOpenError, split_pptx
@@ -24,8 +25,14 @@ class UnsupportedType(Exception):
 
 
 # Expected, explained failures: the message is the reason; no traceback needed.
-_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, DeckOpenError, UnsupportedType, SourceError)
-_SPLITTERS = {"pdf": split_pdf, "image": split_image, "presentation": split_pptx}
+_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, DeckOpenError, MediaError, UnsupportedType, SourceError)
+_SPLITTERS = {
+    "pdf": split_pdf,
+    "image": split_image,
+    "presentation": split_pptx,
+    "audio": split_av,
+    "video": split_av,
+}
 
 
 def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
@@ -54,7 +61,7 @@ def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
             if not ft.supported:
                 raise UnsupportedType(
                     f"content is {ft.mime_type} (name {obj.key!r}); "
-                    "this version converts PDF, image and PowerPoint files"
+                    "this version converts PDF, image, PowerPoint, audio and video files"
                 )
             warning = extension_warning(ft, obj.key)
             if warning:

