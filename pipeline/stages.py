@@ -42,20 +42,15 @@ def split_batch(batch: pa.Table, cfg_data: dict[str, Any]) -> Iterator[pa.Table]
 def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
     """Plain keyword arguments per engine route (actors/ takes no config models)."""
     phi4 = cfg.engine.phi4
+    tesseract = {
+        "languages": cfg.ocr.languages,
+        "tessdata_dir": cfg.ocr.tessdata_dir,
+        "psm": cfg.ocr.page_segmentation_mode,
+    }
     return {
-        ROUTE_OCR: {
-            "languages": cfg.ocr.languages,
-            "tessdata_dir": cfg.ocr.tessdata_dir,
-            "psm": cfg.ocr.page_segmentation_mode,
-        },
+        ROUTE_OCR: tesseract,
         ROUTE_ASR: {"model": cfg.audio.asr_model, "language": cfg.audio.language},
-        ROUTE_SLIDE_TEXT: {
-            "ocr_options": {
-                "languages": cfg.ocr.languages,
-                "tessdata_dir": cfg.ocr.tessdata_dir,
-                "psm": cfg.ocr.page_segmentation_mode,
-            }
-        },
+        ROUTE_SLIDE_TEXT: {"ocr_options": tesseract},  # pictures inside slides use the same OCR settings
         ROUTE_PHI4: {
             "model": phi4.model,
             "max_new_tokens": phi4.max_new_tokens,
