@@ -96,10 +96,19 @@ class TesseractEngine:
     def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
         out = []
         for s in segments:
-            if not s.image_png:
+            blobs = list(s.frames_png or []) or ([s.image_png] if s.image_png else [])
+            if not blobs:
                 raise ValueError("segment has no image to OCR")
-            with Image.open(io.BytesIO(s.image_png)) as img:
-                out.append(self.ocr_image(img))
+            texts, warnings = [], []
+            for blob in blobs:  # a page or image has one; a video_frames segment may have several
+                with Image.open(io.BytesIO(blob)) as img:
+                    text, warns = self.ocr_image(img)
+                if text and text not in texts:
+                    texts.append(text)
+                warnings += [w for w in warns if w not in warnings]
+            if texts or s.segment_kind == "video_frames":  # most video frames show no text: not a warning
+                warnings = [w for w in warnings if w != "no text found by OCR"]
+            out.append(("\n\n".join(texts), warnings))
         return out
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import Segment
+from pipeline.records import Segment, clock
 
 log = logging.getLogger("unitok.phi4")
 ENGINE_NAME = "phi4"
@@ -33,6 +33,12 @@ class Prompt:
     id: str
     text: str
     adapter: str  # "vision" or "speech"
+
+    def render(self, segment: Segment) -> str:
+        """The instruction for one segment: keyframe groups name each frame's time in the video."""
+        if "{times}" not in self.text:
+            return self.text
+        return self.text.format(times=", ".join(clock(t) for t in segment.frame_times_s) or "unknown times")
 
 
 # Versioned: a change of wording is a new id, recorded in provenance as prompt_id.
@@ -59,9 +65,9 @@ PROMPTS: dict[str, Prompt] = {
     ),
     "audio_window": Prompt("phi4.audio.v1", "Transcribe the audio clip into text.", "speech"),
     "video_frames": Prompt(
-        "phi4.frames.v1",
-        "These images are keyframes from one video, in time order. Describe what they show in a few "
-        "sentences and transcribe any on-screen text. Output only the description.",
+        "phi4.frames.v2",
+        "These images are keyframes from one video, in time order, taken at {times}. Describe what they "
+        "show in a few sentences and transcribe any on-screen text. Output only the description.",
         "vision",
     ),
 }
@@ -231,7 +237,7 @@ class Phi4Engine:
         adapter = batch[0].prompt.adapter
         self._use_adapter(adapter)
         if adapter == "speech":
-            texts = [chat_prompt(i.prompt.text, proc.audio_token) for i in batch]
+            texts = [chat_prompt(i.prompt.render(i.segment), proc.audio_token) for i in batch]
             inputs = proc(
                 text=texts,
                 audio=[i.audio for i in batch],
@@ -240,7 +246,7 @@ class Phi4Engine:
                 return_tensors="pt",
             )
         else:
-            texts = [chat_prompt(i.prompt.text, proc.image_token * len(i.images)) for i in batch]
+            texts = [chat_prompt(i.prompt.render(i.segment), proc.image_token * len(i.images)) for i in batch]
             images = [img for i in batch for img in i.images]
             inputs = proc(text=texts, images=images, padding=True, return_tensors="pt")
         inputs = inputs.to(self.device)

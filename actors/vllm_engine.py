@@ -64,10 +64,12 @@ class VllmPhi4Engine:
             prompt = prompt_for(seg)
             images, audio = segment_media(seg)
             if audio is not None:
-                text = chat_prompt(prompt.text, "<|audio_1|>")
+                text = chat_prompt(prompt.render(seg), "<|audio_1|>")
                 data = {"audio": [(audio, AUDIO_RATE)]}
             else:
-                text = chat_prompt(prompt.text, "".join(f"<|image_{i + 1}|>" for i in range(len(images))))
+                text = chat_prompt(
+                    prompt.render(seg), "".join(f"<|image_{i + 1}|>" for i in range(len(images)))
+                )
                 data = {"image": images}
             requests.append({"prompt": text, "multi_modal_data": data})
             loras.append(self.lora[prompt.adapter])

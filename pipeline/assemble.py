@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,10 +15,12 @@ from pipeline.records import (
     ERRORS_SCHEMA,
     SEGMENTS_SCHEMA,
     STATUS_OK,
+    clock,
     rows_to_table,
 )
 
 MAX_DOC_WARNINGS = 50
+_TIMED_KINDS = {"audio_window", "video_frames"}
 
 
 def split_results(table: pa.Table) -> dict[str, pa.Table]:
@@ -59,27 +63,55 @@ def overlap_words(prev: list[str], nxt: list[str], max_k: int = 8) -> int:
     return 0
 
 
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def _frame_note(r: dict[str, Any]) -> str:
+    """A keyframe segment's text as a quoted note with its time: what was on screen (OCR) or what the
+    frames show (a model's description)."""
+    start, end = r["time_start_s"] or 0.0, r["time_end_s"] or r["time_start_s"] or 0.0
+    when = clock(start) if clock(start) == clock(end) else f"{clock(start)}–{clock(end)}"
+    label = "On screen" if r["engine"] == "tesseract" else "Video"
+    body = "\n".join(f"> {line}".rstrip() for line in (r["markdown"] or "").strip().splitlines())
+    return f"> **[{when}] {label}:**\n{body}"
 
 
-def stitch_transcript(rows: list[dict[str, Any]], heading_every_s: float) -> list[tuple[int, str]]:
-    """Audio windows in time order → (segment_index, text) parts: words repeated across a window overlap
-    are dropped, and a timestamp heading opens every heading_every_s of the recording."""
-    parts: list[tuple[int, str]] = []
-    prev: list[str] = []
+def _same_text(a: str, b: str) -> bool:
+    """Two OCR readings of the same screen (a static shot sampled twice) differ by a few characters."""
+    a, b = " ".join(a.split()), " ".join(b.split())
+    return a == b or difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() > 0.9
+
+
+def media_timeline(rows: list[dict[str, Any]], heading_every_s: float) -> list[str]:
+    """Audio windows and keyframe notes on one timeline: words repeated across a window overlap are
+    dropped, a keyframe note repeating the previous one is dropped, and a timestamp heading opens every
+    heading_every_s of the recording. A note goes before speech that starts at the same time."""
+
+    def when(r: dict[str, Any]) -> tuple[float, bool, int]:
+        t = r["time_start_s"] or 0.0
+        frame = r["segment_kind"] == "video_frames"
+        # Whole seconds for frames: a first frame at 0.012 s (encoder delay) still opens the document.
+        return (math.floor(t) if frame else t), not frame, r["segment_index"]
+
+    ordered = sorted(rows, key=when)
+    parts: list[str] = []
+    prev_words: list[str] = []
+    prev_note = ""
     last_block = -1
-    for r in rows:
-        words = (r["markdown"] or "").split()
-        words = words[overlap_words(prev, words) :]
+    for r in ordered:
+        text = (r["markdown"] or "").strip()
+        if r["segment_kind"] == "video_frames":
+            if not text or _same_text(text, prev_note):
+                continue
+            prev_note, piece = text, _frame_note(r)
+        else:
+            words = text.split()
+            piece = " ".join(words[overlap_words(prev_words, words) :])
+            prev_words = words
+            if not piece:
+                continue
         block = int((r["time_start_s"] or 0) // heading_every_s)
         if block != last_block:
-            parts.append((r["segment_index"], f"### [{_clock(block * heading_every_s)}]"))
+            parts.append(f"### [{clock(block * heading_every_s)}]")
             last_block = block
-        if words:
-            parts.append((r["segment_index"], " ".join(words)))
-        prev = (r["markdown"] or "").split()
+        parts.append(piece)
     return parts
 
 
@@ -91,13 +123,14 @@ def assemble_document(
     rows = sorted(group.to_pylist(), key=lambda r: r["segment_index"])
     first = rows[0]
     failed = failures.get(first["doc_id"], [])
-    if rows[0].get("segment_kind") == "audio_window":
-        parts = stitch_transcript(rows, heading_every_s)
+    notes = [(e["segment_index"], _failure_note(e)) for e in failed if e["segment_index"] >= 0]
+    if any(r["segment_kind"] in _TIMED_KINDS for r in rows):
+        # Failed windows have no time in errors/: their notes close the document.
+        texts = media_timeline(rows, heading_every_s) + [t for _, t in sorted(notes)]
     else:
-        parts = [(r["segment_index"], r["markdown"] or "") for r in rows]
-    parts += [(e["segment_index"], _failure_note(e)) for e in failed if e["segment_index"] >= 0]
-    parts.sort(key=lambda p: p[0])  # stable: a window's heading stays before its text
-    markdown = "\n\n".join(text for _, text in parts if text.strip())
+        parts = sorted([(r["segment_index"], r["markdown"] or "") for r in rows] + notes, key=lambda p: p[0])
+        texts = [t for _, t in parts]
+    markdown = "\n\n".join(t for t in texts if t.strip())
     warnings: list[str] = []
     for r in rows:
         for w in r["warnings"] or []:

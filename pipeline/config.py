@@ -125,6 +125,32 @@ class AudioConfig(_Strict):
     language: str = "en"
 
 
+class VideoConfig(_Strict):
+    keyframes: bool = Field(
+        default=True, description="Convert keyframes (OCR on the CPU engine, descriptions with Phi-4)."
+    )
+    scene_threshold: float = Field(
+        default=0.3, gt=0, lt=1, description="ffmpeg scene score above which a frame starts a new scene."
+    )
+    min_spacing_s: float = Field(default=2.0, ge=0, description="No two keyframes closer than this.")
+    max_spacing_s: float | None = Field(
+        default=60.0, gt=0, description="A keyframe at least this often, scene change or not; null: never."
+    )
+    max_frames: int = Field(default=2000, ge=1, description="Keyframes per file at most; more is a warning.")
+    frames_per_segment: int = Field(
+        default=4, ge=1, le=16, description="Keyframes described together by Phi-4 (OCR reads one at a time)."
+    )
+    frame_max_side: int = Field(
+        default=1280, ge=64, le=4096, description="Keyframes are scaled down to this."
+    )
+
+    @model_validator(mode="after")
+    def _spacing(self) -> VideoConfig:
+        if self.max_spacing_s is not None and self.max_spacing_s < self.min_spacing_s:
+            raise ValueError("max_spacing_s must be at least min_spacing_s")
+        return self
+
+
 class OcrConfig(_Strict):
     engine: Literal["tesseract"] = "tesseract"
     languages: str = Field(default="eng", description="Tesseract language codes joined by '+', e.g. eng+deu.")
@@ -219,6 +245,7 @@ class JobConfig(_Strict):
     image: ImageConfig = Field(default_factory=ImageConfig)
     pptx: PptxConfig = Field(default_factory=PptxConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

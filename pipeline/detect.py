@@ -46,6 +46,7 @@ _AV = {
     "mp4": FileType("video/mp4", "video", True),
     "mov": FileType("video/quicktime", "video", True),
     "matroska": FileType("video/x-matroska", "video", True),
+    "webm": FileType("video/webm", "video", True),
     "avi": FileType("video/x-msvideo", "video", True),
 }
 
@@ -118,8 +119,8 @@ def sniff(head: bytes, path: Path | None = None) -> FileType:
         return _AV["ogg"]
     if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return _AV["mp3"]
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return _AV["matroska"]
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: the DocType element says WebM or Matroska
+        return _AV["webm"] if b"\x42\x82\x84webm" in head[:64] else _AV["matroska"]
     if head.startswith(b"PK\x03\x04"):
         return _ooxml_kind(path) if path is not None else ZIP
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):

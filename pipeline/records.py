@@ -25,6 +25,12 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 
 
+def clock(seconds: float) -> str:
+    """hh:mm:ss for timestamps in Markdown and prompts."""
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def make_doc_id(source_uri: str, source_version: str) -> str:
     """Stable for the same object version; changes when the object changes."""
     return hashlib.sha256(f"{source_uri}\x00{source_version}".encode()).hexdigest()[:32]
@@ -53,6 +59,7 @@ class Segment:
     structure_json: str | None = None  # a slide's parsed structure (title, blocks, notes)
     image_png: bytes | None = None
     frames_png: list[bytes] = field(default_factory=list)  # several images in one prompt (keyframes)
+    frame_times_s: list[float] = field(default_factory=list)  # each keyframe's time in the video
     audio_f32: bytes | None = None  # 16 kHz mono float32 little-endian samples
     warnings: list[str] = field(default_factory=list)
     # A splitter that fails on one object or segment records it here instead of raising.
@@ -72,6 +79,7 @@ class Segment:
             structure_json=None,
             image_png=None,
             frames_png=[],
+            frame_times_s=[],
             audio_f32=None,
             text_lines=[],
             line_sizes=[],
@@ -115,6 +123,7 @@ SEGMENT_WORK_SCHEMA = pa.schema(
         ("structure_json", pa.string()),
         ("image_png", pa.binary()),
         ("frames_png", pa.list_(pa.binary())),
+        ("frame_times_s", pa.list_(pa.float64())),
         ("audio_f32", pa.binary()),
         ("warnings", pa.list_(pa.string())),
         ("status", pa.string()),

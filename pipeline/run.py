@@ -31,7 +31,8 @@ DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors"
 STATE_DATASETS = ["objects", "deletions"]
 _DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
-    "segment_index", "segment_kind", "page_number", "time_start_s", "warnings", "engine", "pipeline_version",
+    "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "warnings", "engine",
+    "pipeline_version",
     "run_id",
 ]  # fmt: skip
 

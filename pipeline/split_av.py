@@ -1,5 +1,6 @@
-"""Audio and video → audio windows. ffmpeg (command built with ffmpeg-python) decodes any container to
-16 kHz mono float32 on a pipe, read in one-second chunks, so a two-hour recording is never in memory.
+"""Audio and video → audio windows (a video's keyframes: split_video). ffmpeg (through ffmpeg-python)
+decodes any container to 16 kHz mono float32 on a pipe, read in one-second chunks, so a two-hour
+recording is never in memory.
 Windows are at most audio.max_window_s long, cut at the quietest point near the end (an energy
 detector), overlap slightly, and silent windows are dropped. A decode that stalls is killed.
 """
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import JobConfig
-from pipeline.records import ROUTE_ASR, ROUTE_PHI4, Segment
+from pipeline.records import ROUTE_ASR, ROUTE_OCR, ROUTE_PHI4, Segment
+from pipeline.split_video import VideoError, keyframes, to_png
 
 RATE = 16_000
 FRAME = int(0.03 * RATE)  # 30 ms energy frames
@@ -116,34 +118,101 @@ def is_silent(audio: np.ndarray, threshold_dbfs: float) -> bool:
     return rms <= 10 ** (threshold_dbfs / 20)
 
 
+def _video_stream(info: dict) -> dict | None:
+    """The first real picture stream (not an MP3's cover art)."""
+    for s in info.get("streams", []):
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic"):
+            return s
+    return None
+
+
+def _audio_windows(path: Path, base: Segment, cfg: JobConfig, warnings: list[str]) -> Iterator[Segment]:
+    route = ROUTE_PHI4 if cfg.engine.uses_phi4 else ROUTE_ASR
+    a = cfg.audio
+    index = 0
+    for start_s, samples in windows(
+        decoded_chunks(path, a.decode_timeout_s), a.max_window_s, a.overlap_s, a.cut_search_s
+    ):
+        if is_silent(samples, a.silence_dbfs):
+            continue
+        seg = Segment(
+            **{**base.to_row(), "segment_index": index, "segment_kind": "audio_window", "route": route}
+        )
+        seg.time_start_s = round(start_s, 3)
+        seg.time_end_s = round(start_s + len(samples) / RATE, 3)
+        seg.audio_f32 = samples.astype(np.float32).tobytes()
+        seg.warnings = list(warnings)
+        index += 1
+        yield seg
+
+
+def _keyframe_segments(
+    path: Path, info: dict, stream: dict, base: Segment, cfg: JobConfig, first_index: int, warnings: list[str]
+) -> Iterator[Segment]:
+    """video_frames segments: one keyframe each for OCR, up to video.frames_per_segment for Phi-4."""
+    v = cfg.video
+    route, per_segment = (ROUTE_PHI4, v.frames_per_segment) if cfg.engine.uses_phi4 else (ROUTE_OCR, 1)
+    index, group, count = first_index, [], 0
+
+    def emit(group: list[tuple[float, bytes]]) -> Segment:
+        seg = Segment(
+            **{**base.to_row(), "segment_index": index, "segment_kind": "video_frames", "route": route}
+        )
+        seg.frame_times_s = [round(t, 3) for t, _ in group]
+        seg.frames_png = [png for _, png in group]
+        seg.time_start_s, seg.time_end_s = seg.frame_times_s[0], seg.frame_times_s[-1]
+        seg.warnings = list(warnings)
+        return seg
+
+    # Frame times count from the container's start time (MKV/MPEG-TS often start above 0); audio
+    # windows count decoded samples from 0. Subtracting it puts both on one timeline.
+    origin = float((info.get("format") or {}).get("start_time") or 0.0)
+    for pts, frame in keyframes(path, stream, v, cfg.audio.decode_timeout_s):
+        t = max(0.0, pts - origin)
+        if count == v.max_frames:
+            warnings.append(f"more than video.max_frames={v.max_frames} keyframes: the rest were skipped")
+            break
+        group.append((t, to_png(frame)))
+        count += 1
+        if len(group) == per_segment:
+            yield emit(group)
+            index, group = index + 1, []
+    if group:
+        yield emit(group)
+
+
 def split_av(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+    """Audio windows first (segment indexes 0..), then a video's keyframe segments; the document puts
+    them on one timeline. A damaged stream keeps what decoded and ends in an error row for the object."""
     info = probe(path, cfg.audio.decode_timeout_s)
-    kinds = {s.get("codec_type") for s in info.get("streams", [])}
-    if "audio" not in kinds:
+    has_audio = any(s.get("codec_type") == "audio" for s in info.get("streams", []))
+    video = _video_stream(info) if base.modality == "video" and cfg.video.keyframes else None
+    if not has_audio and video is None:
         raise MediaError(
-            "no audio stream" + (" (video only; keyframes are not converted yet)" if "video" in kinds else "")
+            "no audio stream"
+            + (" and no video stream to take keyframes from" if base.modality == "video" else "")
         )
     warnings = list(base.warnings)
-    if "video" in kinds and base.modality == "video":
-        warnings.append("video frames are not converted yet: the audio track only")
-    route = ROUTE_PHI4 if cfg.engine.uses_phi4 else ROUTE_ASR
+    if not has_audio:
+        warnings.append("no audio track: keyframes only")
+    problems: list[str] = []
     index = 0
-    a = cfg.audio
-    try:
-        for start_s, samples in windows(
-            decoded_chunks(path, a.decode_timeout_s), a.max_window_s, a.overlap_s, a.cut_search_s
-        ):
-            if is_silent(samples, a.silence_dbfs):
-                continue
-            seg = Segment(
-                **{**base.to_row(), "segment_index": index, "segment_kind": "audio_window", "route": route}
-            )
-            seg.time_start_s = round(start_s, 3)
-            seg.time_end_s = round(start_s + len(samples) / RATE, 3)
-            seg.audio_f32 = samples.astype(np.float32).tobytes()
-            seg.warnings = list(warnings)
-            index += 1
-            yield seg
-    except _PartialDecode as e:
-        # Segments already yielded stand; the truncation is reported as an error row for the object.
-        raise MediaError(f"decoded partially: {e}") from None
+    if has_audio:
+        try:
+            for seg in _audio_windows(path, base, cfg, warnings):
+                index = seg.segment_index + 1
+                yield seg
+        except _PartialDecode as e:
+            problems.append(f"audio decoded partially: {e}")
+        except MediaError as e:
+            if video is None:
+                raise
+            problems.append(f"audio: {e}")
+    if video is not None:
+        try:
+            yield from _keyframe_segments(path, info, video, base, cfg, index, warnings)
+        except VideoError as e:
+            problems.append(f"keyframes: {e}")
+    if problems:
+        # Segments already yielded stand; the damage is reported as an error row for the object.
+        raise MediaError("; ".join(problems))

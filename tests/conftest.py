@@ -34,3 +34,13 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"OMP_THREAD_LIMIT": "1"}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The tiny random-weight Phi-4-multimodal (tests/phi4_tiny.py), built once per session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from phi4_tiny import build_tiny_phi4
+
+    return build_tiny_phi4(tmp_path_factory.mktemp("tiny-phi4"))

@@ -90,6 +90,7 @@ def whisper():
 @pytest.mark.parametrize("name", ["report.wav", "report.mp3", "report.mp4"])
 def test_known_words_come_back_with_timestamps(media, whisper, name):
     segs = list(split_av(media / name, base(media / name, "video" if name.endswith("mp4") else "audio"), CFG))
+    segs = [s for s in segs if s.segment_kind != "video_frames"]  # the MP4's keyframes: test_video.py
     assert len(segs) == 1 and segs[0].route == ROUTE_ASR and segs[0].segment_kind == "audio_window"
     assert segs[0].time_start_s == 0 and 5 < segs[0].time_end_s < 9
     ((text, warnings),) = whisper(segs)
@@ -135,12 +136,15 @@ def test_music_without_speech_yields_no_words(whisper):
     assert [whisper(segs)[0]] == [("", ["no speech found"])] if segs else True
 
 
-def test_silence_is_dropped_and_a_video_without_audio_is_an_error(media, tmp_path):
+def test_silence_is_dropped_and_a_video_without_audio_gives_keyframes_only(media, tmp_path):
     quiet = tmp_path / "quiet.wav"
     sh("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "5", str(quiet))
     assert list(split_av(quiet, base(quiet), CFG)) == []
+    segs = list(split_av(media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), CFG))
+    assert segs and {s.segment_kind for s in segs} == {"video_frames"}
+    no_frames = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "video": {"keyframes": False}})
     with pytest.raises(MediaError, match="no audio stream"):
-        list(split_av(media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), CFG))
+        list(split_av(media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), no_frames))
 
 
 def test_truncated_and_undecodable_files_are_errors_not_crashes(media, tmp_path):

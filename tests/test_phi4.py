@@ -22,13 +22,6 @@ from pipeline.records import ROUTE_PHI4, ROUTE_TEXT_LAYER, Segment  # noqa: E402
 from pipeline.run import run_job  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    from phi4_tiny import build_tiny_phi4
-
-    return build_tiny_phi4(tmp_path_factory.mktemp("tiny-phi4"))
-
-
 @pytest.fixture(scope="module")
 def engine(tiny_model):
     eng = Phi4Engine(str(tiny_model), device="cpu", max_new_tokens=6, max_crops=2, local_files_only=True)

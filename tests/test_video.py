@@ -1,0 +1,185 @@
+"""Video: keyframes at scene changes (real ffmpeg scene scores), OCR of on-screen text (real Tesseract),
+the transcript (packaged Whisper tiny.en) and frame notes on one timeline; containers and codecs;
+Phi-4 (the tiny random-weight model) receiving audio windows and keyframe groups with their times."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.config import VideoConfig, parse_config
+from pipeline.detect import sniff_file
+from pipeline.records import ROUTE_ASR, ROUTE_NONE, ROUTE_OCR, ROUTE_PHI4, Segment
+from pipeline.run import run_job
+from pipeline.split_av import MediaError, probe, split_av
+from pipeline.split_video import keyframes
+
+if not (shutil.which("ffmpeg") and shutil.which("espeak-ng")):
+    pytest.skip("ffmpeg and espeak-ng are needed", allow_module_level=True)
+
+CFG = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}})
+SLIDES = [
+    ("QUARTERLY RESULTS", "white"),
+    ("REVENUE GREW TWELVE PERCENT", "yellow"),
+    ("THANK YOU ALL", "cyan"),
+]
+SPEECH = "Welcome to the quarterly results. Revenue grew twelve percent this year. Thank you for listening."
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    """slides.mp4: three 4 s title cards (scene changes at 4 s and 8 s), no sound; talk.mp4: the same
+    picture with espeak-ng speech as AAC; talk.<ext>: the speech in other containers and codecs."""
+    d = tmp_path_factory.mktemp("video")
+    font = ImageFont.load_default(size=30)
+    for i, (text, color) in enumerate(SLIDES):
+        img = Image.new("RGB", (640, 360), color)
+        ImageDraw.Draw(img).text((30, 150), text, fill="black", font=font)
+        img.save(d / f"s{i}.png")
+    (d / "list.txt").write_text(
+        "".join(f"file 's{i}.png'\nduration 4\n" for i in range(len(SLIDES))) + "file 's2.png'\n"
+    )
+    sh("ffmpeg", "-y", "-f", "concat", "-i", str(d / "list.txt"), "-vf", "fps=10", "-c:v", "libx264",
+       "-pix_fmt", "yuv420p", str(d / "slides.mp4"))  # fmt: skip
+    sh("espeak-ng", "-s", "150", "-w", str(d / "speech.wav"), SPEECH)
+    sh("ffmpeg", "-y", "-i", str(d / "slides.mp4"), "-i", str(d / "speech.wav"), "-c:v", "copy",
+       "-c:a", "aac", str(d / "talk.mp4"))  # fmt: skip
+    for name, codec in [("talk.flac", []), ("talk.m4a", ["-c:a", "aac"]), ("talk.ogg", ["-c:a", "libopus"])]:
+        sh("ffmpeg", "-y", "-i", str(d / "speech.wav"), *codec, str(d / name))
+    for ext in ("mov", "mkv", "webm", "avi"):
+        sh("ffmpeg", "-y", "-i", str(d / "slides.mp4"), "-i", str(d / "speech.wav"), str(d / f"talk.{ext}"))
+    return d
+
+
+def base(path: Path) -> Segment:
+    ft = sniff_file(path)
+    return Segment("d", path.as_uri(), "v", 1, ft.mime_type, ft.modality, -1, "object", ROUTE_NONE)
+
+
+def times(path: Path, **video) -> list[float]:
+    stream = next(s for s in probe(path, 10)["streams"] if s["codec_type"] == "video")
+    return [t for t, _ in keyframes(path, stream, VideoConfig(**video), 30)]
+
+
+def test_keyframes_are_taken_at_scene_changes_with_minimum_and_maximum_spacing(media):
+    slides = media / "slides.mp4"
+    assert times(slides) == pytest.approx([0, 4, 8], abs=0.15)
+    # At least every 3 s even without a scene change; scene changes still taken.
+    assert times(slides, max_spacing_s=3, min_spacing_s=1) == pytest.approx([0, 3, 4, 7, 8, 11], abs=0.15)
+    # Never closer than 5 s: the change at 4 s (4 s after the first frame) is skipped, 8 s is kept.
+    assert times(slides, min_spacing_s=5, max_spacing_s=None) == pytest.approx([0, 8], abs=0.15)
+    stream = next(s for s in probe(slides, 10)["streams"] if s["codec_type"] == "video")
+    t, frame = next(keyframes(slides, stream, VideoConfig(frame_max_side=320), 30))
+    assert frame.shape == (180, 320, 3) and tuple(frame[5, 5]) == pytest.approx((255, 255, 255), abs=8)
+
+
+@pytest.mark.parametrize("name", ["talk.flac", "talk.m4a", "talk.ogg", "talk.mov", "talk.mkv", "talk.webm",
+                                  "talk.avi"])  # fmt: skip
+def test_common_containers_and_codecs_decode_to_windows_and_keyframes(media, name):
+    path = media / name
+    b = base(path)
+    assert b.modality == ("audio" if name.split(".")[1] in ("flac", "m4a", "ogg") else "video")
+    segs = list(split_av(path, b, CFG))
+    audio = [s for s in segs if s.segment_kind == "audio_window"]
+    frames = [s for s in segs if s.segment_kind == "video_frames"]
+    assert len(audio) == 1 and audio[0].route == ROUTE_ASR
+    samples = np.frombuffer(audio[0].audio_f32, dtype=np.float32)
+    assert 5.5 < len(samples) / 16000 < 9 and np.abs(samples).max() > 0.05
+    if b.modality == "video":
+        assert [s.time_start_s for s in frames] == pytest.approx([0, 4, 8], abs=0.15)
+        assert all(s.route == ROUTE_OCR and len(s.frames_png) == 1 for s in frames)
+        assert [s.segment_index for s in segs] == list(range(len(segs)))
+    else:
+        assert frames == []
+
+
+def test_a_video_without_sound_gives_keyframes_and_an_audio_file_without_sound_is_an_error(media):
+    segs = list(split_av(media / "slides.mp4", base(media / "slides.mp4"), CFG))
+    assert [s.segment_kind for s in segs] == ["video_frames"] * 3
+    assert "no audio track: keyframes only" in segs[0].warnings
+    audio_base = base(media / "slides.mp4")
+    audio_base.modality = "audio"
+    with pytest.raises(MediaError, match="no audio stream"):
+        list(split_av(media / "slides.mp4", audio_base, CFG))
+
+
+def test_video_document_interleaves_transcript_and_on_screen_text(media, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(media / "talk.mp4", src)
+    shutil.copy(media / "slides.mp4", src / "static.mp4")
+    out = tmp_path / "out"
+    # max spacing 3 s resamples each static card: the repeated readings must not repeat in the document.
+    spec = {"source": {"uri": str(src)}, "output": {"uri": str(out)}, "runtime": {"executor": "local"},
+            "video": {"max_spacing_s": 3, "min_spacing_s": 1}}  # fmt: skip
+    summary = run_job(parse_config(spec))
+    assert summary.failures == 0
+    segs = pads.dataset(out / "segments").to_table().to_pylist()
+    talk = sorted((r for r in segs if r["source_uri"].endswith("talk.mp4")), key=lambda r: r["segment_index"])
+    frames = [r for r in talk if r["segment_kind"] == "video_frames"]
+    assert [r["engine"] for r in talk if r["segment_kind"] == "audio_window"] == ["whisper"]
+    assert [r["time_start_s"] for r in frames] == pytest.approx([0, 3, 4, 7, 8, 11], abs=0.15)
+    assert {r["engine"] for r in frames} == {"tesseract"}
+    assert "QUARTERLY RESULTS" in frames[0]["markdown"] and "TWELVE PERCENT" in frames[2]["markdown"]
+    docs = {
+        d["source_uri"].rsplit("/", 1)[-1]: d for d in pads.dataset(out / "documents").to_table().to_pylist()
+    }
+    md = docs["talk.mp4"]["markdown"]
+    assert md.startswith("### [00:00:00]\n\n> **[00:00:00] On screen:**\n> QUARTERLY RESULTS")
+    spoken = md.index("quarterly results.") if "quarterly results." in md else md.lower().index("revenue")
+    assert md.index("QUARTERLY RESULTS") < spoken < md.index("[00:00:04] On screen:") < md.index("THANK YOU")
+    assert md.count("QUARTERLY RESULTS") == 1 and md.count("TWELVE PERCENT") == 1  # resampled cards once
+    assert "revenue grew" in md.lower()
+    static = docs["static.mp4"]
+    assert (
+        static["markdown"].count("On screen:") == 3 and "no audio track: keyframes only" in static["warnings"]
+    )
+
+
+def test_with_phi4_audio_windows_and_keyframe_groups_reach_the_model_with_times(media, tiny_model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(media / "talk.mp4", src)
+    cfg = parse_config(
+        {
+            "source": {"uri": str(src)},
+            "output": {"uri": str(tmp_path / "out")},
+            "engine": {
+                "name": "phi4",
+                "phi4": {"model": str(tiny_model), "max_new_tokens": 4, "max_crops": 1},
+            },
+            "video": {"frames_per_segment": 2, "frame_max_side": 448},
+            "runtime": {"executor": "local"},
+        }
+    )
+    summary = run_job(cfg)
+    assert summary.failures == 0, summary
+    rows = sorted(
+        pads.dataset(tmp_path / "out" / "segments").to_table().to_pylist(), key=lambda r: r["segment_index"]
+    )
+    got = [(r["segment_kind"], r["engine"], r["prompt_id"], r["time_start_s"], r["time_end_s"]) for r in rows]
+    assert got[0][:3] == ("audio_window", "phi4", "phi4.audio.v1") and got[0][3] == 0 and got[0][4] > 5
+    assert [g[:3] for g in got[1:]] == [("video_frames", "phi4", "phi4.frames.v2")] * 2
+    assert [g[3:] for g in got[1:]] == [pytest.approx((0, 4), abs=0.15), pytest.approx((8, 8), abs=0.15)]
+    (doc,) = pads.dataset(tmp_path / "out" / "documents").to_table().to_pylist()
+    assert doc["n_segments"] == 3 and doc["engines"] == ["phi4"]
+
+
+def test_phi4_keyframe_prompt_names_each_frame_time():
+    from actors.phi4 import prompt_for
+
+    seg = Segment(
+        "d", "u", "v", 1, "video/mp4", "video", 3, "video_frames", ROUTE_PHI4, frame_times_s=[4.0, 65.5]
+    )
+    prompt = prompt_for(seg)
+    assert prompt.id == "phi4.frames.v2" and "taken at 00:00:04, 00:01:05." in prompt.render(seg)
