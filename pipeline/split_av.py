@@ -85,29 +85,42 @@ class _PartialDecode(Exception):
     """ffmpeg finished but reported errors (a truncated file): keep what decoded, warn."""
 
 
-def quietest_cut(audio: np.ndarray, search_from: int) -> int:
-    """Sample index of the quietest 30 ms frame at or after search_from (the window's tail)."""
+SMOOTH = 10  # frames (300 ms): a pause, not the closure of a consonant inside a word
+
+
+def quietest_cut(audio: np.ndarray, search_from: int) -> tuple[int, int]:
+    """(cut, quiet_from) in the window's tail from search_from: the cut is the middle of the quietest
+    300 ms; quiet_from is where the quiet stretch around it begins, so an overlap never reaches back
+    into the speech before a pause (that would hand the next window a clipped word)."""
     tail = audio[search_from:]
     n = len(tail) // FRAME
-    if n == 0:
-        return len(audio)
-    energy = (tail[: n * FRAME].reshape(n, FRAME) ** 2).mean(axis=1)
-    return search_from + int(np.argmin(energy)) * FRAME + FRAME // 2
+    if n < SMOOTH:
+        return len(audio), len(audio)
+    energy = (tail[: n * FRAME].reshape(n, FRAME).astype(np.float64) ** 2).mean(axis=1)
+    smooth = np.convolve(energy, np.ones(SMOOTH) / SMOOTH, mode="valid")
+    best = int(np.argmin(smooth))
+    mid = best + SMOOTH // 2
+    quiet = max(smooth[best] * 4, 1e-10)  # within 6 dB of the quietest stretch
+    first = mid
+    while first > 0 and energy[first - 1] <= quiet:
+        first -= 1
+    return search_from + mid * FRAME, search_from + first * FRAME
 
 
 def windows(
     chunks: Iterator[np.ndarray], max_s: float, overlap_s: float, search_s: float
 ) -> Iterator[tuple[float, np.ndarray]]:
-    """(start seconds, samples) windows of at most max_s, cut at silences, overlapping by overlap_s."""
+    """(start seconds, samples) windows of at most max_s, cut at pauses, overlapping by up to overlap_s
+    (less where the pause before the cut is shorter)."""
     max_n, overlap_n, search_n = int(max_s * RATE), int(overlap_s * RATE), int(search_s * RATE)
     buf = np.zeros(0, dtype=np.float32)
     start = 0  # sample offset of buf[0]
     for chunk in chunks:
         buf = np.concatenate([buf, chunk])
         while len(buf) >= max_n:
-            cut = quietest_cut(buf[:max_n], max_n - search_n)
+            cut, quiet_from = quietest_cut(buf[:max_n], max_n - search_n)
             yield start / RATE, buf[:cut]
-            nxt = max(cut - overlap_n, 1)
+            nxt = max(cut - overlap_n, quiet_from if quiet_from < cut else cut - overlap_n, 1)
             buf, start = buf[nxt:], start + nxt
     if len(buf) > int(0.3 * RATE):
         yield start / RATE, buf

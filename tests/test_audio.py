@@ -126,8 +126,9 @@ def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_
     assert md.startswith("### [00:00:00]") and "### [00:01:00]" in md
     words = [w.strip(".,!?").lower() for w in md.split()]
     found = [a for a in ANIMALS if a in words]
-    assert len(found) >= 0.8 * len(ANIMALS), md  # tiny.en mishears a few; the seams lose none
-    assert all(words.count(a) == 1 for a in found), md  # and double none
+    assert words.count("next") == len(ANIMALS), md  # every sentence once: the seams lose and double none
+    assert len(found) >= 0.8 * len(ANIMALS), md  # tiny.en mishears a few animals (zebra → "memory")
+    assert all(words.count(a) == 1 for a in found), md
 
 
 def test_music_without_speech_yields_no_words(whisper):
@@ -164,3 +165,9 @@ def test_with_phi4_audio_windows_go_to_the_model(media):
     cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "engine": {"name": "phi4"}})
     (seg,) = split_av(media / "report.wav", base(media / "report.wav"), cfg)
     assert seg.route == ROUTE_PHI4 and seg.audio_f32 and seg.time_end_s > 5
+
+
+def test_transcripts_are_reproducible(media, whisper):
+    # Repetitive speech once sent Whisper into its sampling fallback: a rerun gave different text.
+    segs = list(split_av(media / "long.wav", base(media / "long.wav"), CFG))
+    assert whisper(segs[3:5]) == whisper(segs[3:5])
