@@ -183,3 +183,19 @@ def test_phi4_keyframe_prompt_names_each_frame_time():
     )
     prompt = prompt_for(seg)
     assert prompt.id == "phi4.frames.v2" and "taken at 00:00:04, 00:01:05." in prompt.render(seg)
+
+
+def test_ray_executor_gives_the_same_video_document(media, ray_local, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(media / "talk.mkv", src)
+    docs = {}
+    for executor in ("ray", "local"):
+        out = tmp_path / executor
+        spec = {"source": {"uri": str(src)}, "output": {"uri": str(out)}, "runtime": {"executor": executor}}
+        summary = run_job(parse_config(spec))
+        assert summary.failures == 0 and summary.executor == executor
+        (docs[executor],) = pads.dataset(out / "documents").to_table().to_pylist()
+    assert docs["ray"]["markdown"] == docs["local"]["markdown"]
+    assert docs["ray"]["markdown"].startswith("### [00:00:00]\n\n> **[00:00:00] On screen:**")
+    assert docs["ray"]["n_segments"] == 4  # one audio window, three keyframes
