@@ -129,12 +129,14 @@ class VideoConfig(_Strict):
     keyframes: bool = Field(
         default=True, description="Convert keyframes (OCR on the CPU engine, descriptions with Phi-4)."
     )
+    # Measured: a camera cut or a title card scores 0.4-1.0; a slide change within one template (new
+    # text on the same background) only 0.02. Screen recordings want 0.01 (configs/recordings.yaml).
     scene_threshold: float = Field(
         default=0.3, gt=0, lt=1, description="ffmpeg scene score above which a frame starts a new scene."
     )
     min_spacing_s: float = Field(default=2.0, ge=0, description="No two keyframes closer than this.")
     max_spacing_s: float | None = Field(
-        default=60.0, gt=0, description="A keyframe at least this often, scene change or not; null: never."
+        default=30.0, gt=0, description="A keyframe at least this often, scene change or not; null: never."
     )
     max_frames: int = Field(default=2000, ge=1, description="Keyframes per file at most; more is a warning.")
     frames_per_segment: int = Field(

@@ -4,8 +4,10 @@ Phi-4 (the tiny random-weight model) receiving audio windows and keyframe groups
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +20,18 @@ from pipeline.detect import sniff_file
 from pipeline.records import ROUTE_ASR, ROUTE_NONE, ROUTE_OCR, ROUTE_PHI4, Segment
 from pipeline.run import run_job
 from pipeline.split_av import MediaError, probe, split_av
-from pipeline.split_video import keyframes
+from pipeline.split_video import VideoError, keyframes
 
 if not (shutil.which("ffmpeg") and shutil.which("espeak-ng")):
     pytest.skip("ffmpeg and espeak-ng are needed", allow_module_level=True)
 
 CFG = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}})
+# Title cards as talks show them: dark on light, light on dark (ffmpeg's scene score on YUV frames is
+# 0.28 for white → yellow, under the 0.3 default; these changes score far above it).
 SLIDES = [
-    ("QUARTERLY RESULTS", "white"),
-    ("REVENUE GREW TWELVE PERCENT", "yellow"),
-    ("THANK YOU ALL", "cyan"),
+    ("QUARTERLY RESULTS", "white", "black"),
+    ("REVENUE GREW TWELVE PERCENT", "navy", "white"),
+    ("THANK YOU ALL", "yellow", "black"),
 ]
 SPEECH = "Welcome to the quarterly results. Revenue grew twelve percent this year. Thank you for listening."
 
@@ -42,15 +46,25 @@ def media(tmp_path_factory) -> Path:
     picture with espeak-ng speech as AAC; talk.<ext>: the speech in other containers and codecs."""
     d = tmp_path_factory.mktemp("video")
     font = ImageFont.load_default(size=30)
-    for i, (text, color) in enumerate(SLIDES):
-        img = Image.new("RGB", (640, 360), color)
-        ImageDraw.Draw(img).text((30, 150), text, fill="black", font=font)
+    for i, (text, background, ink) in enumerate(SLIDES):
+        img = Image.new("RGB", (640, 360), background)
+        ImageDraw.Draw(img).text((30, 150), text, fill=ink, font=font)
         img.save(d / f"s{i}.png")
     (d / "list.txt").write_text(
         "".join(f"file 's{i}.png'\nduration 4\n" for i in range(len(SLIDES))) + "file 's2.png'\n"
     )
     sh("ffmpeg", "-y", "-f", "concat", "-i", str(d / "list.txt"), "-vf", "fps=10", "-c:v", "libx264",
        "-pix_fmt", "yuv420p", str(d / "slides.mp4"))  # fmt: skip
+    for i, title in enumerate(["Agenda", "Risks"]):
+        img = Image.new("RGB", (1280, 720), "white")
+        draw = ImageDraw.Draw(img)
+        draw.text((60, 60), title, fill="black", font=ImageFont.load_default(size=48))
+        for k in range(5):
+            draw.text((80, 200 + k * 80), f"- {title} point {k} with a few words", fill="black", font=font)
+        img.save(d / f"t{i}.png")
+    (d / "template.txt").write_text("file 't0.png'\nduration 3\nfile 't1.png'\nduration 3\nfile 't1.png'\n")
+    sh("ffmpeg", "-y", "-f", "concat", "-i", str(d / "template.txt"), "-vf", "fps=25", "-c:v", "libx264",
+       "-pix_fmt", "yuv420p", str(d / "template.mp4"))  # fmt: skip
     sh("espeak-ng", "-s", "150", "-w", str(d / "speech.wav"), SPEECH)
     sh("ffmpeg", "-y", "-i", str(d / "slides.mp4"), "-i", str(d / "speech.wav"), "-c:v", "copy",
        "-c:a", "aac", str(d / "talk.mp4"))  # fmt: skip
@@ -78,6 +92,10 @@ def test_keyframes_are_taken_at_scene_changes_with_minimum_and_maximum_spacing(m
     assert times(slides, max_spacing_s=3, min_spacing_s=1) == pytest.approx([0, 3, 4, 7, 8, 11], abs=0.15)
     # Never closer than 5 s: the change at 4 s (4 s after the first frame) is skipped, 8 s is kept.
     assert times(slides, min_spacing_s=5, max_spacing_s=None) == pytest.approx([0, 8], abs=0.15)
+    # Slides of one template: new text on the same background scores about 0.02, under the default 0.3.
+    template = media / "template.mp4"
+    assert times(template, max_spacing_s=None) == [0]
+    assert times(template, max_spacing_s=None, scene_threshold=0.01) == pytest.approx([0, 3], abs=0.15)
     stream = next(s for s in probe(slides, 10)["streams"] if s["codec_type"] == "video")
     t, frame = next(keyframes(slides, stream, VideoConfig(frame_max_side=320), 30))
     assert frame.shape == (180, 320, 3) and tuple(frame[5, 5]) == pytest.approx((255, 255, 255), abs=8)
@@ -198,4 +216,20 @@ def test_ray_executor_gives_the_same_video_document(media, ray_local, tmp_path):
         (docs[executor],) = pads.dataset(out / "documents").to_table().to_pylist()
     assert docs["ray"]["markdown"] == docs["local"]["markdown"]
     assert docs["ray"]["markdown"].startswith("### [00:00:00]\n\n> **[00:00:00] On screen:**")
-    assert docs["ray"]["n_segments"] == 4  # one audio window, three keyframes
+    assert docs["ray"]["n_segments"] == 4, docs["ray"]  # one audio window, three keyframes
+
+
+def test_a_long_static_shot_is_not_taken_for_a_stall_but_a_hung_decode_is_stopped(media, tmp_path):
+    still = tmp_path / "still.mkv"  # 200 s of one PNG-coded frame: made instantly, decoded in seconds
+    sh("ffmpeg", "-y", "-loop", "1", "-framerate", "25", "-i", str(media / "s0.png"), "-t", "200",
+       "-c:v", "copy", str(still))  # fmt: skip
+    stream = next(s for s in probe(still, 10)["streams"] if s["codec_type"] == "video")
+    cfg = VideoConfig(max_spacing_s=None)
+    # No keyframe after the first for longer than the 1.5 s limit: ffmpeg's progress reports keep it alive.
+    started = time.monotonic()
+    assert [t for t, _ in keyframes(still, stream, cfg, 1.5)] == [0.0]
+    assert time.monotonic() - started > 1.5  # the decode really outlasted the limit
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)  # ffmpeg blocks opening it: no frames, no progress
+    with pytest.raises(VideoError, match="stalled for 2 s"):
+        list(keyframes(fifo, stream, cfg, 2.0))
