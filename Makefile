@@ -46,6 +46,7 @@ bench: $(FULL)
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_pptx.py --corpus "$(CORPUS)"
+	$(BIN)/python bench/bench_av.py --minutes 10 --video
 
 clean:
 	rm -rf out .pytest_cache
