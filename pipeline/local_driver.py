@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from actors.ray_worker import EnginePool, convert_segments
+from actors.engine_stage import EnginePool, convert_segments
 from connectors.parquet_out import StagedParquetSink
 from pipeline import PIPELINE_VERSION
 from pipeline.assemble import split_results
