@@ -252,6 +252,18 @@ class JobConfig(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
+    @model_validator(mode="after")
+    def _frames_fit_vllm(self) -> JobConfig:
+        if (
+            self.engine.name == "vllm"
+            and self.video.frames_per_segment > self.engine.vllm.max_images_per_prompt
+        ):
+            raise ValueError(
+                f"video.frames_per_segment ({self.video.frames_per_segment}) is above "
+                f"engine.vllm.max_images_per_prompt ({self.engine.vllm.max_images_per_prompt})"
+            )
+        return self
+
     @property
     def run_mode(self) -> str:
         return self.mode or ("incremental" if self.source.uri.startswith("s3://") else "full")

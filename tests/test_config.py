@@ -99,3 +99,16 @@ def test_auto_executor_uses_ray_for_large_jobs_and_clusters(monkeypatch):
         {"source": {"uri": "/a"}, "output": {"uri": "/b"}, "runtime": {"executor": "local"}}
     )
     assert choose_executor(forced, small)[0] == "local"
+
+
+def test_video_settings_that_cannot_work_fail_with_their_fields():
+    base = {"source": {"uri": "/data"}, "output": {"uri": "/out"}}
+    with pytest.raises(ConfigError, match=r"video: max_spacing_s must be at least min_spacing_s"):
+        parse_config({**base, "video": {"min_spacing_s": 40, "max_spacing_s": 30}})
+    with pytest.raises(ConfigError, match=r"video.scene_threshold: Input should be less than 1"):
+        parse_config({**base, "video": {"scene_threshold": 3}})
+    with pytest.raises(
+        ConfigError, match=r"frames_per_segment \(12\) is above engine.vllm.max_images_per_prompt"
+    ):
+        parse_config({**base, "engine": {"name": "vllm"}, "video": {"frames_per_segment": 12}})
+    assert parse_config({**base, "video": {"max_spacing_s": None}}).video.max_spacing_s is None
