@@ -83,3 +83,8 @@ def build_tiny_phi4(folder: Path) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def tiny_engine_config(model: Path) -> dict:
+    """The job config's `engine` section for pipeline runs on the tiny model (short generations)."""
+    return {"name": "phi4", "phi4": {"model": str(model), "max_new_tokens": 4, "max_crops": 1}}

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 from conftest import corpus
+from phi4_tiny import tiny_engine_config
 from PIL import Image
 
 pytest.importorskip("torch")
@@ -115,10 +116,7 @@ def test_pipeline_with_phi4_routes_scans_and_images_to_the_model(ray_local, tiny
         {
             "source": {"uri": str(src)},
             "output": {"uri": str(tmp_path / "out")},
-            "engine": {
-                "name": "phi4",
-                "phi4": {"model": str(tiny_model), "max_new_tokens": 4, "max_crops": 1},
-            },
+            "engine": tiny_engine_config(tiny_model),
             "runtime": {"executor": "ray", "max_workers": 1},
         }
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
+from phi4_tiny import tiny_engine_config
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.config import VideoConfig, parse_config
@@ -172,10 +173,7 @@ def test_with_phi4_audio_windows_and_keyframe_groups_reach_the_model_with_times(
         {
             "source": {"uri": str(src)},
             "output": {"uri": str(tmp_path / "out")},
-            "engine": {
-                "name": "phi4",
-                "phi4": {"model": str(tiny_model), "max_new_tokens": 4, "max_crops": 1},
-            },
+            "engine": tiny_engine_config(tiny_model),
             "video": {"frames_per_segment": 2, "frame_max_side": 448},
             "runtime": {"executor": "local"},
         }
