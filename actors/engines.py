@@ -1,5 +1,6 @@
 """Engine registry. An engine is a callable on a list of Segments returning (markdown, warnings) per
-segment, with `name`, `model_id` and `prompt_id` attributes recorded in provenance."""
+segment, or (markdown, warnings, spans) where it knows when each phrase was said (records.SPANS_TYPE),
+with `name`, `model_id` and `prompt_id` attributes recorded in provenance."""
 
 from __future__ import annotations
 

@@ -79,39 +79,76 @@ def _same_text(a: str, b: str) -> bool:
     return a == b or difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() > 0.9
 
 
+def _drop_leading_words(spans: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The spans without their first k words (the words the previous window already had)."""
+    out = []
+    for span in spans:
+        words = (span["text"] or "").split()
+        if k >= len(words):
+            k -= len(words)
+            continue
+        out.append({**span, "text": " ".join(words[k:])})
+        k = 0
+    return out
+
+
 def media_timeline(rows: list[dict[str, Any]], heading_every_s: float) -> list[str]:
-    """Audio windows and keyframe notes on one timeline: words repeated across a window overlap are
-    dropped, a keyframe note repeating the previous one is dropped, and a timestamp heading opens every
-    heading_every_s of the recording. A note goes before speech that starts at the same time."""
-
-    def when(r: dict[str, Any]) -> tuple[float, bool, int]:
-        t = r["time_start_s"] or 0.0
-        frame = r["segment_kind"] == "video_frames"
-        # Whole seconds for frames: a first frame at 0.012 s (encoder delay) still opens the document.
-        return (math.floor(t) if frame else t), not frame, r["segment_index"]
-
-    ordered = sorted(rows, key=when)
-    parts: list[str] = []
+    """Audio windows and keyframe notes on one timeline. Words repeated across a window overlap are
+    dropped; a keyframe note repeating the previous one is dropped; a timestamp heading opens every
+    heading_every_s of the recording. Transcripts with phrase times (spans) let notes and headings fall
+    between phrases; without them (Phi-4 transcripts) they fall between windows. A note goes before
+    speech that starts in the same second."""
+    # (time, order, window, text): order 0 = note, 1 = speech; window groups phrases into paragraphs.
+    items: list[tuple[float, int, int, str]] = []
     prev_words: list[str] = []
+    audio = sorted(
+        (r for r in rows if r["segment_kind"] != "video_frames"), key=lambda r: r["time_start_s"] or 0
+    )
+    for r in audio:
+        words = (r["markdown"] or "").split()
+        k = overlap_words(prev_words, words)
+        prev_words = words
+        spans = r.get("spans")
+        if spans and sum(len((sp["text"] or "").split()) for sp in spans) == len(words):
+            items += [
+                (sp["start_s"], 1, r["segment_index"], sp["text"]) for sp in _drop_leading_words(spans, k)
+            ]
+        elif words[k:]:
+            items.append((r["time_start_s"] or 0.0, 1, r["segment_index"], " ".join(words[k:])))
     prev_note = ""
-    last_block = -1
-    for r in ordered:
+    for r in sorted(
+        (r for r in rows if r["segment_kind"] == "video_frames"), key=lambda r: r["time_start_s"] or 0
+    ):
         text = (r["markdown"] or "").strip()
-        if r["segment_kind"] == "video_frames":
-            if not text or _same_text(text, prev_note):
-                continue
-            prev_note, piece = text, _frame_note(r)
-        else:
-            words = text.split()
-            piece = " ".join(words[overlap_words(prev_words, words) :])
-            prev_words = words
-            if not piece:
-                continue
-        block = int((r["time_start_s"] or 0) // heading_every_s)
+        if text and not _same_text(text, prev_note):
+            prev_note = text
+            # Whole seconds: a first frame at 0.012 s (encoder delay) still opens the document.
+            items.append((math.floor(r["time_start_s"] or 0.0), 0, r["segment_index"], _frame_note(r)))
+    parts: list[str] = []
+    paragraph: list[str] = []
+    para_window, last_block = None, -1
+
+    def flush() -> None:
+        if paragraph:
+            parts.append(" ".join(paragraph))
+            paragraph.clear()
+
+    for t, order, window, text in sorted(items, key=lambda it: (it[0], it[1])):
+        block = int(t // heading_every_s)
         if block != last_block:
+            flush()
             parts.append(f"### [{clock(block * heading_every_s)}]")
             last_block = block
-        parts.append(piece)
+        if order == 0:
+            flush()
+            parts.append(text)
+            para_window = None
+        else:
+            if window != para_window:
+                flush()
+                para_window = window
+            paragraph.append(text)
+    flush()
     return parts
 
 

@@ -74,26 +74,35 @@ def plan_run(listing: list[dict[str, Any]], output_dir: Path, mode: str) -> Plan
     return Plan(convert=convert, carried=carried, previous=previous, deleted=deleted)
 
 
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch written by an earlier pipeline version in today's schema: columns added since are null."""
+    n = batch.num_rows
+    columns = [
+        batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(n, f.type)
+        for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
 def carry_forward(
-    output_dir: Path, staging: Path, names: list[str], uris: list[str], compression: str | None
+    output_dir: Path, staging: Path, schemas: dict[str, pa.Schema], uris: list[str], compression: str | None
 ) -> None:
-    """Copy the previous snapshot's rows of unchanged objects into the new staging, batch by batch."""
+    """Copy the previous snapshot's rows of unchanged objects into the new staging, batch by batch, in
+    today's schemas (a snapshot from an earlier version may lack a column added since)."""
     if not uris:
         return
     wanted = pa.array(uris, pa.string())
-    for name in names:
+    for name, schema in schemas.items():
         src = output_dir / name
         if not src.is_dir():
             continue
         dataset = pads.dataset(src, format="parquet")
         scanner = dataset.scanner(filter=pc.field("source_uri").isin(wanted), batch_size=4096)
         (staging / name).mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(
-            staging / name / "part-carried.parquet", dataset.schema, compression=compression
-        ) as w:
+        with pq.ParquetWriter(staging / name / "part-carried.parquet", schema, compression=compression) as w:
             for batch in scanner.to_batches():
                 if batch.num_rows:
-                    w.write_batch(batch)
+                    w.write_batch(conform(batch, schema))
 
 
 def write_state(

@@ -133,6 +133,11 @@ SEGMENT_WORK_SCHEMA = pa.schema(
     ]
 )
 
+# Timed pieces of a segment's text, in seconds from the start of the recording: a transcript's phrases
+# as the ASR engine found them (null where an engine gives no times). Deep links and the document's
+# timeline use them.
+SPANS_TYPE = pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())]))
+
 # What the engine stage emits: one row per segment, converted or failed.
 RESULT_SCHEMA = pa.schema(
     [
@@ -148,6 +153,7 @@ RESULT_SCHEMA = pa.schema(
         ("time_start_s", pa.float64()),
         ("time_end_s", pa.float64()),
         ("markdown", pa.string()),
+        ("spans", SPANS_TYPE),
         ("engine", pa.string()),
         ("model_id", pa.string()),
         ("prompt_id", pa.string()),

@@ -31,9 +31,8 @@ DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors"
 STATE_DATASETS = ["objects", "deletions"]
 _DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
-    "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "warnings", "engine",
-    "pipeline_version",
-    "run_id",
+    "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
+    "engine", "pipeline_version", "run_id",
 ]  # fmt: skip
 
 
@@ -175,7 +174,7 @@ def run_job(
             execute(plan.convert, cfg, run_id, staging, sink_args)
             if (staging / "segments").is_dir():
                 assemble_documents(staging, cfg, sink_args, summary.executor)
-        carry_forward(output_dir, staging, ["segments", "documents", "errors"], plan.carried, compression)
+        carry_forward(output_dir, staging, DATASETS, plan.carried, compression)
         failed = _failed_objects(staging / "errors")
         write_state(staging, plan, listing, failed, run_id, compression)
         for name, schema in DATASETS.items():

@@ -93,8 +93,12 @@ def test_known_words_come_back_with_timestamps(media, whisper, name):
     segs = [s for s in segs if s.segment_kind != "video_frames"]  # the MP4's keyframes: test_video.py
     assert len(segs) == 1 and segs[0].route == ROUTE_ASR and segs[0].segment_kind == "audio_window"
     assert segs[0].time_start_s == 0 and 5 < segs[0].time_end_s < 9
-    ((text, warnings),) = whisper(segs)
+    ((text, warnings, spans),) = whisper(segs)
     assert "quarterly report" in text.lower() and "meeting moved to room" in text.lower()
+    # Phrase times within the window: in order, inside it, and together the whole text.
+    assert " ".join(sp["text"] for sp in spans) == text and spans
+    assert 0 <= spans[0]["start_s"] < 1 and spans[-1]["end_s"] <= segs[0].time_end_s + 0.5
+    assert all(a["end_s"] <= b["start_s"] + 0.01 for a, b in zip(spans, spans[1:], strict=False))
     assert whisper.model_id.startswith("faster-whisper:tiny.en")
 
 
@@ -134,7 +138,7 @@ def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_
 def test_music_without_speech_yields_no_words(whisper):
     path = corpus("audio/CantinaBand3.wav")
     segs = list(split_av(path, base(path), CFG))
-    assert [whisper(segs)[0]] == [("", ["no speech found"])] if segs else True
+    assert [whisper(segs)[0]] == [("", ["no speech found"], [])] if segs else True
 
 
 def test_silence_is_dropped_and_a_video_without_audio_gives_keyframes_only(media, tmp_path):
