@@ -71,6 +71,11 @@ def media(tmp_path_factory) -> Path:
        "-c:a", "aac", str(d / "talk.mp4"))  # fmt: skip
     for name, codec in [("talk.flac", []), ("talk.m4a", ["-c:a", "aac"]), ("talk.ogg", ["-c:a", "libopus"])]:
         sh("ffmpeg", "-y", "-i", str(d / "speech.wav"), *codec, str(d / name))
+    # A podcast-style MP3 and an MP4 with cover art: pictures that are not video (no keyframes).
+    for name in ("talk-cover.mp3", "talk-cover.mp4"):
+        sh("ffmpeg", "-y", "-i", str(d / "speech.wav"), "-i", str(d / "s0.png"), "-map", "0", "-map", "1",
+           "-c:v", "mjpeg" if name.endswith("mp3") else "png", "-disposition:v", "attached_pic",
+           str(d / name))  # fmt: skip
     for ext in ("mov", "mkv", "webm", "avi"):
         sh("ffmpeg", "-y", "-i", str(d / "slides.mp4"), "-i", str(d / "speech.wav"), str(d / f"talk.{ext}"))
     return d
@@ -120,6 +125,12 @@ def test_common_containers_and_codecs_decode_to_windows_and_keyframes(media, nam
         assert [s.segment_index for s in segs] == list(range(len(segs)))
     else:
         assert frames == []
+
+
+@pytest.mark.parametrize("name", ["talk-cover.mp3", "talk-cover.mp4"])
+def test_cover_art_is_not_taken_for_video(media, name):
+    segs = list(split_av(media / name, base(media / name), CFG))
+    assert [s.segment_kind for s in segs] == ["audio_window"] and not segs[0].warnings
 
 
 def test_a_video_without_sound_gives_keyframes_and_an_audio_file_without_sound_is_an_error(media):
