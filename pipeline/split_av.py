@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -180,18 +181,31 @@ def _keyframe_segments(
     # Frame times count from the container's start time (MKV/MPEG-TS often start above 0); audio
     # windows count decoded samples from 0. Subtracting it puts both on one timeline.
     origin = float((info.get("format") or {}).get("start_time") or 0.0)
-    for pts, frame in keyframes(path, stream, v, cfg.audio.decode_timeout_s):
-        t = max(0.0, pts - origin)
-        if count == v.max_frames:
-            warnings.append(f"more than video.max_frames={v.max_frames} keyframes: the rest were skipped")
-            break
-        group.append((t, to_png(frame)))
-        count += 1
-        if len(group) == per_segment:
-            yield emit(group)
-            index, group = index + 1, []
+    # Each segment is held back until the next is made, so a cut at max_frames can still be noted on
+    # the last one.
+    held: Segment | None = None
+    truncated = False
+    with closing(keyframes(path, stream, v, cfg.audio.decode_timeout_s)) as frames:
+        for pts, frame in frames:
+            if count == v.max_frames:
+                truncated = True  # closing() stops ffmpeg
+                break
+            group.append((max(0.0, pts - origin), to_png(frame)))
+            count += 1
+            if len(group) == per_segment:
+                if held is not None:
+                    yield held
+                held, index, group = emit(group), index + 1, []
     if group:
-        yield emit(group)
+        if held is not None:
+            yield held
+        held = emit(group)
+    if held is not None:
+        if truncated:
+            held.warnings.append(
+                f"more than video.max_frames={v.max_frames} keyframes: the rest were skipped"
+            )
+        yield held
 
 
 def split_av(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:

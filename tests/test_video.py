@@ -247,3 +247,10 @@ def test_a_long_static_shot_is_not_taken_for_a_stall_but_a_hung_decode_is_stoppe
     os.mkfifo(fifo)  # ffmpeg blocks opening it: no frames, no progress
     with pytest.raises(VideoError, match="stalled for 2 s"):
         list(keyframes(fifo, stream, cfg, 2.0))
+
+
+def test_keyframes_past_max_frames_are_skipped_with_a_warning(media):
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "video": {"max_frames": 2}})
+    segs = list(split_av(media / "slides.mp4", base(media / "slides.mp4"), cfg))
+    assert [s.time_start_s for s in segs] == pytest.approx([0, 4], abs=0.15)
+    assert "more than video.max_frames=2 keyframes: the rest were skipped" in segs[-1].warnings
