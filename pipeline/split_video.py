@@ -115,7 +115,12 @@ def keyframes(
                 break
             buf += data
             if len(buf) == need:
-                t = times.get(timeout=stall_timeout_s)
+                try:
+                    t = times.get(timeout=stall_timeout_s)
+                except queue.Empty:
+                    raise VideoError(
+                        f"ffmpeg gave a frame but no time for it in {stall_timeout_s:.0f} s"
+                    ) from None
                 if t is None:  # stderr closed without a time for this frame: ffmpeg is going away
                     break
                 yield max(0.0, t), np.frombuffer(bytes(buf), dtype=np.uint8).reshape(h, w, 3)
@@ -125,8 +130,9 @@ def keyframes(
         if rc != 0 or errors:
             raise VideoError(f"ffmpeg reported errors while decoding the video ({(errors or ['?'])[-1]})")
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # stopped early (an error, a stall, or max_frames reached)
             proc.kill()
+            proc.wait(timeout=10)
         sel.close()
 
 
@@ -134,5 +140,5 @@ def to_png(frame: np.ndarray) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(frame).save(out, format="PNG", compress_level=3)  # level 3: near 6's size, much faster
+    Image.fromarray(frame).save(out, format="PNG")  # 16 ms for a 1280x720 slide; level 1 saves 2 ms
     return out.getvalue()
