@@ -77,8 +77,9 @@ def decoded_chunks(path: Path, stall_timeout_s: float) -> Iterator[np.ndarray]:
         if err:
             raise _PartialDecode(err.splitlines()[-1])
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # stopped early: a stall, or the reader gave up
             proc.kill()
+            proc.wait(timeout=10)
         sel.close()
 
 
