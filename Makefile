@@ -31,10 +31,15 @@ $(FULL): $(CORE)
 	$(BIN)/pip install -q --no-deps torchvision==0.28.0
 	rm -f $(VENV)/.full-* && touch $@
 
+# The corpus (or sample/) with configs/demo.yaml; where the corpus has no video, also sample/talk.mp4.
 demo: $(CORE)
 	@src=$$( [ -d "$(CORPUS)" ] && echo "$(CORPUS)" || echo sample ); \
 	echo "converting $$src with configs/demo.yaml"; \
-	$(BIN)/unitok run configs/demo.yaml --source "$$src" --output out/demo
+	$(BIN)/unitok run configs/demo.yaml --source "$$src" --output out/demo && \
+	if [ "$$src" != sample ]; then \
+	  echo "converting sample/talk.mp4 with configs/recordings.yaml"; \
+	  $(BIN)/unitok run configs/recordings.yaml --source sample --output out/demo-recordings; \
+	fi
 
 test: $(FULL)
 	$(BIN)/python -m pytest -q tests

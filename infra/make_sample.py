@@ -1,11 +1,14 @@
 """Regenerate sample/: a tiny bundled corpus for `make demo` where ../shared/corpus is absent.
 
 Everything here is made from scratch (no third-party documents): a PDF with a real text layer, a scanned
-(image-only) PDF, a PNG with printed text, and a text file mislabeled as .pdf.
+(image-only) PDF, a PNG with printed text, a text file mislabeled as .pdf, and a 12-second talk video
+(three title cards, espeak-ng speech; needs ffmpeg and espeak-ng to regenerate).
 """
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -69,6 +72,38 @@ def text_image(lines: list[str]) -> Image.Image:
     return img
 
 
+CARDS = [
+    ("Field report", "white", "black"),
+    ("Water filters: 1,200", "navy", "white"),
+    ("Next steps", "yellow", "black"),
+]
+SPEECH = (
+    "This is the field report for March. The northern depot received twelve hundred water filters. "
+    "Next, we order replacement parts for the pumps."
+)
+
+
+def talk_video(path: Path) -> None:
+    """Title cards every 4 s (scene changes) with speech over them, small H.264 + AAC."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        font = ImageFont.load_default(size=40)
+        lines = []
+        for i, (title, background, ink) in enumerate(CARDS):
+            img = Image.new("RGB", (640, 360), background)
+            ImageDraw.Draw(img).text((40, 150), title, fill=ink, font=font)
+            img.save(d / f"card{i}.png")
+            lines.append(f"file 'card{i}.png'\nduration 4\n")
+        (d / "cards.txt").write_text("".join(lines) + f"file 'card{len(CARDS) - 1}.png'\n")
+        subprocess.run(["espeak-ng", "-s", "150", "-w", str(d / "speech.wav"), SPEECH], check=True)
+        subprocess.run(
+            ["ffmpeg", "-y", "-loglevel", "error", "-f", "concat", "-i", str(d / "cards.txt"), "-i",
+             str(d / "speech.wav"), "-vf", "fps=10", "-c:v", "libx264", "-crf", "30", "-pix_fmt", "yuv420p",
+             "-c:a", "aac", "-b:a", "48k", "-t", "12", str(path)],
+            check=True,
+        )  # fmt: skip
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     text_pdf(OUT / "field-report.pdf")
@@ -79,6 +114,7 @@ def main() -> None:
         OUT / "scanned-memo.pdf", resolution=150
     )
     (OUT / "not-really-a.pdf").write_text("This is a plain text file with a .pdf name.\n")
+    talk_video(OUT / "talk.mp4")
     print(f"wrote {sorted(p.name for p in OUT.iterdir())}")
 
 
