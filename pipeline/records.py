@@ -103,20 +103,30 @@ class Segment:
         return cls(**{k: v for k, v in row.items() if k in names})
 
 
+# Where a segment comes from and where it sits in its object: shared by the work and result schemas.
+_SOURCE = [
+    ("doc_id", pa.string()),
+    ("source_uri", pa.string()),
+    ("source_version", pa.string()),
+    ("source_size", pa.int64()),
+    ("mime_type", pa.string()),
+    ("modality", pa.string()),
+    ("segment_index", pa.int32()),
+    ("segment_kind", pa.string()),
+]
+_PLACE = [("page_number", pa.int32()), ("time_start_s", pa.float64()), ("time_end_s", pa.float64())]
+_STATUS = [
+    ("status", pa.string()),
+    ("stage", pa.string()),
+    ("error_type", pa.string()),
+    ("error_message", pa.string()),
+]
+
 SEGMENT_WORK_SCHEMA = pa.schema(
-    [
-        ("doc_id", pa.string()),
-        ("source_uri", pa.string()),
-        ("source_version", pa.string()),
-        ("source_size", pa.int64()),
-        ("mime_type", pa.string()),
-        ("modality", pa.string()),
-        ("segment_index", pa.int32()),
-        ("segment_kind", pa.string()),
-        ("route", pa.string()),
-        ("page_number", pa.int32()),
-        ("time_start_s", pa.float64()),
-        ("time_end_s", pa.float64()),
+    _SOURCE
+    + [("route", pa.string())]
+    + _PLACE
+    + [
         ("text_lines", pa.list_(pa.string())),
         ("line_sizes", pa.list_(pa.float32())),
         ("line_gaps", pa.list_(pa.float32())),
@@ -126,11 +136,8 @@ SEGMENT_WORK_SCHEMA = pa.schema(
         ("frame_times_s", pa.list_(pa.float64())),
         ("audio_f32", pa.binary()),
         ("warnings", pa.list_(pa.string())),
-        ("status", pa.string()),
-        ("stage", pa.string()),
-        ("error_type", pa.string()),
-        ("error_message", pa.string()),
     ]
+    + _STATUS
 )
 
 # Timed pieces of a segment's text, in seconds from the start of the recording: a transcript's phrases
@@ -140,18 +147,9 @@ SPANS_TYPE = pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64
 
 # What the engine stage emits: one row per segment, converted or failed.
 RESULT_SCHEMA = pa.schema(
-    [
-        ("doc_id", pa.string()),
-        ("source_uri", pa.string()),
-        ("source_version", pa.string()),
-        ("source_size", pa.int64()),
-        ("mime_type", pa.string()),
-        ("modality", pa.string()),
-        ("segment_index", pa.int32()),
-        ("segment_kind", pa.string()),
-        ("page_number", pa.int32()),
-        ("time_start_s", pa.float64()),
-        ("time_end_s", pa.float64()),
+    _SOURCE
+    + _PLACE
+    + [
         ("markdown", pa.string()),
         ("spans", SPANS_TYPE),
         ("engine", pa.string()),
@@ -162,19 +160,12 @@ RESULT_SCHEMA = pa.schema(
         ("processed_at", pa.timestamp("us", tz="UTC")),
         ("elapsed_ms", pa.float64()),
         ("warnings", pa.list_(pa.string())),
-        ("status", pa.string()),
-        ("stage", pa.string()),
-        ("error_type", pa.string()),
-        ("error_message", pa.string()),
     ]
+    + _STATUS
 )
 
 SEGMENTS_SCHEMA = pa.schema(
-    [
-        RESULT_SCHEMA.field(n)
-        for n in RESULT_SCHEMA.names
-        if n not in ("status", "stage", "error_type", "error_message")
-    ]
+    [RESULT_SCHEMA.field(n) for n in RESULT_SCHEMA.names if n not in {name for name, _ in _STATUS}]
 )
 
 ERRORS_SCHEMA = pa.schema(
