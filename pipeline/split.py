@@ -7,6 +7,7 @@ the job goes on and the error lands in errors/.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from connectors.objects import ObjectInfo, sha256_file
 from connectors.s3 import SourceError
@@ -36,8 +37,19 @@ _SPLITTERS = {
 
 
 def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
+    """A listed object from the job's source store (downloaded first where it is remote)."""
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
-    base = Segment(
+    try:
+        with store.local_path(obj) as path:
+            yield from split_file(path, obj, cfg)
+    except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row too
+        base = _base(obj)
+        base.doc_id = make_doc_id(base.source_uri, base.source_version or f"size:{obj.size}")
+        yield base.as_error("split", e, -1, isinstance(e, _KNOWN_ERRORS))
+
+
+def _base(obj: ObjectInfo) -> Segment:
+    return Segment(
         doc_id="",
         source_uri=obj.uri,
         source_version=obj.version or "",
@@ -48,28 +60,33 @@ def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
         segment_kind="object",
         route=ROUTE_NONE,
     )
+
+
+def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
+    """A local file's segments, with obj's provenance (a listed object, or an upload to the HTTP
+    endpoint). Never raises: failures become error segments."""
+    base = _base(obj)
     next_index = 0
     try:
-        with store.local_path(obj) as path:
-            if not base.source_version:
-                base.source_version = sha256_file(path)
-            base.doc_id = make_doc_id(base.source_uri, base.source_version)
-            ft = sniff_file(path)
-            base.mime_type, base.modality = ft.mime_type, ft.modality
-            if obj.size == 0:
-                raise UnsupportedType("empty file (0 bytes)")
-            if not ft.supported:
-                raise UnsupportedType(
-                    f"content is {ft.mime_type} (name {obj.key!r}); "
-                    "this version converts PDF, image, PowerPoint, audio and video files"
-                )
-            warning = extension_warning(ft, obj.key)
-            if warning:
-                base.warnings.append(warning)
-            splitter = _SPLITTERS[ft.modality]
-            for seg in splitter(path, base, cfg):
-                next_index = seg.segment_index + 1
-                yield seg
+        if not base.source_version:
+            base.source_version = sha256_file(path)
+        base.doc_id = make_doc_id(base.source_uri, base.source_version)
+        ft = sniff_file(path)
+        base.mime_type, base.modality = ft.mime_type, ft.modality
+        if obj.size == 0:
+            raise UnsupportedType("empty file (0 bytes)")
+        if not ft.supported:
+            raise UnsupportedType(
+                f"content is {ft.mime_type} (name {obj.key!r}); "
+                "this version converts PDF, image, PowerPoint, audio and video files"
+            )
+        warning = extension_warning(ft, obj.key)
+        if warning:
+            base.warnings.append(warning)
+        splitter = _SPLITTERS[ft.modality]
+        for seg in splitter(path, base, cfg):
+            next_index = seg.segment_index + 1
+            yield seg
     except Exception as e:  # noqa: BLE001 - every failure becomes an error row
         if not base.doc_id:
             base.doc_id = make_doc_id(base.source_uri, base.source_version or f"size:{obj.size}")
