@@ -1,4 +1,4 @@
-"""unitok command line: `unitok run JOB.yaml` and `unitok validate JOB.yaml`.
+"""unitok command line: `unitok run JOB.yaml`, `unitok validate JOB.yaml` and `unitok serve JOB.yaml`.
 
 Exit codes: 0 the run committed (failed objects are error rows, counted in the summary); 1 with
 --fail-on-error and at least one failure, or the run itself failed; 2 a bad config or source.
@@ -92,6 +92,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg, _ = _load(args)
+    from pipeline.stages import preflight
+
+    preflight(cfg)
+    try:
+        import ray.serve  # noqa: F401 - Ray Serve and its HTTP stack come with the serve extra
+        import starlette  # noqa: F401
+    except ImportError as e:
+        from actors.engines import EngineSetupError
+
+        missing = (e.name or "a package").split(".")[0]
+        raise EngineSetupError(
+            f"serve needs Ray Serve ({missing} is missing): pip install -e '.[serve]'"
+        ) from None
+    from pipeline.serve_driver import serve_forever
+
+    serve_forever(cfg, args.host, args.port, args.replicas)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unitok", description="Convert documents, images and media to Markdown.")
     p.add_argument("--version", action="version", version=PIPELINE_VERSION)
@@ -106,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--fail-on-error", action="store_true", help="exit 1 if any object or segment failed"
             )
+    sp = sub.add_parser(
+        "serve", help="convert uploads over HTTP with the job's engines (source/output unused)"
+    )
+    sp.add_argument("config", help="job YAML file (its engine, pdf, ocr, audio... sections)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument(
+        "--replicas", type=int, default=1, help="engine replicas (each converts one file at a time)"
+    )
     return p
 
 
@@ -116,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
-        return cmd_run(args) if args.command == "run" else cmd_validate(args)
+        return {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve}[args.command](args)
     except ConfigError as e:
         print(f"unitok: invalid config {args.config}:\n{e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,0 +1,60 @@
+"""One file → its document, segments and errors, in memory, with the same stage functions as a job
+(split_file, convert_segments, split_results, assemble_document). The HTTP endpoint calls this per upload."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from actors.engine_stage import EnginePool, convert_segments
+from connectors.objects import ObjectInfo, sha256_file
+from pipeline import PIPELINE_VERSION
+from pipeline.assemble import assemble_document, split_results
+from pipeline.config import JobConfig
+from pipeline.records import RESULT_SCHEMA, rows_to_table
+from pipeline.split import split_file
+
+# Bulky engine inputs never leave the process; everything else in a row is provenance or output.
+_JSON_SAFE = (str, int, float, bool, type(None))
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return v.isoformat()
+        if isinstance(v, list):
+            return [value(x) for x in v]
+        if isinstance(v, dict):
+            return {k: value(x) for k, x in v.items()}
+        return v if isinstance(v, _JSON_SAFE) else str(v)
+
+    return {k: value(v) for k, v in row.items()}
+
+
+def convert_file(
+    path: Path, name: str, cfg: JobConfig, engines: EnginePool, run_id: str, uri_prefix: str = "upload://"
+) -> dict[str, Any]:
+    """{"document": row or None, "segments": [...], "errors": [...]}: the rows a job would write for
+    this file, as JSON-ready dicts. source_uri is uri_prefix + name; source_version its content hash."""
+    obj = ObjectInfo(
+        uri=f"{uri_prefix}{name}",
+        key=name,
+        size=path.stat().st_size,
+        modified_at=time.time(),
+        version=sha256_file(path),
+    )
+    rows = convert_segments(list(split_file(path, obj, cfg)), engines, run_id, PIPELINE_VERSION)
+    parts = split_results(rows_to_table(rows, RESULT_SCHEMA))
+    errors = parts["errors"].to_pylist()
+    segments = parts["segments"]
+    document = None
+    if segments.num_rows:
+        failures = {errors[0]["doc_id"]: errors} if errors else {}
+        document = assemble_document(segments, failures, cfg.audio.heading_every_s).to_pylist()[0]
+    return {
+        "document": _plain(document) if document else None,
+        "segments": [_plain(r) for r in segments.to_pylist()],
+        "errors": [_plain(r) for r in errors],
+    }
