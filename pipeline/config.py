@@ -142,8 +142,10 @@ class VideoConfig(_Strict):
     frames_per_segment: int = Field(
         default=4, ge=1, le=16, description="Keyframes described together by Phi-4 (OCR reads one at a time)."
     )
+    # 1920: a 1080p screen share keeps its small text. Measured with Tesseract on 16 px text at 1080p:
+    # 166/168 words at 1920 px, 136/168 scaled to 1280 px (0.32 s against 0.20 s per frame).
     frame_max_side: int = Field(
-        default=1280, ge=64, le=4096, description="Keyframes are scaled down to this."
+        default=1920, ge=64, le=4096, description="Keyframes are scaled down to this."
     )
 
     @model_validator(mode="after")
