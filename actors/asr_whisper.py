@@ -12,11 +12,16 @@ a segment is dropped when Whisper both rates it probably not speech and decoded 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.records import Segment
+
+# faster-whisper logs two INFO lines per window ("Processing audio with duration ..."): 480 lines for a
+# two-hour recording that say the code ran. Its warnings still show.
+logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
 ENGINE_NAME = "whisper"
 PACKAGED_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # model.bin, 0.1.0

@@ -73,4 +73,23 @@ def execute_local(
 
     sink = StagedParquetSink(staging, split_results, **sink_args)
     sink.on_write_start()
-    sink.write(results(), SimpleNamespace(task_idx=0))
+    sink.write(_with_progress(results(), len(listing)), SimpleNamespace(task_idx=0))
+
+
+def _with_progress(tables: Iterator[pa.Table], n_objects: int) -> Iterator[pa.Table]:
+    """A progress bar on a terminal (segments converted, and how much of the recordings), silent in logs
+    and cron jobs, where the end-of-run summary speaks."""
+    from tqdm import tqdm
+
+    media_s = 0.0
+    with tqdm(desc=f"converting {n_objects} object(s)", unit=" segments", disable=None) as bar:
+        for table in tables:
+            kinds = table["segment_kind"].to_pylist()
+            starts, ends = table["time_start_s"].to_pylist(), table["time_end_s"].to_pylist()
+            media_s += sum(
+                e - s for k, s, e in zip(kinds, starts, ends, strict=True) if k == "audio_window" and e
+            )
+            bar.update(table.num_rows)
+            if media_s:
+                bar.set_postfix_str(f"{media_s / 60:.1f} min of audio")
+            yield table
