@@ -54,7 +54,7 @@ class WhisperEngine:
     name = ENGINE_NAME
     prompt_id: str | None = None
 
-    def __init__(self, model: str | None = None, language: str = "en", beam_size: int = 1):
+    def __init__(self, model: str | None = None, language: str | None = "en", beam_size: int = 1):
         from faster_whisper import WhisperModel
 
         folder = Path(model) if model else packaged_model()

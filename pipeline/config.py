@@ -122,7 +122,11 @@ class AudioConfig(_Strict):
     asr_model: str | None = Field(
         default=None, description="Local CTranslate2 Whisper folder; default: the packaged tiny.en."
     )
-    language: str = "en"
+    language: str | None = Field(
+        default="en",
+        pattern=r"^[a-z]{2,3}$",
+        description="Whisper language code; null detects it per window (multilingual models, not *.en).",
+    )
 
 
 class VideoConfig(_Strict):

@@ -175,3 +175,11 @@ def test_transcripts_are_reproducible(media, whisper):
     # Repetitive speech once sent Whisper into its sampling fallback: a rerun gave different text.
     segs = list(split_av(media / "long.wav", base(media / "long.wav"), CFG))
     assert whisper(segs[3:5]) == whisper(segs[3:5])
+
+
+def test_language_null_detects_per_window(media):
+    from actors.asr_whisper import WhisperEngine
+
+    segs = list(split_av(media / "report.wav", base(media / "report.wav"), CFG))
+    text, _, _ = WhisperEngine(language=None)(segs)[0]  # tiny.en is English-only: detection settles on en
+    assert "quarterly report" in text.lower()
