@@ -239,10 +239,11 @@ def test_a_long_static_shot_is_not_taken_for_a_stall_but_a_hung_decode_is_stoppe
        "-c:v", "copy", str(still))  # fmt: skip
     stream = next(s for s in probe(still, 10)["streams"] if s["codec_type"] == "video")
     cfg = VideoConfig(max_spacing_s=None)
-    # No keyframe after the first for longer than the 1.5 s limit: ffmpeg's progress reports keep it alive.
+    # No keyframe after the first for longer than the 1 s limit (the decode takes about 5 s here):
+    # ffmpeg's progress reports keep it alive.
     started = time.monotonic()
-    assert [t for t, _ in keyframes(still, stream, cfg, 1.5)] == [0.0]
-    assert time.monotonic() - started > 1.5  # the decode really outlasted the limit
+    assert [t for t, _ in keyframes(still, stream, cfg, 1.0)] == [0.0]
+    assert time.monotonic() - started > 1.0  # the decode really outlasted the limit
     fifo = tmp_path / "never-written"
     os.mkfifo(fifo)  # ffmpeg blocks opening it: no frames, no progress
     with pytest.raises(VideoError, match="stalled for 2 s"):
