@@ -71,6 +71,15 @@ class Segment:
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
 
+    def part(self, index: int, kind: str, route: str) -> Segment:
+        """A segment of this object (a splitter's base): a copy of its provenance with its own index, kind
+        and route."""
+        return Segment(**{**self.to_row(), "segment_index": index, "segment_kind": kind, "route": route})
+
+    def images(self) -> list[bytes]:
+        """The encoded images an engine reads: a keyframe group's frames, else the page or image."""
+        return list(self.frames_png or []) or ([self.image_png] if self.image_png else [])
+
     def as_error(self, stage: str, exc: BaseException, segment_index: int, explained: bool) -> Segment:
         """A copy of this segment's provenance recording a failure. Unexplained failures keep the last
         frames of their traceback so the error row is enough to debug from."""

@@ -150,9 +150,7 @@ def _audio_windows(path: Path, base: Segment, cfg: JobConfig, warnings: list[str
     ):
         if is_silent(samples, a.silence_dbfs):
             continue
-        seg = Segment(
-            **{**base.to_row(), "segment_index": index, "segment_kind": "audio_window", "route": route}
-        )
+        seg = base.part(index, "audio_window", route)
         seg.time_start_s = round(start_s, 3)
         seg.time_end_s = round(start_s + len(samples) / RATE, 3)
         seg.audio_f32 = samples.astype(np.float32).tobytes()
@@ -170,9 +168,7 @@ def _keyframe_segments(
     index, group, count = first_index, [], 0
 
     def emit(group: list[tuple[float, bytes]]) -> Segment:
-        seg = Segment(
-            **{**base.to_row(), "segment_index": index, "segment_kind": "video_frames", "route": route}
-        )
+        seg = base.part(index, "video_frames", route)
         seg.frame_times_s = [round(t, 3) for t, _ in group]
         seg.frames_png = [png for _, png in group]
         seg.time_start_s, seg.time_end_s = seg.frame_times_s[0], seg.frame_times_s[-1]

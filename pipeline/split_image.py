@@ -49,7 +49,7 @@ def split_image(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             if i >= cfg.image.max_frames:
                 break
             route = ROUTE_PHI4 if cfg.engine.uses_phi4 else ROUTE_OCR
-            seg = Segment(**{**base.to_row(), "segment_index": i, "segment_kind": "image", "route": route})
+            seg = base.part(i, "image", route)
             seg.page_number = i + 1 if n_frames > 1 else None
             seg.warnings = list(base.warnings)
             if i == cfg.image.max_frames - 1 and n_frames > cfg.image.max_frames:

@@ -185,9 +185,7 @@ def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
                     textpage.close()
                 route, warnings = choose_route(page, text, cfg)
                 route = model_route(route, cfg)
-                seg = Segment(
-                    **{**base.to_row(), "segment_index": i, "segment_kind": "page", "route": route},
-                )
+                seg = base.part(i, "page", route)
                 seg.page_number = i + 1
                 seg.warnings = list(base.warnings) + warnings
                 if i == limit - 1 and limit < n_pages:

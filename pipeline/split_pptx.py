@@ -257,14 +257,7 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             if problem:
                 raise DeckOpenError(problem)
             for i, structure in enumerate(_unstructured_slides(path)):
-                seg = Segment(
-                    **{
-                        **base.to_row(),
-                        "segment_index": i,
-                        "segment_kind": "slide",
-                        "route": ROUTE_SLIDE_TEXT,
-                    }
-                )
+                seg = base.part(i, "slide", ROUTE_SLIDE_TEXT)
                 seg.page_number, seg.structure_json = i + 1, json.dumps(structure)
                 seg.warnings = list(base.warnings)
                 yield seg
@@ -278,7 +271,7 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             pictures: list[bytes] | None = [] if cfg.pptx.ocr_pictures and not cfg.engine.uses_phi4 else None
             structure, visual = slide_structure(slide, pictures)
             route = ROUTE_SLIDE_TEXT
-            seg = Segment(**{**base.to_row(), "segment_index": i, "segment_kind": "slide", "route": route})
+            seg = base.part(i, "slide", route)
             seg.page_number = i + 1
             seg.warnings = list(base.warnings)
             seg.structure_json = json.dumps(structure)
