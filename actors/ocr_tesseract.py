@@ -96,7 +96,7 @@ class TesseractEngine:
     def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
         out = []
         for s in segments:
-            blobs = list(s.frames_png or []) or ([s.image_png] if s.image_png else [])
+            blobs = s.images()
             if not blobs:
                 raise ValueError("segment has no image to OCR")
             texts, warnings = [], []

@@ -106,7 +106,7 @@ def segment_media(segment: Segment) -> tuple[list, np.ndarray | None]:
         if seconds > MAX_AUDIO_S:
             raise ValueError(f"audio window is {seconds:.1f} s; the model takes at most {MAX_AUDIO_S:.0f} s")
         return [], audio
-    blobs = list(segment.frames_png or []) or ([segment.image_png] if segment.image_png else [])
+    blobs = segment.images()
     if not blobs:
         raise ValueError("segment has no image for the model")
     return [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs], None
