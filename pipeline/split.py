@@ -43,9 +43,7 @@ def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
         with store.local_path(obj) as path:
             yield from split_file(path, obj, cfg)
     except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row too
-        base = _base(obj)
-        base.doc_id = make_doc_id(base.source_uri, base.source_version or f"size:{obj.size}")
-        yield base.as_error("split", e, -1, isinstance(e, _KNOWN_ERRORS))
+        yield _error(_base(obj), obj, e, -1)
 
 
 def _base(obj: ObjectInfo) -> Segment:
@@ -88,8 +86,12 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]
             next_index = seg.segment_index + 1
             yield seg
     except Exception as e:  # noqa: BLE001 - every failure becomes an error row
-        if not base.doc_id:
-            base.doc_id = make_doc_id(base.source_uri, base.source_version or f"size:{obj.size}")
         # Segments already yielded stay; the error names where splitting stopped.
-        explained = isinstance(e, _KNOWN_ERRORS)
-        yield base.as_error("split", e, next_index if next_index else -1, explained)
+        yield _error(base, obj, e, next_index if next_index else -1)
+
+
+def _error(base: Segment, obj: ObjectInfo, e: Exception, segment_index: int) -> Segment:
+    """The split error row; an object that failed before it could be hashed gets a doc_id by size."""
+    if not base.doc_id:
+        base.doc_id = make_doc_id(base.source_uri, base.source_version or f"size:{obj.size}")
+    return base.as_error("split", e, segment_index, isinstance(e, _KNOWN_ERRORS))

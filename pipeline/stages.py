@@ -34,7 +34,7 @@ def split_batch(batch: pa.Table, cfg_data: dict[str, Any]) -> Iterator[pa.Table]
             pending.append(seg.to_row())
             # Small blocks for rendered pages (large: bounds worker memory) and, on CPU engines, for
             # audio windows and keyframes (about a second of engine time each, so a long recording's
-            # windows spread over the workers: 10 minutes on 2 workers took 15.7 s, 19.9 s in 16s).
+            # windows spread over the workers: 10 minutes on 2 workers took 15.0 s, 19.9 s in blocks of 16).
             heavy = seg.image_png or (cpu_engines and (seg.audio_f32 or seg.frames_png))
             if len(pending) >= per_block or (heavy and len(pending) >= 4):
                 yield rows_to_table(pending, SEGMENT_WORK_SCHEMA)
