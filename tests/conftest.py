@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,11 @@ SHIMS = Path(__file__).resolve().parent / "shims"
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SHIMS), os.environ.get("PYTHONPATH")) if p)
 runpy.run_path(str(SHIMS / "sitecustomize.py"))
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+def sh(*args: str) -> None:
+    """Run a tool that makes a fixture (ffmpeg, espeak-ng); its output only matters when it fails."""
+    subprocess.run(args, check=True, capture_output=True)
 
 
 def corpus(rel: str) -> Path:

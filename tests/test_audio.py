@@ -4,13 +4,12 @@ the packaged Whisper tiny.en through faster-whisper; windows, seams, silence, mu
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from conftest import corpus
+from conftest import corpus, sh
 
 from pipeline.config import parse_config
 from pipeline.records import ROUTE_ASR, ROUTE_NONE, ROUTE_PHI4, Segment
@@ -26,10 +25,6 @@ ANIMALS = [
     "elephant", "giraffe", "penguin", "dolphin", "kangaroo", "tiger", "rabbit", "zebra", "monkey", "turtle",
     "parrot", "camel", "horse", "eagle", "lion", "shark", "whale", "snake", "spider", "wolf",
 ]  # fmt: skip
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
 
 
 def speech(path: Path, text: str) -> Path:

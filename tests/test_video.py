@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
+from conftest import sh
 from phi4_tiny import tiny_engine_config
 from PIL import Image, ImageDraw, ImageFont
 
@@ -35,10 +35,6 @@ SLIDES = [
     ("THANK YOU ALL", "yellow", "black"),
 ]
 SPEECH = "Welcome to the quarterly results. Revenue grew twelve percent this year. Thank you for listening."
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
