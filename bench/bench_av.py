@@ -1,9 +1,8 @@
 """Audio/video: real-time factor (processing seconds per audio second) and peak memory of the whole
 pipeline (`unitok run`: ffmpeg decode, windows, Whisper, assembly, Parquet) on a 10-minute recording,
 against the ASR engine alone (faster-whisper with the same model and settings, decoding the file itself)
-on the same file in the same run. Each case runs in its own process; peak memory is the largest summed
-RSS of that process and its children (ffmpeg, pool workers), sampled every 50 ms. Start-up (imports,
-model load) is included for both.
+on the same file in the same run. Each case runs in its own process, start-up (imports, model load)
+included for both; peak memory is the summed PSS of the process tree (bench/tree_memory.py).
 
     python bench/bench_av.py [--minutes 10] [--video]
 
@@ -18,10 +17,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
+from tree_memory import measure
+
+from pipeline.split_av import probe
 
 REPO = Path(__file__).resolve().parent.parent
 UNITOK = [sys.executable, "-m", "pipeline.cli"]
@@ -102,31 +102,15 @@ def make_video(folder: Path, wav: Path, minutes: float) -> Path:
 
 
 def probe_duration(path: Path) -> float:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return float(json.loads(out.stdout)["format"]["duration"])
+    return float(probe(path, 30)["format"]["duration"])
 
 
-def measure(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak summed RSS MiB of the process tree, stdout)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - t0
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    return wall, peak / 2**20, out
+def measure_ok(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak tree PSS MiB, stdout) of a command that must succeed."""
+    wall, peak, done = measure(cmd)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return wall, peak, done.stdout
 
 
 def run_unitok(src: Path, out: Path, workers: int) -> tuple[float, float]:
@@ -140,7 +124,7 @@ def run_unitok(src: Path, out: Path, workers: int) -> tuple[float, float]:
             }
         )
     )
-    wall, peak, _ = measure([*UNITOK, "run", str(config)])
+    wall, peak, _ = measure_ok([*UNITOK, "run", str(config)])
     return wall, peak
 
 
@@ -160,7 +144,7 @@ def main() -> int:
         wav = src / "talk.wav"
         print(f"recording: {seconds / 60:.1f} min of espeak-ng speech with pauses, 16 kHz WAV\n")
         rows = []
-        wall, peak, out = measure([sys.executable, "-c", ASR_ALONE, str(wav), "1"])
+        wall, peak, out = measure_ok([sys.executable, "-c", ASR_ALONE, str(wav), "1"])
         words = int(out.split()[0])
         rows.append(("faster-whisper alone, 1 thread (peer)", wall, peak, words))
         base_wall = wall

@@ -12,66 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pypdfium2 as pdfium
+from tree_memory import measure
 
 REPO = Path(__file__).resolve().parent.parent
 LONG = ["DA-619p.pdf", "pdf2image-memory-error-test-400p.pdf"]
-
-
-def _children(pid: int) -> list[int]:
-    out, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        out.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    stack.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return out
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def measure(
-    cmd: list[str], env: dict[str, str] | None = None
-) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Wall seconds and peak tree PSS (MiB) of a command."""
-    peak = 0
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, sum(_pss_kib(p) for p in _children(proc.pid)))
-            time.sleep(0.1)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    done.set()
-    t.join()
-    return wall, peak / 1024, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def unitok_cmd(files: list[Path], work: Path, executor: str) -> list[str]:
