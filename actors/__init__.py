@@ -1,1 +1,1 @@
-"""Model engines (text layer, OCR, ...) and their Ray actor wrappers."""
+"""Engines behind one contract (EngineOutput), a registry by name, and the routing policy."""

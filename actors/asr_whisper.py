@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from pipeline.records import Segment
+from unitok.actors.contract import EngineOutput
+from unitok.pipeline.core.records import Segment
 
 # faster-whisper logs two INFO lines per window ("Processing audio with duration ..."): 480 lines for a
 # two-hour recording that say the code ran. Its warnings still show.
@@ -52,7 +52,6 @@ def packaged_model() -> Path:
 
 class WhisperEngine:
     name = ENGINE_NAME
-    prompt_id: str | None = None
 
     def __init__(self, model: str | None = None, language: str | None = "en", beam_size: int = 1):
         from faster_whisper import WhisperModel
@@ -94,10 +93,12 @@ class WhisperEngine:
         text = " ".join(span["text"] for span in spans)
         return text, ([] if text else ["no speech found"]), spans
 
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str], list[dict]]]:
+    def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         out = []
         for s in segments:
             if not s.audio_f32:
                 raise ValueError("audio segment has no samples")
-            out.append(self.transcribe(np.frombuffer(s.audio_f32, dtype=np.float32), s.time_start_s or 0.0))
+            audio = np.frombuffer(s.audio_f32, dtype=np.float32)
+            text, warnings, spans = self.transcribe(audio, s.time_start_s or 0.0)
+            out.append(EngineOutput(text, self.model_id, warnings, spans))
         return out

@@ -1,7 +1,6 @@
 """tesseract engine: Tesseract OCR through tesserocr, one API instance per replica.
-
-OMP_THREAD_LIMIT=1: Debian's Tesseract otherwise spawns OpenMP threads that multiply CPU time on small
-machines; parallelism belongs to Ray (one replica per core), not to the engine.
+Debian's Tesseract spawns OpenMP threads that multiply CPU time on small machines: the worker environment
+contract (unitok.pipeline.core.workerenv) pins them, since parallelism belongs to the replicas.
 """
 
 from __future__ import annotations
@@ -11,12 +10,9 @@ import io
 import os
 from pathlib import Path
 
-os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-
-from PIL import Image  # noqa: E402
-
-from actors.engines import EngineSetupError  # noqa: E402
-from pipeline.records import Segment  # noqa: E402
+from PIL import Image
+from unitok.actors.contract import EngineOutput, EngineSetupError
+from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "tesseract"
 _TESSDATA_CANDIDATES = [
@@ -72,7 +68,6 @@ def _paragraphs(api) -> list[str]:
 
 class TesseractEngine:
     name = ENGINE_NAME
-    prompt_id: str | None = None
 
     def __init__(self, languages: str = "eng", tessdata_dir: str | None = None, psm: int = 3):
         import tesserocr
@@ -93,7 +88,7 @@ class TesseractEngine:
         self._api.Clear()
         return "\n\n".join(paras), warnings
 
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+    def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         out = []
         for s in segments:
             blobs = s.images()
@@ -108,7 +103,7 @@ class TesseractEngine:
                 warnings += [w for w in warns if w not in warnings]
             if texts or s.segment_kind == "video_frames":  # most video frames show no text: not a warning
                 warnings = [w for w in warnings if w != "no text found by OCR"]
-            out.append(("\n\n".join(texts), warnings))
+            out.append(EngineOutput("\n\n".join(texts), self.model_id, warnings))
         return out
 
     def close(self) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from pipeline.records import Segment, clock
+from unitok.actors.contract import EngineOutput
+from unitok.pipeline.core.records import Segment, clock
 
 log = logging.getLogger("unitok.phi4")
 ENGINE_NAME = "phi4"
@@ -124,7 +124,6 @@ class _Item:
 
 class Phi4Engine:
     name = ENGINE_NAME
-    prompt_id: str | None = None  # per segment: see prompt_id_for
 
     def __init__(
         self,
@@ -200,9 +199,6 @@ class Phi4Engine:
             self.model.set_adapter(name)
             self._active_adapter = name
 
-    def prompt_id_for(self, segment: Segment) -> str:
-        return prompt_for(segment).id
-
     def _item(self, index: int, seg: Segment) -> _Item:
         prompt = prompt_for(seg)
         images, audio = segment_media(seg)
@@ -276,10 +272,10 @@ class Phi4Engine:
             results.append((clean_output(text), warnings))
         return results
 
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+    def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         items = [self._item(i, s) for i, s in enumerate(segments)]
-        results: list[tuple[str, list[str]] | None] = [None] * len(segments)
+        results: list[EngineOutput | None] = [None] * len(segments)
         for batch in self._batches(items):
-            for item, res in zip(batch, self._generate(batch), strict=True):
-                results[item.index] = res
+            for item, (text, warnings) in zip(batch, self._generate(batch), strict=True):
+                results[item.index] = EngineOutput(text, self.model_id, warnings, prompt_id=item.prompt.id)
         return results  # type: ignore[return-value]

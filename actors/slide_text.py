@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.records import Segment
+from unitok.actors.contract import EngineOutput
+from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "slide_text"
 MODEL_ID = "python-pptx"
@@ -83,7 +84,6 @@ def slide_markdown(
 class SlideTextEngine:
     name = ENGINE_NAME
     model_id = MODEL_ID
-    prompt_id: str | None = None
 
     def __init__(self, ocr_options: dict[str, Any] | None = None):
         self._ocr_options = ocr_options or {}
@@ -95,7 +95,7 @@ class SlideTextEngine:
         from PIL import Image
 
         if self._ocr is None:
-            from actors.ocr_tesseract import TesseractEngine
+            from unitok.actors.ocr_tesseract import TesseractEngine
 
             self._ocr = TesseractEngine(**self._ocr_options)
         texts = []
@@ -104,9 +104,10 @@ class SlideTextEngine:
                 texts.append(self._ocr.ocr_image(img)[0])
         return texts
 
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
+    def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         out = []
         for s in segments:
             texts = self._ocr_pictures(s.frames_png) if s.frames_png else None
-            out.append((slide_markdown(json.loads(s.structure_json or "{}"), s.page_number, texts), []))
+            markdown = slide_markdown(json.loads(s.structure_json or "{}"), s.page_number, texts)
+            out.append(EngineOutput(markdown, MODEL_ID))
         return out

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from statistics import median
 
-from pipeline.records import Segment
+from unitok.actors.contract import EngineOutput
+from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "pdf_text"
 MODEL_ID = "pdfium-text-layer"
@@ -99,11 +100,11 @@ def _tidy(md: str) -> str:
 
 
 class TextLayerEngine:
-    """Engine interface: __call__(segments) → list of (markdown, warnings)."""
-
     name = ENGINE_NAME
     model_id = MODEL_ID
-    prompt_id: str | None = None
 
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
-        return [(text_layer_markdown(s.text_lines, s.line_sizes, s.line_gaps), []) for s in segments]
+    def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
+        return [
+            EngineOutput(text_layer_markdown(s.text_lines, s.line_sizes, s.line_gaps), MODEL_ID)
+            for s in segments
+        ]

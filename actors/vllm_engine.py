@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actors.phi4 import AUDIO_RATE, chat_prompt, clean_output, cut_warning, prompt_for, segment_media
-from pipeline.records import Segment
+from unitok.actors.contract import EngineOutput
+from unitok.actors.phi4 import AUDIO_RATE, chat_prompt, clean_output, cut_warning, prompt_for, segment_media
+from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "vllm"
 
 
 class VllmPhi4Engine:
     name = ENGINE_NAME
-    prompt_id: str | None = None
 
     def __init__(
         self,
@@ -55,11 +55,8 @@ class VllmPhi4Engine:
             "speech": LoRARequest("speech", 2, str(folder / "speech-lora")),
         }
 
-    def prompt_id_for(self, segment: Segment) -> str:
-        return prompt_for(segment).id
-
-    def __call__(self, segments: list[Segment]) -> list[tuple[str, list[str]]]:
-        requests, loras = [], []
+    def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
+        requests, loras, prompt_ids = [], [], []
         for seg in segments:
             prompt = prompt_for(seg)
             images, audio = segment_media(seg)
@@ -73,11 +70,14 @@ class VllmPhi4Engine:
                 data = {"image": images}
             requests.append({"prompt": text, "multi_modal_data": data})
             loras.append(self.lora[prompt.adapter])
+            prompt_ids.append(prompt.id)
         # vLLM schedules and batches the requests itself (continuous batching).
         outputs = self.llm.generate(requests, sampling_params=self.sampling, lora_request=loras)
         results = []
-        for out in outputs:
+        for out, prompt_id in zip(outputs, prompt_ids, strict=True):
             completion = out.outputs[0]
             warnings = [cut_warning(self.max_new_tokens)] if completion.finish_reason == "length" else []
-            results.append((clean_output(completion.text), warnings))
+            results.append(
+                EngineOutput(clean_output(completion.text), self.model_id, warnings, prompt_id=prompt_id)
+            )
         return results

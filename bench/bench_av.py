@@ -20,11 +20,10 @@ import tempfile
 from pathlib import Path
 
 from tree_memory import measure
-
-from pipeline.split_av import probe
+from unitok.pipeline.formats.av import probe
 
 REPO = Path(__file__).resolve().parent.parent
-UNITOK = [sys.executable, "-m", "pipeline.cli"]
+UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
 TOPICS = [
     "the quarterly budget", "the new warehouse", "customer support", "the hiring plan", "our cloud costs",
     "the product launch", "the security audit", "the sales forecast", "the annual review", "the office move",
@@ -34,7 +33,7 @@ ASR_ALONE = """
 import sys, time
 t0 = time.perf_counter()
 from faster_whisper import WhisperModel
-from actors.asr_whisper import is_speech, packaged_model
+from unitok.actors.asr_whisper import is_speech, packaged_model
 model = WhisperModel(str(packaged_model()), device="cpu", compute_type="int8", cpu_threads=int(sys.argv[2]))
 segments, info = model.transcribe(sys.argv[1], language="en", beam_size=1, vad_filter=True,
                                   condition_on_previous_text=False, temperature=0.0)

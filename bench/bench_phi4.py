@@ -71,9 +71,8 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
-
-    from actors.phi4 import Phi4Engine
-    from pipeline.records import ROUTE_PHI4, Segment
+    from unitok.actors.phi4 import Phi4Engine
+    from unitok.pipeline.core.records import ROUTE_PHI4, Segment
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU machine, or pass --tiny --device cpu", file=sys.stderr)

@@ -23,11 +23,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     from markitdown import MarkItDown
-
-    from actors.slide_text import SlideTextEngine
-    from pipeline.config import parse_config
-    from pipeline.records import Segment
-    from pipeline.split_pptx import split_pptx
+    from unitok.actors.slide_text import SlideTextEngine
+    from unitok.pipeline.core.config import parse_config
+    from unitok.pipeline.core.records import Segment
+    from unitok.pipeline.formats.pptx import split_pptx
 
     decks = sorted((args.corpus / "pptx").glob("*.pptx"))
     cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}})

@@ -27,11 +27,11 @@ def main() -> int:
     ap.add_argument("--executor", default="auto")
     args = ap.parse_args()
     import boto3
+    from unitok.connectors.store import open_store
+    from unitok.pipeline.core.config import parse_config
+    from unitok.pipeline.job import run_job
 
-    from connectors.store import open_store
     from infra.local_s3 import local_s3
-    from pipeline.config import parse_config
-    from pipeline.run import run_job
 
     work = Path(tempfile.mkdtemp(prefix="unitok-bench-s3-"))
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1")

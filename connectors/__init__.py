@@ -1,1 +1,1 @@
-"""Object storage in (listing, reading) and Parquet out (staged, committed runs)."""
+"""Object stores in (listing, reading) and one output writer with one commit protocol (folders, S3)."""

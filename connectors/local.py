@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from connectors.objects import ObjectInfo, key_selected
+from unitok.connectors.objects import ObjectInfo, key_selected
 
 
 def path_from_uri(uri: str) -> Path:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from connectors.objects import ObjectInfo, key_selected
+from unitok.connectors.objects import ObjectInfo, key_selected
 
 
 class SourceError(RuntimeError):

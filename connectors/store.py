@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from connectors.local import LocalStore
+from unitok.connectors.local import LocalStore
 
 
 def open_store(uri: str, s3: dict[str, Any] | None = None):
@@ -20,6 +20,6 @@ def open_store(uri: str, s3: dict[str, Any] | None = None):
 
 @lru_cache(maxsize=8)
 def _s3_store(uri: str, options: tuple):
-    from connectors.s3 import S3Store
+    from unitok.connectors.s3 import S3Store
 
     return S3Store(uri, **dict(options))

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from pipeline import PIPELINE_VERSION
-from pipeline.config import ConfigError, JobConfig, load_config
+from unitok.pipeline.core.config import ConfigError, JobConfig, load_config
+from unitok.pipeline.core.version import PIPELINE_VERSION
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -62,15 +62,15 @@ def format_summary(s: Any) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
-    from connectors.local import SourceNotFound
-    from connectors.store import open_store
-    from pipeline.stages import preflight
+    from unitok.connectors.local import SourceNotFound
+    from unitok.connectors.store import open_store
+    from unitok.pipeline.job import check_engines
 
     try:
         open_store(cfg.source.uri, cfg.source.s3.model_dump())
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
-    preflight(cfg)
+    check_engines(cfg)
     print(
         f"{args.config}: valid (source {cfg.source.uri} → output {cfg.output.uri}, engine {cfg.engine.name})"
     )
@@ -79,8 +79,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg, raw = _load(args)
-    from connectors.local import SourceNotFound
-    from pipeline.run import run_job
+    from unitok.connectors.local import SourceNotFound
+    from unitok.pipeline.job import run_job
 
     try:
         summary = run_job(cfg, raw)
@@ -94,20 +94,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
-    from pipeline.stages import preflight
+    from unitok.pipeline.job import check_engines
 
-    preflight(cfg)
+    check_engines(cfg)
     try:
         import ray.serve  # noqa: F401 - Ray Serve and its HTTP stack come with the serve extra
         import starlette  # noqa: F401
     except ImportError as e:
-        from actors.engines import EngineSetupError
+        from unitok.actors.contract import EngineSetupError
 
         missing = (e.name or "a package").split(".")[0]
         raise EngineSetupError(
             f"serve needs Ray Serve ({missing} is missing): pip install -e '.[serve]'"
         ) from None
-    from pipeline.serve_driver import serve_forever
+    from unitok.pipeline.drivers.serve import serve_forever
 
     serve_forever(cfg, args.host, args.port, args.replicas)
     return EXIT_OK
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unitok: invalid config {args.config}:\n{e}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001 - setup and source errors as one line, not a traceback wall
-        from actors.engines import EngineSetupError
-        from connectors.s3 import SourceError
+        from unitok.actors.contract import EngineSetupError
+        from unitok.connectors.s3 import SourceError
 
         if isinstance(e, EngineSetupError | SourceError):
             print(f"unitok: {e}", file=sys.stderr)

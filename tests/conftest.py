@@ -52,3 +52,13 @@ def tiny_model(tmp_path_factory):
     from phi4_tiny import build_tiny_phi4
 
     return build_tiny_phi4(tmp_path_factory.mktemp("tiny-phi4"))
+
+
+def routed(splitter, path, base, cfg):
+    """A splitter's segments for this job, routed as the pipeline routes them (stages.work)."""
+    from unitok.actors.routing import renditions, route
+
+    segs = list(splitter(path, base, cfg, renditions(cfg)))
+    for seg in segs:
+        seg.route = route(seg, cfg)
+    return segs

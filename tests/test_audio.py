@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from conftest import corpus, sh
-
-from pipeline.config import parse_config
-from pipeline.records import ROUTE_ASR, ROUTE_NONE, ROUTE_PHI4, Segment
-from pipeline.run import run_job
-from pipeline.split_av import RATE, MediaError, split_av
+from conftest import corpus, routed, sh
+from unitok.actors.routing import PHI4, WHISPER
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.core.records import Segment
+from unitok.pipeline.formats.av import RATE, MediaError, split_av
+from unitok.pipeline.job import run_job
 
 pytest.importorskip("faster_whisper")
 if not (shutil.which("ffmpeg") and shutil.which("espeak-ng")):
@@ -72,23 +72,26 @@ def media(tmp_path_factory):
 
 
 def base(path: Path, modality: str = "audio") -> Segment:
-    return Segment("d", path.as_uri(), "v", 1, "audio/x", modality, -1, "object", ROUTE_NONE)
+    return Segment("d", path.as_uri(), "v", 1, "audio/x", modality, -1, "object")
 
 
 @pytest.fixture(scope="module")
 def whisper():
-    from actors.asr_whisper import WhisperEngine
+    from unitok.actors.asr_whisper import WhisperEngine
 
     return WhisperEngine()
 
 
 @pytest.mark.parametrize("name", ["report.wav", "report.mp3", "report.mp4"])
 def test_known_words_come_back_with_timestamps(media, whisper, name):
-    segs = list(split_av(media / name, base(media / name, "video" if name.endswith("mp4") else "audio"), CFG))
+    segs = list(
+        routed(split_av, media / name, base(media / name, "video" if name.endswith("mp4") else "audio"), CFG)
+    )
     segs = [s for s in segs if s.segment_kind != "video_frames"]  # the MP4's keyframes: test_video.py
-    assert len(segs) == 1 and segs[0].route == ROUTE_ASR and segs[0].segment_kind == "audio_window"
+    assert len(segs) == 1 and segs[0].route == WHISPER and segs[0].segment_kind == "audio_window"
     assert segs[0].time_start_s == 0 and 5 < segs[0].time_end_s < 9
-    ((text, warnings, spans),) = whisper(segs)
+    (out,) = whisper(segs)
+    text, spans = out.markdown, out.spans
     assert "quarterly report" in text.lower() and "meeting moved to room" in text.lower()
     # Phrase times within the window: in order, inside it, and together the whole text.
     assert " ".join(sp["text"] for sp in spans) == text and spans
@@ -98,7 +101,7 @@ def test_known_words_come_back_with_timestamps(media, whisper, name):
 
 
 def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_or_doubling(media, tmp_path):
-    segs = list(split_av(media / "long.wav", base(media / "long.wav"), CFG))
+    segs = list(routed(split_av, media / "long.wav", base(media / "long.wav"), CFG))
     assert len(segs) >= 4
     for s in segs:
         assert s.time_end_s - s.time_start_s <= 30.0
@@ -132,28 +135,31 @@ def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_
 
 def test_music_without_speech_yields_no_words(whisper):
     path = corpus("audio/CantinaBand3.wav")
-    segs = list(split_av(path, base(path), CFG))
-    assert [whisper(segs)[0]] == [("", ["no speech found"], [])] if segs else True
+    segs = list(routed(split_av, path, base(path), CFG))
+    outputs = whisper(segs)
+    assert all((o.markdown, o.warnings, o.spans) == ("", ["no speech found"], []) for o in outputs)
 
 
 def test_silence_is_dropped_and_a_video_without_audio_gives_keyframes_only(media, tmp_path):
     quiet = tmp_path / "quiet.wav"
     sh("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "5", str(quiet))
-    assert list(split_av(quiet, base(quiet), CFG)) == []
-    segs = list(split_av(media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), CFG))
+    assert list(routed(split_av, quiet, base(quiet), CFG)) == []
+    segs = list(routed(split_av, media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), CFG))
     assert segs and {s.segment_kind for s in segs} == {"video_frames"}
     no_frames = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "video": {"keyframes": False}})
     with pytest.raises(MediaError, match="no audio stream"):
-        list(split_av(media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), no_frames))
+        list(
+            routed(split_av, media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), no_frames)
+        )
 
 
 def test_truncated_and_undecodable_files_are_errors_not_crashes(media, tmp_path):
     bad = tmp_path / "noise.mp3"
     bad.write_bytes(b"ID3" + bytes(range(256)) * 40)
     with pytest.raises(MediaError):
-        list(split_av(bad, base(bad), CFG))
+        list(routed(split_av, bad, base(bad), CFG))
     try:
-        segs = list(split_av(media / "truncated.mp4", base(media / "truncated.mp4", "video"), CFG))
+        segs = list(routed(split_av, media / "truncated.mp4", base(media / "truncated.mp4", "video"), CFG))
     except MediaError as e:
         assert "ffmpeg" in str(e) or "decoded partially" in str(e) or "no audio" in str(e)
     else:
@@ -162,19 +168,19 @@ def test_truncated_and_undecodable_files_are_errors_not_crashes(media, tmp_path)
 
 def test_with_phi4_audio_windows_go_to_the_model(media):
     cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "engine": {"name": "phi4"}})
-    (seg,) = split_av(media / "report.wav", base(media / "report.wav"), cfg)
-    assert seg.route == ROUTE_PHI4 and seg.audio_f32 and seg.time_end_s > 5
+    (seg,) = routed(split_av, media / "report.wav", base(media / "report.wav"), cfg)
+    assert seg.route == PHI4 and seg.audio_f32 and seg.time_end_s > 5
 
 
 def test_transcripts_are_reproducible(media, whisper):
     # Repetitive speech once sent Whisper into its sampling fallback: a rerun gave different text.
-    segs = list(split_av(media / "long.wav", base(media / "long.wav"), CFG))
+    segs = list(routed(split_av, media / "long.wav", base(media / "long.wav"), CFG))
     assert whisper(segs[3:5]) == whisper(segs[3:5])
 
 
 def test_language_null_detects_per_window(media):
-    from actors.asr_whisper import WhisperEngine
+    from unitok.actors.asr_whisper import WhisperEngine
 
-    segs = list(split_av(media / "report.wav", base(media / "report.wav"), CFG))
-    text, _, _ = WhisperEngine(language=None)(segs)[0]  # tiny.en is English-only: detection settles on en
+    segs = list(routed(split_av, media / "report.wav", base(media / "report.wav"), CFG))
+    text = WhisperEngine(language=None)(segs)[0].markdown  # tiny.en is English-only: detection settles on en
     assert "quarterly report" in text.lower()

@@ -10,7 +10,7 @@ import sys
 import pyarrow.dataset as pads
 from conftest import REPO, corpus
 
-UNITOK = [sys.executable, "-m", "pipeline.cli"]
+UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
 
 
 def unitok(*args, cwd=REPO, env_extra=None):

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline.config import ConfigError, load_config, parse_config
+from unitok.pipeline.core.config import ConfigError, load_config, parse_config
 
 
 def test_minimal_config_gets_defaults():
@@ -85,7 +84,7 @@ def test_shipped_configs_validate():
 
 
 def test_auto_executor_uses_ray_for_large_jobs_and_clusters(monkeypatch):
-    from pipeline.stages import choose_executor
+    from unitok.pipeline.job import choose_executor
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = parse_config({"source": {"uri": "/a"}, "output": {"uri": "/b"}})

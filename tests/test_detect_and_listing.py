@@ -4,10 +4,9 @@ import shutil
 
 import pytest
 from conftest import corpus
-
-from connectors.local import LocalStore, SourceNotFound
-from connectors.objects import key_selected
-from pipeline.detect import extension_warning, sniff_file
+from unitok.connectors.local import LocalStore, SourceNotFound
+from unitok.connectors.objects import key_selected
+from unitok.pipeline.formats.detect import extension_warning, sniff_file
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-
-from pipeline.config import parse_config
-from pipeline.records import SEGMENTS_SCHEMA
-from pipeline.run import run_job
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.core.schemas import SEGMENTS_SCHEMA
+from unitok.pipeline.job import run_job
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample"
 

@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from connectors.parquet_out import StagedParquetSink
+from unitok.connectors.parquet_files import StagedWriter
 
 
 def test_small_blocks_become_few_row_groups_and_files_roll_over(tmp_path):
     blocks = [pa.table({"k": list(range(i * 10, i * 10 + 10)), "v": ["x" * 100] * 10}) for i in range(250)]
-    sink = StagedParquetSink(tmp_path, lambda t: {"rows": t}, rows_per_file=1000)
-    sink.on_write_start()
-    counts = sink.write(iter(blocks), SimpleNamespace(task_idx=3))
+    writer = StagedWriter(tmp_path, lambda t: {"rows": t}, rows_per_file=1000)
+    counts = writer.write(iter(blocks), task_idx=3)
     assert counts == {"rows": 2500}
     files = sorted((tmp_path / "rows").glob("*.parquet"))
     assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [1000, 1000, 500]

@@ -5,26 +5,26 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import corpus
+from conftest import corpus, routed
 from PIL import Image
-
-from actors.engines import EngineSetupError
-from actors.ocr_tesseract import TesseractEngine, find_tessdata
-from actors.text_layer import text_layer_markdown
-from pipeline.config import parse_config
-from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_TEXT_LAYER, STATUS_ERROR, Segment
-from pipeline.split_pdf import PdfOpenError, split_pdf, text_quality
+from unitok.actors.ocr_tesseract import TesseractEngine, find_tessdata
+from unitok.actors.contract import EngineSetupError
+from unitok.actors.routing import PDF_TEXT, TESSERACT
+from unitok.actors.text_layer import text_layer_markdown
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, Segment
+from unitok.pipeline.formats.pdf import PdfOpenError, split_pdf, text_quality
 
 CFG = parse_config({"source": {"uri": "/"}, "output": {"uri": "/tmp/x"}})
 
 
 def base(uri: str) -> Segment:
-    return Segment("d", uri, "v1", 1, "application/pdf", "pdf", -1, "object", ROUTE_NONE)
+    return Segment("d", uri, "v1", 1, "application/pdf", "pdf", -1, "object")
 
 
 def pages(rel: str, cfg=CFG) -> list[Segment]:
     p = corpus(rel)
-    return list(split_pdf(p, base(p.as_uri()), cfg))
+    return list(routed(split_pdf, p, base(p.as_uri()), cfg))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def ocr():
 
 def test_text_layer_page_keeps_paragraphs_and_facts():
     (seg,) = pages("pdf/fake-memo.pdf")
-    assert seg.route == ROUTE_TEXT_LAYER and seg.page_number == 1 and seg.image_png is None
+    assert seg.route == PDF_TEXT and seg.page_number == 1 and seg.image_png is None
     md = text_layer_markdown(seg.text_lines, seg.line_sizes, seg.line_gaps)
     assert "20,000 bottles of water" in md
     assert "To Whom it May Concern:\n\nThere were" in md  # paragraph break kept
@@ -53,14 +53,14 @@ def test_headings_from_font_sizes():
 
 def test_scanned_page_goes_to_ocr_as_an_image():
     (seg,) = pages("pdf/single_table.pdf")
-    assert seg.route == ROUTE_OCR
+    assert seg.route == TESSERACT
     img = Image.open(io.BytesIO(seg.image_png))
     assert img.mode == "L" and img.width > 2000  # 300 dpi
 
 
 def test_poor_invisible_ocr_layer_is_ocrd_again():
     (seg,) = pages("pdf/pdf-with-ocr-text.pdf")
-    assert seg.route == ROUTE_OCR
+    assert seg.route == TESSERACT
     assert any("invisible OCR text layer" in w for w in seg.warnings)
     assert text_quality("«POAH «3E*»CM tanntxim. /^ . ^") < text_quality("A letter from the Company.")
 
@@ -81,13 +81,11 @@ def test_truncated_pdf_is_an_error_not_a_crash(tmp_path):
     cut = tmp_path / "cut.pdf"
     cut.write_bytes(src[:2000])
     try:
-        segs = list(split_pdf(cut, base(cut.as_uri()), CFG))
+        segs = list(routed(split_pdf, cut, base(cut.as_uri()), CFG))
     except PdfOpenError as e:
         assert "not a readable PDF" in str(e)
     else:  # pdfium may repair a truncated file; then every page it gives is accounted for
-        assert all(
-            s.status == STATUS_ERROR or s.route in (ROUTE_OCR, ROUTE_TEXT_LAYER, ROUTE_NONE) for s in segs
-        )
+        assert all(s.status == STATUS_ERROR or s.route in (TESSERACT, PDF_TEXT, ROUTE_NONE) for s in segs)
 
 
 def test_ocr_reads_a_scanned_page(ocr):

@@ -17,10 +17,12 @@ from PIL import Image
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from actors.phi4 import PROMPTS, Phi4Engine, chat_prompt  # noqa: E402
-from pipeline.config import parse_config  # noqa: E402
-from pipeline.records import ROUTE_PHI4, ROUTE_TEXT_LAYER, Segment  # noqa: E402
-from pipeline.run import run_job  # noqa: E402
+from conftest import routed
+from unitok.actors.phi4 import PROMPTS, Phi4Engine, chat_prompt  # noqa: E402
+from unitok.actors.routing import PDF_TEXT, PHI4
+from unitok.pipeline.core.config import parse_config  # noqa: E402
+from unitok.pipeline.core.records import Segment  # noqa: E402
+from unitok.pipeline.job import run_job  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def png(path) -> bytes:
 
 
 def seg(kind: str, **kw) -> Segment:
-    return Segment("d", "file:///x", "v", 1, "image/png", "image", 0, kind, ROUTE_PHI4, **kw)
+    return Segment("d", "file:///x", "v", 1, "image/png", "image", 0, kind, route=PHI4, **kw)
 
 
 def test_loads_on_cpu_in_float32_with_sdpa(engine, tiny_model):
@@ -68,10 +70,10 @@ def test_image_page_and_audio_generate_with_their_prompt_ids_and_flag_the_cap(en
     audio = seg("audio_window", audio_f32=(0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32).tobytes())
     out = engine([image, page, audio])
     assert len(out) == 3
-    for text, warnings in out:
-        assert isinstance(text, str)
-        assert warnings == ["generation stopped at max_new_tokens=6: the text may be cut"]
-    assert [engine.prompt_id_for(s) for s in (image, page, audio)] == [
+    for o in out:
+        assert isinstance(o.markdown, str) and o.model_id == engine.model_id
+        assert o.warnings == ["generation stopped at max_new_tokens=6: the text may be cut"]
+    assert [o.prompt_id for o in out] == [
         "phi4.image.v1",
         "phi4.page.v1",
         "phi4.audio.v1",
@@ -127,9 +129,7 @@ def test_pipeline_with_phi4_routes_scans_and_images_to_the_model(ray_local, tiny
         for r in pads.dataset(tmp_path / "out" / "segments").to_table().to_pylist()
     }
     memo, scan, image = rows["fake-memo.pdf"], rows["single_table.pdf"], rows["DA-1p.png"]
-    assert (
-        memo["engine"] == ROUTE_TEXT_LAYER and memo["prompt_id"] is None
-    )  # a good text layer skips the model
+    assert memo["engine"] == PDF_TEXT and memo["prompt_id"] is None  # a good text layer skips the model
     assert "20,000 bottles" in memo["markdown"]
     assert (scan["engine"], scan["prompt_id"], scan["model_id"]) == ("phi4", "phi4.page.v1", str(tiny_model))
     assert (image["engine"], image["prompt_id"]) == ("phi4", "phi4.image.v1")
@@ -137,7 +137,7 @@ def test_pipeline_with_phi4_routes_scans_and_images_to_the_model(ray_local, tiny
 
 
 def test_always_model_sends_text_pages_to_the_model(tmp_path):
-    from pipeline.split_pdf import split_pdf
+    from unitok.pipeline.formats.pdf import split_pdf
 
     cfg = parse_config(
         {
@@ -148,15 +148,15 @@ def test_always_model_sends_text_pages_to_the_model(tmp_path):
     )
     p = corpus("pdf/fake-memo.pdf")
     base = Segment("d", p.as_uri(), "v", 1, "application/pdf", "pdf", -1, "object", "none")
-    (page,) = split_pdf(p, base, cfg)
-    assert page.route == ROUTE_PHI4 and page.image_png
+    (page,) = routed(split_pdf, p, base, cfg)
+    assert page.route == PHI4 and page.image_png
 
 
 def test_vllm_engine_is_refused_clearly_where_vllm_is_absent(monkeypatch, tmp_path):
     import importlib.util
 
-    from actors.engines import EngineSetupError
-    from pipeline.stages import preflight
+    from unitok.actors.contract import EngineSetupError
+    from unitok.pipeline.stages.preflight import preflight
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
@@ -177,5 +177,5 @@ def test_vllm_engine_is_refused_clearly_where_vllm_is_absent(monkeypatch, tmp_pa
 
 def test_slides_use_the_slide_prompt(engine):
     slide = seg("slide", image_png=png(corpus("image/DA-1p.png")))
-    ((text, _),) = engine([slide])
-    assert isinstance(text, str) and engine.prompt_id_for(slide) == "phi4.slide.v1"
+    (out,) = engine([slide])
+    assert isinstance(out.markdown, str) and out.prompt_id == "phi4.slide.v1"

@@ -8,10 +8,9 @@ import shutil
 import pyarrow.dataset as pads
 import pytest
 from conftest import CORPUS, corpus
-
-from pipeline import PIPELINE_VERSION
-from pipeline.config import parse_config
-from pipeline.run import run_job
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.job import run_job
 
 FILES = [
     "pdf/fake-memo.pdf",

@@ -10,13 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import corpus
+from conftest import corpus, routed
 from PIL import Image
-
-from actors.slide_text import SlideTextEngine
-from pipeline.config import parse_config
-from pipeline.records import ROUTE_NONE, ROUTE_PHI4, ROUTE_SLIDE_TEXT, Segment
-from pipeline.split_pptx import DeckOpenError, split_pptx
+from unitok.actors.routing import PHI4, SLIDE_TEXT
+from unitok.actors.slide_text import SlideTextEngine
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.core.records import Segment
+from unitok.pipeline.formats.pptx import DeckOpenError, split_pptx
 
 CFG = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}})
 PPTX_MIME = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -24,14 +24,14 @@ needs_libreoffice = pytest.mark.skipif(not shutil.which("soffice"), reason="Libr
 
 
 def slides(path: Path, mime: str = PPTX_MIME, cfg=CFG) -> list[tuple[Segment, str]]:
-    base = Segment("d", path.as_uri(), "v", 1, mime, "presentation", -1, "object", ROUTE_NONE)
-    segs = list(split_pptx(path, base, cfg))
-    return list(zip(segs, [md for md, _ in SlideTextEngine()(segs)], strict=True))
+    base = Segment("d", path.as_uri(), "v", 1, mime, "presentation", -1, "object")
+    segs = list(routed(split_pptx, path, base, cfg))
+    return list(zip(segs, [o.markdown for o in SlideTextEngine()(segs)], strict=True))
 
 
 def test_bullets_keep_their_nesting_and_text_boxes_follow():
     ((seg, md),) = slides(corpus("pptx/fake-power-point.pptx"))
-    assert (seg.segment_kind, seg.page_number, seg.route) == ("slide", 1, ROUTE_SLIDE_TEXT)
+    assert (seg.segment_kind, seg.page_number, seg.route) == ("slide", 1, SLIDE_TEXT)
     assert md.startswith("## Adding a Bullet Slide\n\n- Find the bullet slide layout\n")
     assert (
         "\n  - Use _TextFrame.text for first bullet\n    - Use _TextFrame.add_paragraph() for subsequent"
@@ -137,7 +137,7 @@ def test_with_phi4_slides_with_pictures_become_images_for_the_model(tmp_path):
     cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "engine": {"name": "phi4"}})
     (s1, _), (s2, _) = slides(deck, cfg=cfg)
     for seg in (s1, s2):  # a picture on slide 1, a chart on slide 2
-        assert seg.route == ROUTE_PHI4
+        assert seg.route == PHI4
         img = Image.open(io.BytesIO(seg.image_png))
         assert img.mode == "RGB" and img.width > 500
         assert json.loads(seg.structure_json)["title"]
@@ -146,9 +146,9 @@ def test_with_phi4_slides_with_pictures_become_images_for_the_model(tmp_path):
 def test_unstructured_partitioner_fails_clearly_instead_of_an_empty_document(monkeypatch):
     import importlib.util
 
-    from actors.engines import EngineSetupError
-    from pipeline.split_pptx import unstructured_problem
-    from pipeline.stages import preflight
+    from unitok.actors.contract import EngineSetupError
+    from unitok.pipeline.formats.pptx import unstructured_problem
+    from unitok.pipeline.stages.preflight import preflight
 
     if importlib.util.find_spec("unstructured") and importlib.util.find_spec("en_core_web_sm"):
         pytest.skip("unstructured and its language model are installed here")

@@ -11,10 +11,10 @@ import time
 import pyarrow.dataset as pads
 import pytest
 from conftest import REPO, corpus
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.job import run_job
 
 from infra.local_s3 import free_port, local_s3, weed_binary
-from pipeline.config import parse_config
-from pipeline.run import run_job
 
 ACCESS, SECRET = "unitok-test", "unitok-test-secret"
 BUCKET = "corpus"
@@ -114,7 +114,7 @@ def test_incremental_rerun_converts_only_new_and_changed_and_records_deletions(s
 
 def cli(*args):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "unitok.pipeline.cli", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120, env=env)  # fmt: skip
 
 
@@ -234,7 +234,7 @@ def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tm
     work.mkdir()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": str(work)}  # where the run stages
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", str(job)],
+        [sys.executable, "-m", "unitok.pipeline.cli", "run", str(job)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 60

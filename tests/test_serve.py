@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from unitok.pipeline.core.config import parse_config
 
 from infra.local_s3 import free_port
-from pipeline.config import parse_config
 
 pytest.importorskip("starlette")
 SAMPLE = REPO / "sample"
@@ -30,8 +30,7 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def endpoint(ray_local):
     from ray import serve
-
-    from pipeline.serve_driver import build_app
+    from unitok.pipeline.drivers.serve import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -77,7 +76,7 @@ def test_a_broken_upload_gets_its_reason_and_an_oversized_one_is_refused(endpoin
 def test_serve_without_ray_serve_installed_names_the_extra(tmp_path: Path, monkeypatch, capsys):
     import sys
 
-    from pipeline.cli import main
+    from unitok.pipeline.cli import main
 
     job = tmp_path / "job.yaml"
     job.write_text("source: {uri: /unused}\noutput: {uri: /unused}\n")

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from conftest import sh
+from conftest import routed, sh
 from phi4_tiny import tiny_engine_config
 from PIL import Image, ImageDraw, ImageFont
-
-from pipeline.config import VideoConfig, parse_config
-from pipeline.detect import sniff_file
-from pipeline.records import ROUTE_ASR, ROUTE_NONE, ROUTE_OCR, ROUTE_PHI4, Segment
-from pipeline.run import run_job
-from pipeline.split_av import MediaError, probe, split_av
-from pipeline.split_video import VideoError, keyframes
+from unitok.actors.routing import PHI4, TESSERACT, WHISPER
+from unitok.pipeline.core.config import VideoConfig, parse_config
+from unitok.pipeline.core.records import Segment
+from unitok.pipeline.formats.av import MediaError, probe, split_av
+from unitok.pipeline.formats.detect import sniff_file
+from unitok.pipeline.formats.video import VideoError, keyframes
+from unitok.pipeline.job import run_job
 
 if not (shutil.which("ffmpeg") and shutil.which("espeak-ng")):
     pytest.skip("ffmpeg and espeak-ng are needed", allow_module_level=True)
@@ -79,7 +79,7 @@ def media(tmp_path_factory) -> Path:
 
 def base(path: Path) -> Segment:
     ft = sniff_file(path)
-    return Segment("d", path.as_uri(), "v", 1, ft.mime_type, ft.modality, -1, "object", ROUTE_NONE)
+    return Segment("d", path.as_uri(), "v", 1, ft.mime_type, ft.modality, -1, "object")
 
 
 def times(path: Path, **video) -> list[float]:
@@ -109,15 +109,15 @@ def test_common_containers_and_codecs_decode_to_windows_and_keyframes(media, nam
     path = media / name
     b = base(path)
     assert b.modality == ("audio" if name.split(".")[1] in ("flac", "m4a", "ogg") else "video")
-    segs = list(split_av(path, b, CFG))
+    segs = list(routed(split_av, path, b, CFG))
     audio = [s for s in segs if s.segment_kind == "audio_window"]
     frames = [s for s in segs if s.segment_kind == "video_frames"]
-    assert len(audio) == 1 and audio[0].route == ROUTE_ASR
+    assert len(audio) == 1 and audio[0].route == WHISPER
     samples = np.frombuffer(audio[0].audio_f32, dtype=np.float32)
     assert 5.5 < len(samples) / 16000 < 9 and np.abs(samples).max() > 0.05
     if b.modality == "video":
         assert [s.time_start_s for s in frames] == pytest.approx([0, 4, 8], abs=0.15)
-        assert all(s.route == ROUTE_OCR and len(s.frames_png) == 1 for s in frames)
+        assert all(s.route == TESSERACT and len(s.frames_png) == 1 for s in frames)
         assert [s.segment_index for s in segs] == list(range(len(segs)))
     else:
         assert frames == []
@@ -125,18 +125,18 @@ def test_common_containers_and_codecs_decode_to_windows_and_keyframes(media, nam
 
 @pytest.mark.parametrize("name", ["talk-cover.mp3", "talk-cover.mp4"])
 def test_cover_art_is_not_taken_for_video(media, name):
-    segs = list(split_av(media / name, base(media / name), CFG))
+    segs = list(routed(split_av, media / name, base(media / name), CFG))
     assert [s.segment_kind for s in segs] == ["audio_window"] and not segs[0].warnings
 
 
 def test_a_video_without_sound_gives_keyframes_and_an_audio_file_without_sound_is_an_error(media):
-    segs = list(split_av(media / "slides.mp4", base(media / "slides.mp4"), CFG))
+    segs = list(routed(split_av, media / "slides.mp4", base(media / "slides.mp4"), CFG))
     assert [s.segment_kind for s in segs] == ["video_frames"] * 3
     assert "no audio track: keyframes only" in segs[0].warnings
     audio_base = base(media / "slides.mp4")
     audio_base.modality = "audio"
     with pytest.raises(MediaError, match="no audio stream"):
-        list(split_av(media / "slides.mp4", audio_base, CFG))
+        list(routed(split_av, media / "slides.mp4", audio_base, CFG))
 
 
 def test_video_document_interleaves_transcript_and_on_screen_text(media, tmp_path):
@@ -204,10 +204,10 @@ def test_with_phi4_audio_windows_and_keyframe_groups_reach_the_model_with_times(
 
 
 def test_phi4_keyframe_prompt_names_each_frame_time():
-    from actors.phi4 import prompt_for
+    from unitok.actors.phi4 import prompt_for
 
     seg = Segment(
-        "d", "u", "v", 1, "video/mp4", "video", 3, "video_frames", ROUTE_PHI4, frame_times_s=[4.0, 65.5]
+        "d", "u", "v", 1, "video/mp4", "video", 3, "video_frames", route=PHI4, frame_times_s=[4.0, 65.5]
     )
     prompt = prompt_for(seg)
     assert prompt.id == "phi4.frames.v2" and "taken at 00:00:04, 00:01:05." in prompt.render(seg)
@@ -248,6 +248,6 @@ def test_a_long_static_shot_is_not_taken_for_a_stall_but_a_hung_decode_is_stoppe
 
 def test_keyframes_past_max_frames_are_skipped_with_a_warning(media):
     cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "video": {"max_frames": 2}})
-    segs = list(split_av(media / "slides.mp4", base(media / "slides.mp4"), cfg))
+    segs = list(routed(split_av, media / "slides.mp4", base(media / "slides.mp4"), cfg))
     assert [s.time_start_s for s in segs] == pytest.approx([0, 4], abs=0.15)
     assert "more than video.max_frames=2 keyframes: the rest were skipped" in segs[-1].warnings

@@ -1,46 +1,99 @@
-"""The Ray Data driver: listed objects → split (fused into the engine actors) → engines (autoscaling actor
-pool) → staged Parquet; documents grouped by doc_id on the cluster for large runs.
+"""The Ray Data driver: listed objects → engine batches (split fused into the engine actors) → engines
+(autoscaling actor pool) → staged Parquet; documents grouped by doc_id on the cluster for large runs.
 
-Holds no format or engine logic: it wires the plain stage functions into a streaming Ray Data plan.
+Holds no format or engine logic: it wires the plain stage functions into a streaming Ray Data plan. Each
+row between the stages is one engine batch (stages.work), so Ray's block sizes never change a batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from connectors.parquet_out import StagedParquetSink
-from pipeline import PIPELINE_VERSION
-from pipeline.assemble import assemble_document, split_results
-from pipeline.config import JobConfig
-from pipeline.stages import engine_options, joins_cluster, split_batch
+import pyarrow as pa
+from ray.data.block import Block, BlockAccessor
+from ray.data.datasource.datasink import Datasink, WriteResult
+from unitok.actors.registry import engine_options
+from unitok.connectors.parquet_files import BlockSplitter, StagedWriter
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
+from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.core.workerenv import worker_env_vars
+from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
+from unitok.pipeline.stages.assemble import assemble_document, split_results
+from unitok.pipeline.stages.convert import EnginePool, convert_segments
+from unitok.pipeline.stages.work import batch_rows, split_batch
 
 log = logging.getLogger("unitok")
 
 
 def ensure_ray(cfg: JobConfig) -> None:
-    """Join the configured cluster (runtime.ray_address or RAY_ADDRESS), else start an embedded local Ray."""
+    """Join the configured cluster (runtime.ray_address or RAY_ADDRESS), else start an embedded local Ray.
+    Workers start with the worker environment contract's variables, before any library loads."""
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    runtime_env = {"env_vars": {"OMP_THREAD_LIMIT": "1"}}
-    address = cfg.runtime.ray_address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": worker_env_vars()}
+    address = cluster_address(cfg)
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
         ray.init(num_cpus=cfg.runtime.num_cpus, include_dashboard=False, runtime_env=runtime_env)
 
 
+class SegmentWorker:
+    """The engine stage as a Ray Data callable class: one instance per actor, engines loaded once."""
+
+    def __init__(self, engine_options: dict[str, dict[str, Any]], run_id: str, pipeline_version: str):
+        self.engines = EnginePool(engine_options)  # applies the worker environment contract
+        self.run_id = run_id
+        self.pipeline_version = pipeline_version
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = [
+            row
+            for segments in batch_rows(batch)
+            for row in convert_segments(segments, self.engines, self.run_id, self.pipeline_version)
+        ]
+        return rows_to_table(rows, RESULT_SCHEMA)
+
+
+class StagedParquetSink(Datasink[dict[str, int]]):
+    """connectors.parquet_files.StagedWriter as a Ray Datasink: each write task writes its own files;
+    Ray Data buffers blocks up to rows_per_file first so files are not tiny."""
+
+    def __init__(
+        self, staging_dir: Path, split: BlockSplitter, compression: str = "zstd", rows_per_file: int = 100_000
+    ):
+        self.writer = StagedWriter(staging_dir, split, compression, rows_per_file)
+        self.rows_written: dict[str, int] = {}
+
+    def on_write_start(self, schema: pa.Schema | None = None) -> None:
+        self.writer.staging_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def min_rows_per_write(self) -> int | None:
+        return self.writer.rows_per_file
+
+    def write(self, blocks: Iterable[Block], ctx: Any) -> dict[str, int]:
+        tables = (BlockAccessor.for_block(block).to_arrow() for block in blocks)
+        return self.writer.write(tables, ctx.task_idx)
+
+    def on_write_complete(self, write_result: WriteResult[dict[str, int]]) -> None:
+        for counts in write_result.write_returns:
+            for name, n in counts.items():
+                self.rows_written[name] = self.rows_written.get(name, 0) + n
+
+
 def execute_ray(
     listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, staging: Path, sink_args: dict[str, Any]
 ) -> None:
     import ray.data
-
-    from actors.ray_worker import SegmentWorker
 
     ensure_ray(cfg)
     resources = ray.cluster_resources()
@@ -79,7 +132,7 @@ def execute_ray(
         compute=ray.data.ActorPoolStrategy(
             min_size=cfg.runtime.min_workers, max_size=max_workers, initial_size=initial
         ),
-        batch_size=cfg.runtime.engine_batch_size,
+        batch_size=1,  # one row is one engine batch
         batch_format="pyarrow",
         num_cpus=1,
         num_gpus=num_gpus or None,
@@ -109,5 +162,5 @@ def assemble_ray(
     docs.write_datasink(StagedParquetSink(staging, _documents_only, **sink_args))
 
 
-def _documents_only(table):
+def _documents_only(table: pa.Table) -> dict[str, pa.Table]:
     return {"documents": table}

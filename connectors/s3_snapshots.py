@@ -1,5 +1,5 @@
-"""Parquet out to S3: object stores have no atomic rename, so a run is published as an immutable snapshot
-plus one manifest PUT, the commit.
+"""S3 snapshots for connectors/output.py: object stores have no atomic rename, so a run is published as
+an immutable snapshot plus one manifest PUT, the commit.
 
   s3://bucket/prefix/snapshots/<run_id>/{segments,documents,errors,objects,deletions}/*.parquet
   s3://bucket/prefix/_runs/<run_id>.json     every committed run's manifest
@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connectors.s3 import _explain, make_client, split_s3_uri
+from unitok.connectors.s3 import _explain, make_client, split_s3_uri
 
 MANIFEST = "_manifest.json"
 
 
-class S3Output:
+class S3Snapshots:
     def __init__(self, uri: str, endpoint_url: str | None = None, **client_options: Any):
         self.uri = uri
         self.endpoint_url = endpoint_url

@@ -1,6 +1,6 @@
-"""The local driver: the same stage functions without Ray. This process splits objects into segments
-(streaming); a process pool (one engine set per worker process, like one per Ray actor) converts them,
-with a bounded number of blocks in flight so memory stays flat on long documents.
+"""The local driver: the same stage functions without Ray. This process splits objects into engine
+batches (streaming); a process pool (one engine set per worker process, like one per Ray actor) converts
+them, with a bounded number of batches in flight so memory stays flat on long documents.
 
 For single machines and small jobs, where Ray's fixed start-up cost (seconds) would dominate the run.
 """
@@ -12,43 +12,37 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
-
-from actors.engine_stage import EnginePool, convert_segments
-from connectors.parquet_out import StagedParquetSink
-from pipeline import PIPELINE_VERSION
-from pipeline.assemble import split_results
-from pipeline.config import JobConfig
-from pipeline.records import RESULT_SCHEMA, Segment, rows_to_table
-from pipeline.stages import engine_options, split_batch
+from unitok.actors.registry import engine_options
+from unitok.connectors.parquet_files import StagedWriter
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.records import Segment
+from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
+from unitok.pipeline.core.testhooks import checkpoint
+from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.stages.assemble import split_results
+from unitok.pipeline.stages.convert import EnginePool, convert_segments
+from unitok.pipeline.stages.work import object_batches
 
 _worker: tuple[EnginePool, str] | None = None  # (engines, run_id) of this worker process
 
 
 def _init_worker(options: dict[str, dict[str, Any]], run_id: str) -> None:
     global _worker
-    _worker = (EnginePool(options), run_id)
+    _worker = (EnginePool(options), run_id)  # EnginePool applies the worker environment contract
 
 
-def _convert_block(work: pa.Table) -> pa.Table:
+def _convert_batch(batch: list[Segment]) -> pa.Table:
     assert _worker is not None, "worker not initialised"
     engines, run_id = _worker
-    rows = convert_segments(
-        [Segment.from_row(r) for r in work.to_pylist()], engines, run_id, PIPELINE_VERSION
-    )
-    return rows_to_table(rows, RESULT_SCHEMA)
+    return rows_to_table(convert_segments(batch, engines, run_id, PIPELINE_VERSION), RESULT_SCHEMA)
 
 
-def _work_blocks(listing: list[dict[str, Any]], cfg: JobConfig) -> Iterator[pa.Table]:
-    cfg_data = cfg.model_dump()
-    size = cfg.runtime.engine_batch_size
+def _batches(listing: list[dict[str, Any]], cfg: JobConfig) -> Iterator[list[Segment]]:
     for obj in listing:
-        for work in split_batch(pa.Table.from_pylist([obj]), cfg_data):
-            for start in range(0, work.num_rows, size):
-                yield work.slice(start, size)
+        yield from object_batches(obj, cfg)
 
 
 def execute_local(
@@ -60,20 +54,18 @@ def execute_local(
     def results() -> Iterator[pa.Table]:
         if workers <= 1:
             _init_worker(options, run_id)
-            yield from map(_convert_block, _work_blocks(listing, cfg))
+            yield from map(_convert_batch, _batches(listing, cfg))
             return
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(options, run_id)) as pool:
             inflight: deque[Future[pa.Table]] = deque()
-            for block in _work_blocks(listing, cfg):
-                inflight.append(pool.submit(_convert_block, block))
+            for batch in _batches(listing, cfg):
+                inflight.append(pool.submit(_convert_batch, batch))
                 if len(inflight) >= 2 * workers:  # backpressure: rendered pages wait in the splitter
                     yield inflight.popleft().result()
             while inflight:
                 yield inflight.popleft().result()
 
-    sink = StagedParquetSink(staging, split_results, **sink_args)
-    sink.on_write_start()
-    sink.write(_with_progress(results(), len(listing)), SimpleNamespace(task_idx=0))
+    StagedWriter(staging, split_results, **sink_args).write(_with_progress(results(), len(listing)))
 
 
 def _with_progress(tables: Iterator[pa.Table], n_objects: int) -> Iterator[pa.Table]:
@@ -93,3 +85,4 @@ def _with_progress(tables: Iterator[pa.Table], n_objects: int) -> Iterator[pa.Ta
             if media_s:
                 bar.set_postfix_str(f"{media_s / 60:.1f} min of audio")
             yield table
+            checkpoint("converted.batch")  # staged: a test may kill the run here

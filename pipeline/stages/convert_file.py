@@ -1,5 +1,6 @@
 """One file → its document, segments and errors, in memory, with the same stage functions as a job
-(split_file, convert_segments, split_results, assemble_document). The HTTP endpoint calls this per upload."""
+(file_batches, convert_segments, split_results, assemble_document). The HTTP endpoint calls this per
+upload."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from actors.engine_stage import EnginePool, convert_segments
-from connectors.objects import ObjectInfo, sha256_file
-from pipeline import PIPELINE_VERSION
-from pipeline.assemble import assemble_document, split_results
-from pipeline.config import JobConfig
-from pipeline.records import RESULT_SCHEMA, rows_to_table
-from pipeline.split import split_file
+from unitok.connectors.objects import ObjectInfo, sha256_file
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
+from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.stages.assemble import assemble_document, split_results
+from unitok.pipeline.stages.convert import EnginePool, convert_segments
+from unitok.pipeline.stages.work import file_batches
 
 # Bulky engine inputs never leave the process; everything else in a row is provenance or output.
 _JSON_SAFE = (str, int, float, bool, type(None))
@@ -45,7 +46,12 @@ def convert_file(
         modified_at=time.time(),
         version=sha256_file(path),
     )
-    rows = convert_segments(list(split_file(path, obj, cfg)), engines, run_id, PIPELINE_VERSION)
+    rows = [
+        row
+        for batch in file_batches(path, obj, cfg)
+        for row in convert_segments(batch, engines, run_id, PIPELINE_VERSION)
+    ]
+    rows.sort(key=lambda r: r["segment_index"])
     parts = split_results(rows_to_table(rows, RESULT_SCHEMA))
     errors = parts["errors"].to_pylist()
     segments = parts["segments"]

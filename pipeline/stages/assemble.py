@@ -9,15 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from pipeline.records import (
-    DOCUMENTS_SCHEMA,
-    ERRORS_SCHEMA,
-    SEGMENTS_SCHEMA,
-    STATUS_OK,
-    clock,
-    rows_to_table,
-)
+from unitok.pipeline.core.records import STATUS_OK, clock
+from unitok.pipeline.core.schemas import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, SEGMENTS_SCHEMA, rows_to_table
 
 MAX_DOC_WARNINGS = 50
 _TIMED_KINDS = {"audio_window", "video_frames"}

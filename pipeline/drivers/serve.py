@@ -14,10 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from actors.engine_stage import EnginePool
-from pipeline.config import JobConfig
-from pipeline.convert_file import convert_file
-from pipeline.stages import engine_options
+from unitok.actors.registry import engine_options
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.stages.convert import EnginePool
+from unitok.pipeline.stages.convert_file import convert_file
 
 log = logging.getLogger("unitok")
 
@@ -31,7 +31,7 @@ def _convert_upload(path: Path, name: str, engines: EnginePool, cfg_data: dict[s
 def build_app(cfg: JobConfig, replicas: int = 1, max_upload_mib: int = 512):
     """A Serve application for serve.run: `replicas` ConvertEndpoint replicas, each with a GPU share
     when the engine is Phi-4-multimodal."""
-    from actors.serve_app import ConvertEndpoint
+    from unitok.pipeline.drivers.serve_app import ConvertEndpoint
 
     actor = {"num_cpus": 1, "num_gpus": cfg.engine.phi4.num_gpus if cfg.engine.uses_phi4 else 0}
     return ConvertEndpoint.options(num_replicas=replicas, ray_actor_options=actor).bind(
@@ -41,8 +41,7 @@ def build_app(cfg: JobConfig, replicas: int = 1, max_upload_mib: int = 512):
 
 def serve_forever(cfg: JobConfig, host: str, port: int, replicas: int) -> None:
     from ray import serve
-
-    from pipeline.ray_driver import ensure_ray
+    from unitok.pipeline.drivers.ray_data import ensure_ray
 
     ensure_ray(cfg)
     serve.start(http_options={"host": host, "port": port})

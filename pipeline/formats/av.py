@@ -14,10 +14,9 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-
-from pipeline.config import JobConfig
-from pipeline.records import ROUTE_ASR, ROUTE_OCR, ROUTE_PHI4, Segment
-from pipeline.split_video import VideoError, keyframes, to_png
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.records import CONTENT_AUDIO, CONTENT_PIXELS, Renditions, Segment
+from unitok.pipeline.formats.video import VideoError, keyframes, to_png
 
 RATE = 16_000
 FRAME = int(0.03 * RATE)  # 30 ms energy frames
@@ -142,7 +141,6 @@ def _video_stream(info: dict) -> dict | None:
 
 
 def _audio_windows(path: Path, base: Segment, cfg: JobConfig, warnings: list[str]) -> Iterator[Segment]:
-    route = ROUTE_PHI4 if cfg.engine.uses_phi4 else ROUTE_ASR
     a = cfg.audio
     index = 0
     for start_s, samples in windows(
@@ -150,7 +148,7 @@ def _audio_windows(path: Path, base: Segment, cfg: JobConfig, warnings: list[str
     ):
         if is_silent(samples, a.silence_dbfs):
             continue
-        seg = base.part(index, "audio_window", route)
+        seg = base.part(index, "audio_window", CONTENT_AUDIO)
         seg.time_start_s = round(start_s, 3)
         seg.time_end_s = round(start_s + len(samples) / RATE, 3)
         seg.audio_f32 = samples.astype(np.float32).tobytes()
@@ -160,15 +158,21 @@ def _audio_windows(path: Path, base: Segment, cfg: JobConfig, warnings: list[str
 
 
 def _keyframe_segments(
-    path: Path, info: dict, stream: dict, base: Segment, cfg: JobConfig, first_index: int, warnings: list[str]
+    path: Path,
+    info: dict,
+    stream: dict,
+    base: Segment,
+    cfg: JobConfig,
+    first_index: int,
+    warnings: list[str],
+    per_segment: int,
 ) -> Iterator[Segment]:
-    """video_frames segments: one keyframe each for OCR, up to video.frames_per_segment for Phi-4."""
+    """video_frames segments of up to per_segment keyframes each (1 for OCR; a model reads several)."""
     v = cfg.video
-    route, per_segment = (ROUTE_PHI4, v.frames_per_segment) if cfg.engine.uses_phi4 else (ROUTE_OCR, 1)
     index, group, count = first_index, [], 0
 
     def emit(group: list[tuple[float, bytes]]) -> Segment:
-        seg = base.part(index, "video_frames", route)
+        seg = base.part(index, "video_frames", CONTENT_PIXELS)
         seg.frame_times_s = [round(t, 3) for t, _ in group]
         seg.frames_png = [png for _, png in group]
         seg.time_start_s, seg.time_end_s = seg.frame_times_s[0], seg.frame_times_s[-1]
@@ -205,9 +209,10 @@ def _keyframe_segments(
         yield held
 
 
-def split_av(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+def split_av(path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None) -> Iterator[Segment]:
     """Audio windows first (segment indexes 0..), then a video's keyframe segments; the document puts
     them on one timeline. A damaged stream keeps what decoded and ends in an error row for the object."""
+    needs = needs or Renditions()
     info = probe(path, cfg.audio.decode_timeout_s)
     has_audio = any(s.get("codec_type") == "audio" for s in info.get("streams", []))
     video = _video_stream(info) if base.modality == "video" and cfg.video.keyframes else None
@@ -234,7 +239,9 @@ def split_av(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             problems.append(f"audio: {e}")
     if video is not None:
         try:
-            yield from _keyframe_segments(path, info, video, base, cfg, index, warnings)
+            yield from _keyframe_segments(
+                path, info, video, base, cfg, index, warnings, needs.frames_per_segment
+            )
         except VideoError as e:
             problems.append(f"keyframes: {e}")
     if problems:

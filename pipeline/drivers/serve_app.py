@@ -9,7 +9,8 @@ write for it (document, segments with provenance, errors) as JSON.
 
 A replica loads its engines once and converts one request at a time (Tesseract and the models are not
 thread-safe); Serve queues the rest and spreads them over replicas. The conversion itself is a function
-handed in by pipeline/serve_driver.py, so this module imports nothing of the pipeline but its records.
+handed in by drivers/serve.py; the replica holds an EnginePool, which applies the worker environment
+contract.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from typing import Any
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-
-from actors.engine_stage import EnginePool
+from unitok.pipeline.stages.convert import EnginePool
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

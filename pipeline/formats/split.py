@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from connectors.objects import ObjectInfo, sha256_file
-from connectors.s3 import SourceError
-from connectors.store import open_store
-from pipeline.config import JobConfig
-from pipeline.detect import extension_warning, sniff_file
-from pipeline.records import ROUTE_NONE, Segment, make_doc_id
-from pipeline.split_av import MediaError, split_av
-from pipeline.split_image import ImageOpenError, split_image
-from pipeline.split_pdf import PdfOpenError, split_pdf
-from pipeline.split_pptx import DeckOpenError, split_pptx
+from unitok.connectors.objects import ObjectInfo, sha256_file
+from unitok.connectors.s3 import SourceError
+from unitok.connectors.store import open_store
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.records import Renditions, Segment, make_doc_id
+from unitok.pipeline.formats.av import MediaError, split_av
+from unitok.pipeline.formats.detect import extension_warning, sniff_file
+from unitok.pipeline.formats.image import ImageOpenError, split_image
+from unitok.pipeline.formats.pdf import PdfOpenError, split_pdf
+from unitok.pipeline.formats.pptx import DeckOpenError, split_pptx
 
 
 class UnsupportedType(Exception):
@@ -36,12 +36,12 @@ _SPLITTERS = {
 }
 
 
-def split_object(obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
+def split_object(obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -> Iterator[Segment]:
     """A listed object from the job's source store (downloaded first where it is remote)."""
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
     try:
         with store.local_path(obj) as path:
-            yield from split_file(path, obj, cfg)
+            yield from split_file(path, obj, cfg, needs)
     except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row too
         yield _error(_base(obj), obj, e, -1)
 
@@ -56,11 +56,10 @@ def _base(obj: ObjectInfo) -> Segment:
         modality="unknown",
         segment_index=-1,
         segment_kind="object",
-        route=ROUTE_NONE,
     )
 
 
-def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]:
+def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -> Iterator[Segment]:
     """A local file's segments, with obj's provenance (a listed object, or an upload to the HTTP
     endpoint). Never raises: failures become error segments."""
     base = _base(obj)
@@ -82,7 +81,7 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig) -> Iterator[Segment]
         if warning:
             base.warnings.append(warning)
         splitter = _SPLITTERS[ft.modality]
-        for seg in splitter(path, base, cfg):
+        for seg in splitter(path, base, cfg, needs):
             next_index = seg.segment_index + 1
             yield seg
     except Exception as e:  # noqa: BLE001 - every failure becomes an error row

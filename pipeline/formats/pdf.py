@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-
-from pipeline.config import JobConfig
-from pipeline.records import ROUTE_NONE, ROUTE_OCR, ROUTE_PHI4, ROUTE_TEXT_LAYER, Segment
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, CONTENT_TEXT, Renditions, Segment
 
 _WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
 _STRIP = ".,;:!?()[]{}\"'“”‘’-–—*•·…"
@@ -134,41 +133,37 @@ def open_pdf(path: Path) -> pdfium.PdfDocument:
         raise PdfOpenError(f"not a readable PDF ({msg})") from None
 
 
-def choose_route(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[str, list[str]]:
-    """Text layer when usable; OCR for scans and for poor earlier OCR layers; nothing for blank pages."""
+def page_content(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[str, list[str]]:
+    """text when the text layer is usable; pixels for scans and for poor earlier OCR layers; empty for
+    blank pages."""
     warnings: list[str] = []
     joined = "\n".join(text.lines)
     if text.n_chars >= cfg.pdf.min_text_chars:
         quality = text_quality(joined)
         if quality >= cfg.pdf.reocr_below_quality:
-            return ROUTE_TEXT_LAYER, warnings
+            return CONTENT_TEXT, warnings
         if _has_invisible_text(page):
-            warnings.append(f"invisible OCR text layer of low quality ({quality:.2f}); page OCR'd again")
-            return ROUTE_OCR, warnings
+            warnings.append(
+                f"invisible OCR text layer of low quality ({quality:.2f}); page read again from its pixels"
+            )
+            return CONTENT_PIXELS, warnings
         if quality >= cfg.pdf.min_text_quality:
-            return ROUTE_TEXT_LAYER, warnings
-        warnings.append(f"text layer unusable (quality {quality:.2f}); page OCR'd")
-        return ROUTE_OCR, warnings
+            return CONTENT_TEXT, warnings
+        warnings.append(f"text layer unusable (quality {quality:.2f}); page read from its pixels")
+        return CONTENT_PIXELS, warnings
     if _has_images(page):
-        return ROUTE_OCR, warnings
+        return CONTENT_PIXELS, warnings
     if text.n_chars:
-        return ROUTE_TEXT_LAYER, warnings
+        return CONTENT_TEXT, warnings
     warnings.append("blank page: no text layer and no images")
-    return ROUTE_NONE, warnings
+    return CONTENT_EMPTY, warnings
 
 
-def model_route(route: str, cfg: JobConfig) -> str:
-    """With the phi4 engine, pages that need pixels go to the model; text-layer pages skip it unless
-    engine.phi4.always_model."""
-    if not cfg.engine.uses_phi4:
-        return route
-    if route == ROUTE_OCR or (route == ROUTE_TEXT_LAYER and cfg.engine.phi4.always_model):
-        return ROUTE_PHI4
-    return route
-
-
-def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+def split_pdf(
+    path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None
+) -> Iterator[Segment]:
     """Yield one Segment per page; `base` carries the object's provenance."""
+    needs = needs or Renditions()
     pdf = open_pdf(path)
     try:
         n_pages = len(pdf)
@@ -183,16 +178,15 @@ def split_pdf(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
                     text = _page_lines(textpage)
                 finally:
                     textpage.close()
-                route, warnings = choose_route(page, text, cfg)
-                route = model_route(route, cfg)
-                seg = base.part(i, "page", route)
+                content, warnings = page_content(page, text, cfg)
+                seg = base.part(i, "page", content)
                 seg.page_number = i + 1
                 seg.warnings = list(base.warnings) + warnings
                 if i == limit - 1 and limit < n_pages:
                     seg.warnings.append(f"max_pages={limit}: pages {limit + 1}-{n_pages} skipped")
-                if route == ROUTE_TEXT_LAYER:
+                if content == CONTENT_TEXT:
                     seg.text_lines, seg.line_sizes, seg.line_gaps = text.lines, text.sizes, text.gaps
-                elif route in (ROUTE_OCR, ROUTE_PHI4):
+                if content == CONTENT_PIXELS or (content == CONTENT_TEXT and needs.text_page_pixels):
                     seg.image_png = render_page_png(page, cfg.pdf.ocr_dpi)
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
                 seg = base.as_error("split", e, i, explained=False)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pillow_heif
 from PIL import Image, ImageSequence
-
-from pipeline.config import JobConfig
-from pipeline.records import ROUTE_OCR, ROUTE_PHI4, Segment
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.records import CONTENT_PIXELS, Renditions, Segment
 
 pillow_heif.register_heif_opener()
 
@@ -31,7 +30,9 @@ def _to_png(frame: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def split_image(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+def split_image(
+    path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None
+) -> Iterator[Segment]:
     # Pillow's own bomb check warns at 89 MP and refuses at twice that; ours is the configured bound.
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -48,8 +49,7 @@ def split_image(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
         for i, frame in enumerate(ImageSequence.Iterator(img)):
             if i >= cfg.image.max_frames:
                 break
-            route = ROUTE_PHI4 if cfg.engine.uses_phi4 else ROUTE_OCR
-            seg = base.part(i, "image", route)
+            seg = base.part(i, "image", CONTENT_PIXELS)
             seg.page_number = i + 1 if n_frames > 1 else None
             seg.warnings = list(base.warnings)
             if i == cfg.image.max_frames - 1 and n_frames > cfg.image.max_frames:

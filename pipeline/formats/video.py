@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from pipeline.config import VideoConfig
+from unitok.pipeline.core.config import VideoConfig
 
 _PTS = re.compile(r"Parsed_showinfo.*\bpts_time:\s*([-\d.]+)")
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import JobConfig
-from pipeline.records import ROUTE_PHI4, ROUTE_SLIDE_TEXT, Segment
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.records import CONTENT_MIXED, CONTENT_TEXT, Renditions, Segment
 
 
 class DeckOpenError(Exception):
@@ -244,8 +244,12 @@ def _unstructured_slides(path: Path) -> list[dict[str, Any]]:
     return [slides[k] for k in sorted(slides)]
 
 
-def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+def split_pptx(
+    path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None
+) -> Iterator[Segment]:
     from pptx import Presentation
+
+    needs = needs or Renditions()
 
     work = Path(tempfile.mkdtemp(prefix="unitok-deck-"))
     try:
@@ -257,7 +261,7 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             if problem:
                 raise DeckOpenError(problem)
             for i, structure in enumerate(_unstructured_slides(path)):
-                seg = base.part(i, "slide", ROUTE_SLIDE_TEXT)
+                seg = base.part(i, "slide", CONTENT_TEXT)
                 seg.page_number, seg.structure_json = i + 1, json.dumps(structure)
                 seg.warnings = list(base.warnings)
                 yield seg
@@ -268,15 +272,14 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
             raise DeckOpenError(f"not a readable PPTX ({type(e).__name__}: {e})") from None
         pdf = None
         for i, slide in enumerate(deck.slides):
-            pictures: list[bytes] | None = [] if cfg.pptx.ocr_pictures and not cfg.engine.uses_phi4 else None
+            pictures: list[bytes] | None = [] if needs.slide_picture_pixels else None
             structure, visual = slide_structure(slide, pictures)
-            route = ROUTE_SLIDE_TEXT
-            seg = base.part(i, "slide", route)
+            seg = base.part(i, "slide", CONTENT_MIXED if visual else CONTENT_TEXT)
             seg.page_number = i + 1
             seg.warnings = list(base.warnings)
             seg.structure_json = json.dumps(structure)
             seg.frames_png = pictures or []
-            if cfg.engine.uses_phi4 and (visual or cfg.engine.phi4.always_model):
+            if needs.slide_pixels == "always" or (needs.slide_pixels == "visual" and visual):
                 try:
                     if pdf is None:
                         import pypdfium2 as pdfium
@@ -284,10 +287,9 @@ def split_pptx(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
                         pdf = pdfium.PdfDocument(
                             libreoffice_convert(path, "pdf", work, cfg.pptx.convert_timeout_s)
                         )
-                    from pipeline.split_pdf import render_page_png
+                    from unitok.pipeline.formats.pdf import render_page_png
 
                     seg.image_png = render_page_png(pdf[i], cfg.pptx.render_dpi, grayscale=False)
-                    seg.route = ROUTE_PHI4
                 except DeckOpenError as e:
                     seg.warnings.append(f"slide image unavailable, text only: {e}")
             yield seg

@@ -1,0 +1,1 @@
+"""The data model: records with provenance, table schemas, the job config, the worker contract."""

@@ -1,0 +1,143 @@
+"""The Arrow schemas of every table unitok writes: work and result rows between stages, and the output
+datasets (segments, documents, errors, and the run state: objects, deletions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+# Where a segment comes from and where it sits in its object: shared by the work and result schemas.
+_SOURCE = [
+    ("doc_id", pa.string()),
+    ("source_uri", pa.string()),
+    ("source_version", pa.string()),
+    ("source_size", pa.int64()),
+    ("mime_type", pa.string()),
+    ("modality", pa.string()),
+    ("segment_index", pa.int32()),
+    ("segment_kind", pa.string()),
+]
+_PLACE = [("page_number", pa.int32()), ("time_start_s", pa.float64()), ("time_end_s", pa.float64())]
+_STATUS = [
+    ("status", pa.string()),
+    ("stage", pa.string()),
+    ("error_type", pa.string()),
+    ("error_message", pa.string()),
+]
+
+SEGMENT_WORK_SCHEMA = pa.schema(
+    _SOURCE
+    + [("content", pa.string()), ("route", pa.string()), ("batch", pa.int32())]
+    + _PLACE
+    + [
+        ("text_lines", pa.list_(pa.string())),
+        ("line_sizes", pa.list_(pa.float32())),
+        ("line_gaps", pa.list_(pa.float32())),
+        ("structure_json", pa.string()),
+        ("image_png", pa.binary()),
+        ("frames_png", pa.list_(pa.binary())),
+        ("frame_times_s", pa.list_(pa.float64())),
+        ("audio_f32", pa.binary()),
+        ("warnings", pa.list_(pa.string())),
+    ]
+    + _STATUS
+)
+
+# One engine batch per row (stages.work): a driver that moves rows around can never split or merge batches.
+WORK_BATCH_SCHEMA = pa.schema(
+    [("doc_id", pa.string()), ("segments", pa.list_(pa.struct(list(SEGMENT_WORK_SCHEMA))))]
+)
+
+# Timed pieces of a segment's text, in seconds from the start of the recording: a transcript's phrases
+# as the ASR engine found them (null where an engine gives no times). Deep links and the document's
+# timeline use them.
+SPANS_TYPE = pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())]))
+
+# What the engine stage emits: one row per segment, converted or failed.
+RESULT_SCHEMA = pa.schema(
+    _SOURCE
+    + _PLACE
+    + [
+        ("markdown", pa.string()),
+        ("spans", SPANS_TYPE),
+        ("engine", pa.string()),
+        ("model_id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("pipeline_version", pa.string()),
+        ("run_id", pa.string()),
+        ("processed_at", pa.timestamp("us", tz="UTC")),
+        ("elapsed_ms", pa.float64()),
+        ("warnings", pa.list_(pa.string())),
+    ]
+    + _STATUS
+)
+
+SEGMENTS_SCHEMA = pa.schema(
+    [RESULT_SCHEMA.field(n) for n in RESULT_SCHEMA.names if n not in {name for name, _ in _STATUS}]
+)
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("source_version", pa.string()),
+        ("doc_id", pa.string()),
+        ("segment_index", pa.int32()),
+        ("page_number", pa.int32()),
+        ("stage", pa.string()),
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+        ("run_id", pa.string()),
+        ("at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("source_uri", pa.string()),
+        ("source_version", pa.string()),
+        ("source_size", pa.int64()),
+        ("modality", pa.string()),
+        ("mime_type", pa.string()),
+        ("markdown", pa.string()),
+        ("n_segments", pa.int32()),
+        ("n_failed_segments", pa.int32()),
+        ("engines", pa.list_(pa.string())),
+        ("warnings", pa.list_(pa.string())),
+        ("pipeline_version", pa.string()),
+        ("run_id", pa.string()),
+        ("processed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# Run state, one row per listed object of the last run: an object is converted again when it is new, its
+# listing version changed (S3 ETag; size and mtime for local files), or it failed last time.
+OBJECTS_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("listing_version", pa.string()),
+        ("size", pa.int64()),
+        ("modified_at", pa.float64()),
+        ("status", pa.string()),  # ok | failed
+        ("run_id", pa.string()),  # the run that converted it
+    ]
+)
+# Objects listed by the previous run and gone now.
+DELETIONS_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("listing_version", pa.string()),
+        ("run_id", pa.string()),  # the run that detected the deletion
+        ("detected_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# The datasets of a committed run: converted output, then run state.
+DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors": ERRORS_SCHEMA}
+STATE_DATASETS = {"objects": OBJECTS_SCHEMA, "deletions": DELETIONS_SCHEMA}
+
+
+def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table with an explicit schema (no type guessing on all-null columns)."""
+    return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)

@@ -1,0 +1,194 @@
+"""One run of a job: list → plan → execute (local pool or Ray Data) → assemble documents → commit, with a
+manifest, through the one output interface (connectors.output)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from unitok.connectors.output import RunOutput
+from unitok.connectors.parquet_files import ensure_dataset
+from unitok.connectors.store import open_store
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.schemas import DATASETS, STATE_DATASETS
+from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
+from unitok.pipeline.stages.assemble import assemble_sorted
+from unitok.pipeline.stages.plan import plan_run, state_tables
+from unitok.pipeline.stages.preflight import preflight
+
+log = logging.getLogger("unitok")
+_DOC_COLUMNS = [
+    "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
+    "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
+    "engine", "pipeline_version", "run_id",
+]  # fmt: skip
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    source_uri: str
+    output_uri: str
+    executor: str = "ray"
+    mode: str = "full"
+    objects: int = 0
+    converted_objects: int = 0
+    carried_objects: int = 0
+    deleted_objects: int = 0
+    documents: int = 0
+    segments: int = 0
+    segments_by_engine: dict[str, int] = field(default_factory=dict)
+    failed_objects: int = 0
+    failed_segments: int = 0
+    error_rows: int = 0
+    elapsed_s: float = 0.0
+    committed: bool = False
+
+    @property
+    def failures(self) -> int:
+        return self.failed_objects + self.failed_segments
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _failures_by_doc(errors_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    if not errors_dir.is_dir():
+        return {}
+    table = pads.dataset(errors_dir, format="parquet").to_table(
+        columns=["doc_id", "segment_index", "page_number", "error_type"]
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in table.to_pylist():
+        out.setdefault(row["doc_id"], []).append(row)
+    return out
+
+
+def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str, str]:
+    """(executor, why) for this run."""
+    rt = cfg.runtime
+    if rt.executor != "auto":
+        return rt.executor, "set in runtime.executor"
+    if cluster_address(cfg):
+        return "ray", "a Ray cluster address is set"
+    total = sum(o["size"] for o in listing)
+    if len(listing) <= rt.local_max_objects and total <= rt.local_max_bytes:
+        return "local", f"{len(listing)} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
+    return "ray", f"{len(listing)} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
+
+
+def assemble_documents(
+    output: RunOutput, staging: Path, cfg: JobConfig, sink_args: dict[str, Any], executor: str
+) -> None:
+    """segments/ → documents/. A run whose segments fit comfortably in memory is assembled in-process
+    (a Ray shuffle costs seconds of fixed overhead); a larger one is grouped by doc_id on the cluster."""
+    failures = _failures_by_doc(staging / "errors")
+    seg_dir = staging / "segments"
+    size = sum(p.stat().st_size for p in seg_dir.glob("*.parquet"))
+    if executor == "ray" and size > cfg.runtime.local_assembly_max_bytes:
+        from unitok.pipeline.drivers.ray_data import assemble_ray
+
+        assemble_ray(staging, _DOC_COLUMNS, failures, sink_args, cfg.audio.heading_every_s)
+        return
+    table = pads.dataset(seg_dir, format="parquet").to_table(columns=_DOC_COLUMNS)
+    output.write_table(staging, "documents", assemble_sorted(table, failures, cfg.audio.heading_every_s))
+
+
+def _failed_objects(errors_dir: Path) -> set[str]:
+    if not errors_dir.is_dir():
+        return set()
+    errs = pads.dataset(errors_dir, format="parquet").to_table(columns=["source_uri", "segment_index"])
+    return set(errs.filter(pc.less(errs["segment_index"], 0))["source_uri"].to_pylist())
+
+
+def _count(summary: RunSummary, staging: Path, failed_objects: set[str]) -> None:
+    segs = pads.dataset(staging / "segments", format="parquet").to_table(columns=["engine"])
+    summary.segments = segs.num_rows
+    for item in pc.value_counts(segs["engine"]).to_pylist():
+        summary.segments_by_engine[item["values"] or "none"] = item["counts"]
+    errs = pads.dataset(staging / "errors", format="parquet").to_table(columns=["segment_index"])
+    summary.error_rows = errs.num_rows
+    summary.failed_objects = len(failed_objects)
+    summary.failed_segments = pc.sum(pc.greater_equal(errs["segment_index"], 0)).as_py() or 0
+    summary.documents = pads.dataset(staging / "documents", format="parquet").count_rows()
+
+
+def check_engines(cfg: JobConfig) -> None:
+    """Preflight where this machine runs the engines; a cluster's workers check their own installs."""
+    if not joins_cluster(cfg):
+        preflight(cfg)
+
+
+def run_job(
+    cfg: JobConfig, raw_config: dict[str, Any] | None = None, run_id: str | None = None
+) -> RunSummary:
+    t0 = time.perf_counter()
+    started_at = datetime.now(UTC)
+    run_id = run_id or new_run_id()
+    summary = RunSummary(run_id=run_id, source_uri=cfg.source.uri, output_uri=cfg.output.uri)
+    check_engines(cfg)
+
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
+    listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
+    summary.objects = len(listing)
+    log.info("listed %d objects under %s", len(listing), cfg.source.uri)
+    with RunOutput(cfg.output.uri, cfg.output.s3.model_dump(), cfg.output.compression) as output:
+        summary.mode = cfg.run_mode
+        plan = plan_run(listing, output.previous_rows("objects"), summary.mode)
+        summary.converted_objects, summary.carried_objects = len(plan.convert), len(plan.carried)
+        summary.deleted_objects = len(plan.deleted)
+        log.info(
+            "%s run: %d objects to convert, %d unchanged, %d deleted since the last run",
+            summary.mode, len(plan.convert), len(plan.carried), len(plan.deleted),
+        )  # fmt: skip
+        summary.executor, why = choose_executor(cfg, plan.convert)
+        log.info("executor %s (%s)", summary.executor, why)
+
+        staging = output.begin(run_id)
+        sink_args = {"compression": cfg.output.compression, "rows_per_file": cfg.output.max_rows_per_file}
+        try:
+            if plan.convert:
+                if summary.executor == "local":
+                    from unitok.pipeline.drivers.local import execute_local as execute
+                else:
+                    from unitok.pipeline.drivers.ray_data import execute_ray as execute
+                execute(plan.convert, cfg, run_id, staging, sink_args)
+                if (staging / "segments").is_dir():
+                    assemble_documents(output, staging, cfg, sink_args, summary.executor)
+            output.carry_forward(staging, DATASETS, plan.carried)
+            failed = _failed_objects(staging / "errors")
+            for name, table in state_tables(plan, listing, failed, run_id).items():
+                output.write_table(staging, name, table)
+            for name, schema in DATASETS.items():
+                ensure_dataset(staging, name, schema, cfg.output.compression)
+            _count(summary, staging, failed)
+            summary.elapsed_s = round(time.perf_counter() - t0, 3)
+            manifest = {
+                "run_id": run_id,
+                "pipeline_version": PIPELINE_VERSION,
+                "started_at": started_at.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+                "source_uri": cfg.source.uri,
+                "output_uri": cfg.output.uri,
+                "config": raw_config or {},
+                "summary": summary.as_dict(),
+            }
+            output.commit(staging, run_id, {**DATASETS, **STATE_DATASETS}, manifest)
+            summary.committed = True
+            log.info("committed run %s to %s", run_id, cfg.output.uri)
+            return summary
+        except BaseException:
+            output.discard(run_id)
+            raise
