@@ -9,6 +9,7 @@ import sys
 
 import pyarrow.dataset as pads
 from conftest import REPO, corpus
+from unitok.pipeline.core.testhooks import wait_reached
 
 UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
 
@@ -64,7 +65,6 @@ def test_run_with_overrides_prints_a_summary_and_keeps_secrets_out(tmp_path):
 def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_path):
     import json
     import signal
-    import time
 
     src = tmp_path / "in"
     src.mkdir()
@@ -76,14 +76,15 @@ def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_pa
     first = json.loads((out / "_manifest.json").read_text())
 
     shutil.copy(corpus("pdf/DA-619p.pdf"), src / "long.pdf")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    # Held after its first converted batch: staging has started, nothing is committed.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "UNITOK_PAUSE_AT": "converted.batch",
+           "UNITOK_PAUSE_DIR": str(hooks)}  # fmt: skip
     proc = subprocess.Popen([*UNITOK, "run", str(job)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 60
-    while not list((out / "_staging").glob("*")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(1.0)  # a second into converting the 619-page PDF (about 5 s)
-    assert proc.poll() is None, "the run ended before it could be killed"
+    wait_reached(hooks, "converted.batch", alive=lambda: proc.poll() is None)
+    assert list((out / "_staging").glob("*"))
     os.killpg(proc.pid, signal.SIGKILL)  # mid-run: staging has started, nothing committed
     proc.wait()
     assert json.loads((out / "_manifest.json").read_text())["run_id"] == first["run_id"]

@@ -7,8 +7,8 @@ import io
 import pytest
 from conftest import corpus, routed
 from PIL import Image
-from unitok.actors.ocr_tesseract import TesseractEngine, find_tessdata
 from unitok.actors.contract import EngineSetupError
+from unitok.actors.ocr_tesseract import TesseractEngine, find_tessdata
 from unitok.actors.routing import PDF_TEXT, TESSERACT
 from unitok.actors.text_layer import text_layer_markdown
 from unitok.pipeline.core.config import parse_config

@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pyarrow.dataset as pads
 import pytest
 from conftest import REPO, corpus
 from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.core.testhooks import wait_reached
 from unitok.pipeline.job import run_job
 
 from infra.local_s3 import free_port, local_s3, weed_binary
@@ -141,14 +141,17 @@ def test_wrong_credentials_missing_bucket_and_unreachable_endpoint_are_one_line_
     assert "wrong-secret" not in r.stderr + r.stdout
 
 
-def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path):
-    """The server is frozen (SIGSTOP) for 4 s during a run: reads time out and retry; whatever still fails
-    becomes error rows, and the rerun converts exactly those, with no duplicates and nothing lost."""
+def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path, monkeypatch):
+    """The server is frozen (SIGSTOP) while the run reads its third object: the reads time out and retry,
+    the object becomes an explained error row, the run goes on once the server is back, and the rerun
+    converts exactly that object, with no duplicates and nothing lost."""
     import signal
     import threading
 
+    from unitok.pipeline.core import testhooks
+
     client, endpoint, server = s3
-    names = [f"stall/doc{i:02d}.pdf" for i in range(20)]
+    names = [f"stall/doc{i:02d}.pdf" for i in range(6)]
     for name in names:
         put(client, name, corpus("pdf/layout-parser-paper-fast.pdf"))
     cfg = parse_config(
@@ -166,30 +169,35 @@ def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path
             "runtime": {"executor": "local", "max_workers": 1, "local_max_objects": 100},
         }
     )
-
     out = tmp_path / "out"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    testhooks.reset()
+    monkeypatch.setenv("UNITOK_PAUSE_AT", "split.object#3,split.object#4")
+    monkeypatch.setenv("UNITOK_PAUSE_DIR", str(hooks))
 
-    def stall():  # freeze the server once listing is done and conversion has begun (staging exists)
-        deadline = time.time() + 30
-        while not (out / "_staging").exists() and time.time() < deadline:
-            time.sleep(0.002)
+    def stall():  # the server is frozen for the third object's download, thawed before the fourth's
+        testhooks.wait_reached(hooks, "split.object", 3)
         server.send_signal(signal.SIGSTOP)
-        time.sleep(4)
+        testhooks.release(hooks, "split.object", 3)
+        testhooks.wait_reached(hooks, "split.object", 4)
         server.send_signal(signal.SIGCONT)
+        testhooks.release(hooks, "split.object", 4)
 
     staller = threading.Thread(target=stall)
     staller.start()
     try:
         first = run_job(cfg)
     finally:
-        staller.join()
+        staller.join(timeout=120)
         server.send_signal(signal.SIGCONT)
-    # The freeze was felt; retries either carried every read through or left explained error rows.
-    assert first.committed and first.elapsed_s >= 3
-    errors = rows(out, "errors")
-    assert all(e["stage"] == "split" and "at " + endpoint in e["message"] for e in errors), errors
+    monkeypatch.delenv("UNITOK_PAUSE_AT")
+    assert first.committed and first.failed_objects == 1
+    (error,) = rows(out, "errors")
+    assert error["stage"] == "split" and "at " + endpoint in error["message"], error
+    assert error["source_uri"] == f"s3://{BUCKET}/stall/doc02.pdf"
     second = run_job(cfg)
-    assert second.converted_objects == first.failed_objects
+    assert (second.converted_objects, second.carried_objects) == (1, len(names) - 1)
     docs = rows(out, "documents")
     assert sorted(d["source_uri"] for d in docs) == sorted(f"s3://{BUCKET}/{n}" for n in names)
     segs = rows(out, "segments")
@@ -232,17 +240,16 @@ def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tm
     job.write_text(json.dumps(spec))
     work = tmp_path / "work"
     work.mkdir()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": str(work)}  # where the run stages
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": str(work),  # where the run stages
+           "UNITOK_PAUSE_AT": "converted.batch", "UNITOK_PAUSE_DIR": str(hooks)}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "unitok.pipeline.cli", "run", str(job)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    deadline = time.time() + 60
-    while not list(work.glob("unitok-out-*/_staging/*")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(1.0)  # a second into converting the 619-page PDF (about 5 s)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-conversion: nothing uploaded or committed
+    wait_reached(hooks, "converted.batch", alive=lambda: proc.poll() is None)  # held mid-conversion
+    os.killpg(proc.pid, signal.SIGKILL)  # nothing uploaded or committed
     proc.wait()
     after_kill = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
     assert after_kill["run_id"] == first.run_id

@@ -32,6 +32,11 @@ def checkpoint(point: str) -> None:
         time.sleep(0.005)
 
 
+def reset() -> None:
+    """Forget the arrivals counted so far (a test that holds points in its own process)."""
+    _arrivals.clear()
+
+
 def wait_reached(folder: Path, point: str, n: int = 1, timeout_s: float = 120.0, alive=None) -> None:
     """For tests: block until the pipeline has arrived at the point (raises when it never does, or when
     `alive()` says the process it waits for has ended)."""

@@ -7,6 +7,7 @@ For single machines and small jobs, where Ray's fixed start-up cost (seconds) wo
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -56,7 +57,12 @@ def execute_local(
             _init_worker(options, run_id)
             yield from map(_convert_batch, _batches(listing, cfg))
             return
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(options, run_id)) as pool:
+        # Spawned, not forked: a fork of a process whose engines already run native thread pools (an
+        # in-process run before, a library's threads) can deadlock on a lock held by a thread that is gone.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=spawn, initializer=_init_worker, initargs=(options, run_id)
+        ) as pool:
             inflight: deque[Future[pa.Table]] = deque()
             for batch in _batches(listing, cfg):
                 inflight.append(pool.submit(_convert_batch, batch))

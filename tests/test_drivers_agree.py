@@ -1,0 +1,125 @@
+"""Same input, same output: the local driver (in-process and on a process pool), Ray Data and the
+function behind Serve give every segment the same text, whatever BLAS thread count the caller's
+environment asks for. Every modality: a text PDF, a scanned PDF, an image, a deck, audio and video."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow.dataset as pads
+import pytest
+from conftest import REPO, corpus, sh
+from phi4_tiny import tiny_engine_config
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.job import run_job
+
+if not shutil.which("ffmpeg"):
+    pytest.skip("ffmpeg is needed", allow_module_level=True)
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_THREAD_LIMIT")
+FIELDS = ("segment_kind", "engine", "model_id", "prompt_id", "markdown", "spans", "warnings", "page_number",
+          "time_start_s", "time_end_s")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    src = tmp_path_factory.mktemp("agree")
+    for name in ("field-report.pdf", "scanned-memo.pdf", "signup-sheet.png", "talk.mp4"):
+        shutil.copy(REPO / "sample" / name, src)
+    shutil.copy(corpus("pptx/sample-presentation.pptx"), src)
+    sh("ffmpeg", "-y", "-i", str(src / "talk.mp4"), "-vn", "-c:a", "flac", str(src / "talk.flac"))
+    return src
+
+
+def run(source, out, monkeypatch, executor: str, workers: int, blas_threads: int, **extra):
+    for var in THREAD_VARS:  # the caller's environment, inherited by pool workers
+        monkeypatch.setenv(var, str(blas_threads))
+    runtime = {"executor": executor, "max_workers": workers, "engine_batch_size": 4}
+    spec = {"source": {"uri": str(source)}, "output": {"uri": str(out)}, "runtime": runtime, **extra}
+    summary = run_job(parse_config(spec))
+    assert summary.committed and summary.executor == executor
+    segs = {
+        (r["source_uri"].rsplit("/", 1)[-1], r["segment_index"]): {k: r[k] for k in FIELDS}
+        for r in pads.dataset(out / "segments").to_table().to_pylist()
+    }
+    docs = {
+        d["source_uri"].rsplit("/", 1)[-1]: d["markdown"]
+        for d in pads.dataset(out / "documents").to_table().to_pylist()
+    }
+    return segs, docs
+
+
+def test_every_driver_gives_the_same_segments_under_any_blas_thread_count(
+    source, ray_local, tmp_path, monkeypatch
+):
+    runs = {
+        "local in-process, 2 BLAS threads": run(source, tmp_path / "a", monkeypatch, "local", 1, 2),
+        "local pool of 2, 1 BLAS thread": run(source, tmp_path / "b", monkeypatch, "local", 2, 1),
+        "local pool of 2, 2 BLAS threads": run(source, tmp_path / "c", monkeypatch, "local", 2, 2),
+        "ray, 2 actors": run(source, tmp_path / "d", monkeypatch, "ray", 2, 2),
+    }
+    (ref_name, (ref_segs, ref_docs)), *others = runs.items()
+    kinds = {v["segment_kind"] for v in ref_segs.values()}
+    assert {"page", "image", "slide", "audio_window", "video_frames"} <= kinds, kinds
+    engines = {v["engine"] for v in ref_segs.values()}
+    assert {"pdf_text", "tesseract", "slide_text", "whisper"} <= engines, engines
+    assert any("water filters" in (v["markdown"] or "").lower() for v in ref_segs.values())
+    for name, (segs, docs) in others:
+        assert segs.keys() == ref_segs.keys(), name
+        for key, ref in ref_segs.items():
+            assert segs[key] == ref, f"{name} differs from {ref_name} at {key}"
+        assert docs == ref_docs, name
+
+
+def test_serve_conversion_gives_the_same_segments_as_a_job(source, tmp_path, monkeypatch):
+    """The function a Serve replica runs per upload (convert_file, with its own EnginePool) against a job
+    run; the HTTP layer around it is tested in test_serve.py."""
+    from unitok.actors.registry import engine_options
+    from unitok.pipeline.stages.convert import EnginePool
+    from unitok.pipeline.stages.convert_file import convert_file
+
+    segs, _ = run(source, tmp_path / "job", monkeypatch, "local", 2, 2)
+    cfg = parse_config({"source": {"uri": str(source)}, "output": {"uri": str(tmp_path / "x")},
+                        "runtime": {"engine_batch_size": 4}})  # fmt: skip
+    engines = EnginePool(engine_options(cfg))
+    for path in sorted(source.iterdir()):
+        result = convert_file(path, path.name, cfg, engines, "serve-test")
+        assert result["document"] and not result["errors"], path.name
+        for row in result["segments"]:
+            got = {k: row[k] for k in FIELDS}
+            assert got == json.loads(json.dumps(segs[(path.name, row["segment_index"])])), (path.name, row)
+
+
+def test_phi4_batches_are_the_same_on_every_driver(source, ray_local, tiny_model, tmp_path, monkeypatch):
+    """A padded model's output depends on which segments share its batch: the tiny random-weight Phi-4
+    must give every segment the same text from the local driver and from Ray, which once mixed objects
+    in one batch."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in range(3):
+        shutil.copy(source / "signup-sheet.png", scans / f"sheet{i}.png")
+    shutil.copy(source / "scanned-memo.pdf", scans)
+    extra = {"engine": tiny_engine_config(tiny_model)}
+    local, _ = run(scans, tmp_path / "l", monkeypatch, "local", 1, 2, **extra)
+    ray, _ = run(scans, tmp_path / "r", monkeypatch, "ray", 1, 2, **extra)
+    assert {v["engine"] for v in local.values()} == {"phi4"}
+    assert local == ray
+
+
+def test_the_worker_contract_pins_blas_that_was_loaded_with_more_threads():
+    code = (
+        "import numpy, threadpoolctl\n"
+        "from unitok.pipeline.core.workerenv import pin_native_threads\n"
+        "before = {i['internal_api']: i['num_threads'] for i in threadpoolctl.threadpool_info()}\n"
+        "pin_native_threads()\n"
+        "after = {i['internal_api']: i['num_threads'] for i in threadpoolctl.threadpool_info()}\n"
+        "print(before, after)\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    before, after = out.stdout.strip().split("} {")
+    assert "'openblas': 2" in before and "'openblas': 1" in after, out.stdout
