@@ -37,9 +37,10 @@ def corpus(rel: str) -> Path:
 def ray_local():
     """One local Ray instance for the whole test session (ray.init costs ~8 s)."""
     import ray
+    from unitok.pipeline.core.workerenv import worker_env_vars
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"OMP_THREAD_LIMIT": "1"}})
+    if not ray.is_initialized():  # as the Ray driver starts it: workers begin under the worker contract
+        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": worker_env_vars()})
     yield ray
     ray.shutdown()
 

@@ -111,3 +111,19 @@ def test_video_settings_that_cannot_work_fail_with_their_fields():
     ):
         parse_config({**base, "engine": {"name": "vllm"}, "video": {"frames_per_segment": 12}})
     assert parse_config({**base, "video": {"max_spacing_s": None}}).video.max_spacing_s is None
+
+
+def test_every_package_folder_installs_under_unitok():
+    """pyproject lists the unitok.* packages by hand (the folders map onto the namespace): a new folder
+    that is not listed would be missing from a wheel."""
+    import tomllib
+
+    from conftest import REPO
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "unitok." + ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("pipeline", "actors", "connectors")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert listed == found

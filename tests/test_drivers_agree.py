@@ -75,23 +75,35 @@ def test_every_driver_gives_the_same_segments_under_any_blas_thread_count(
         assert docs == ref_docs, name
 
 
-def test_serve_conversion_gives_the_same_segments_as_a_job(source, tmp_path, monkeypatch):
-    """The function a Serve replica runs per upload (convert_file, with its own EnginePool) against a job
-    run; the HTTP layer around it is tested in test_serve.py."""
-    from unitok.actors.registry import engine_options
-    from unitok.pipeline.stages.convert import EnginePool
-    from unitok.pipeline.stages.convert_file import convert_file
+SERVE_SIDE = """
+import json, sys
+from pathlib import Path
+from unitok.actors.registry import engine_options
+from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.stages.convert import EnginePool
+from unitok.pipeline.stages.convert_file import convert_file
 
+source = Path(sys.argv[1])
+cfg = parse_config({"source": {"uri": str(source)}, "output": {"uri": "/unused"},
+                    "runtime": {"engine_batch_size": 4}})
+engines = EnginePool(engine_options(cfg))
+paths = sorted(source.iterdir())
+print(json.dumps({p.name: convert_file(p, p.name, cfg, engines, "serve-test") for p in paths}))
+"""
+
+
+def test_serve_conversion_gives_the_same_segments_as_a_job(source, tmp_path, monkeypatch):
+    """The function a Serve replica runs per upload (convert_file, with its own EnginePool, in a process
+    of its own as a replica is) against a job run; the HTTP layer around it is tested in test_serve.py."""
     segs, _ = run(source, tmp_path / "job", monkeypatch, "local", 2, 2)
-    cfg = parse_config({"source": {"uri": str(source)}, "output": {"uri": str(tmp_path / "x")},
-                        "runtime": {"engine_batch_size": 4}})  # fmt: skip
-    engines = EnginePool(engine_options(cfg))
-    for path in sorted(source.iterdir()):
-        result = convert_file(path, path.name, cfg, engines, "serve-test")
-        assert result["document"] and not result["errors"], path.name
+    out = subprocess.run([sys.executable, "-c", SERVE_SIDE, str(source)], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        assert result["document"] and not result["errors"], name
         for row in result["segments"]:
             got = {k: row[k] for k in FIELDS}
-            assert got == json.loads(json.dumps(segs[(path.name, row["segment_index"])])), (path.name, row)
+            assert got == json.loads(json.dumps(segs[(name, row["segment_index"])])), (name, row)
 
 
 def test_phi4_batches_are_the_same_on_every_driver(source, ray_local, tiny_model, tmp_path, monkeypatch):

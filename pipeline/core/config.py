@@ -227,7 +227,8 @@ class RuntimeConfig(_Strict):
     min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")
     max_workers: int | None = Field(default=None, ge=1, description="Engine actor pool upper bound.")
     engine_batch_size: int = Field(default=16, ge=1, description="Segments per engine call.")
-    segments_per_block: int = Field(default=32, ge=1, description="Segments a splitter yields at a time.")
+    # Accepted so older configs validate; work now moves in engine batches (stages.work).
+    segments_per_block: int = Field(default=32, ge=1, description="Ignored.")
     fail_on_error: bool = False
     local_assembly_max_bytes: int = Field(
         default=512 << 20,

@@ -53,15 +53,13 @@ def execute_local(
     options = engine_options(cfg)
 
     def results() -> Iterator[pa.Table]:
-        if workers <= 1:
-            _init_worker(options, run_id)
-            yield from map(_convert_batch, _batches(listing, cfg))
-            return
-        # Spawned, not forked: a fork of a process whose engines already run native thread pools (an
-        # in-process run before, a library's threads) can deadlock on a lock held by a thread that is gone.
-        spawn = multiprocessing.get_context("spawn")
+        # Engines never run in this process, even with one worker: a fork of a process whose engines have
+        # run native thread pools can deadlock on a lock held by a thread that is gone (seen here: an
+        # in-process run, then a pool). Forked, not spawned: spawn re-imports the caller's main module,
+        # which breaks scripts that call run_job without a __main__ guard.
+        fork = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
-            workers, mp_context=spawn, initializer=_init_worker, initargs=(options, run_id)
+            max(1, workers), mp_context=fork, initializer=_init_worker, initargs=(options, run_id)
         ) as pool:
             inflight: deque[Future[pa.Table]] = deque()
             for batch in _batches(listing, cfg):
