@@ -49,13 +49,9 @@ test: $(FULL)
 	$(BIN)/python -m pytest -q tests
 
 # ruff, then the import contracts (pyproject.toml): layers that import only downward, Ray only in its drivers.
-# The folders install as unitok.* through an editable finder that import-linter cannot walk, so it reads a
-# copy laid out as the installed package.
 lint: $(CORE)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-	rm -rf build/lint && mkdir -p build/lint/unitok && touch build/lint/unitok/__init__.py
-	cp -r pipeline actors connectors build/lint/unitok/
-	PYTHONPATH=build/lint $(BIN)/lint-imports --no-cache
+	$(BIN)/lint-imports --no-cache
 
 bench: $(FULL)
 	$(BIN)/pip install -q -e ".[dev,bench]"
