@@ -36,7 +36,7 @@ HEAVY_BATCH = 4
 
 def model_engine(cfg: JobConfig) -> str | None:
     """The multimodal model engine of this job (phi4 on transformers, or vllm), or None on CPU engines."""
-    return cfg.engine.name if cfg.engine.name in (PHI4, VLLM) else None
+    return cfg.engine.name if cfg.engine.uses_phi4 else None
 
 
 def renditions(cfg: JobConfig) -> Renditions:

@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from unitok.connectors.output import MANIFEST
 from unitok.connectors.s3 import _explain, make_client, split_s3_uri
-
-MANIFEST = "_manifest.json"
 
 
 class S3Snapshots:

@@ -59,7 +59,7 @@ def execute_local(
         # which breaks scripts that call run_job without a __main__ guard.
         fork = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
-            max(1, workers), mp_context=fork, initializer=_init_worker, initargs=(options, run_id)
+            workers, mp_context=fork, initializer=_init_worker, initargs=(options, run_id)
         ) as pool:
             inflight: deque[Future[pa.Table]] = deque()
             for batch in _batches(listing, cfg):
