@@ -171,11 +171,6 @@ def test_rerun_replaces_the_output_with_stable_doc_ids(run, source):
     assert len(list((out / "_runs").glob("*.json"))) == 2
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 11): one OCR'd image document (image/DA-1p) differs in a few words between this "
-    "module's Ray run and a local run; BLAS threads and batches are ruled out (test_drivers_agree.py)",
-)
 def test_local_executor_gives_the_same_documents(run, source, tmp_path):
     cfg, _, out = run
     local_cfg = cfg.model_copy(

@@ -32,8 +32,8 @@ SEGMENT_WORK_SCHEMA = pa.schema(
     + _PLACE
     + [
         ("text_lines", pa.list_(pa.string())),
-        ("line_sizes", pa.list_(pa.float32())),
-        ("line_gaps", pa.list_(pa.float32())),
+        ("line_sizes", pa.list_(pa.float64())),
+        ("line_gaps", pa.list_(pa.float64())),
         ("structure_json", pa.string()),
         ("image_png", pa.binary()),
         ("frames_png", pa.list_(pa.binary())),
