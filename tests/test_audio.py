@@ -143,7 +143,9 @@ def test_music_without_speech_yields_no_words(whisper):
 def test_silence_is_dropped_and_a_video_without_audio_gives_keyframes_only(media, tmp_path):
     quiet = tmp_path / "quiet.wav"
     sh("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "5", str(quiet))
-    assert list(routed(split_av, quiet, base(quiet), CFG)) == []
+    (seg,) = routed(split_av, quiet, base(quiet), CFG)  # silent windows dropped; the recording still counts
+    assert seg.audio_f32 is None and seg.route == "none" and (seg.time_start_s, seg.time_end_s) == (0.0, 5.0)
+    assert seg.warnings == ["no speech found: silent (below audio.silence_dbfs -50 dBFS)"]
     segs = list(routed(split_av, media / "silent-video.mp4", base(media / "silent-video.mp4", "video"), CFG))
     assert segs and {s.segment_kind for s in segs} == {"video_frames"}
     no_frames = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "video": {"keyframes": False}})
@@ -184,3 +186,62 @@ def test_language_null_detects_per_window(media):
     segs = list(routed(split_av, media / "report.wav", base(media / "report.wav"), CFG))
     text = WhisperEngine(language=None)(segs)[0].markdown  # tiny.en is English-only: detection settles on en
     assert "quarterly report" in text.lower()
+
+
+def decoded_seconds(path: Path) -> float:
+    """What ffmpeg itself decodes from a (possibly damaged) file, errors and all."""
+    import subprocess
+
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "quiet", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(RATE), "-"],
+        capture_output=True,
+    ).stdout
+    return len(raw) / 4 / RATE
+
+
+def test_a_truncated_recording_keeps_every_window_that_decoded(media, tmp_path):
+    flac = tmp_path / "long.flac"
+    sh("ffmpeg", "-y", "-i", str(media / "long.wav"), "-c:a", "flac", str(flac))
+    data = flac.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+    decodable = decoded_seconds(cut)
+    segs: list[Segment] = []
+    with pytest.raises(
+        MediaError, match=r"audio decoding stopped at \d+\.\d s .*the audio before it is kept"
+    ):
+        for seg in split_av(cut, base(cut), CFG):
+            segs.append(seg)
+    assert len(segs) >= 3
+    # The last window reaches the end of what decoded (less a trailing pause, dropped as silence).
+    assert segs[-1].time_end_s >= decodable - 8, (segs[-1].time_end_s, decodable)
+
+    short = tmp_path / "short.flac"  # one window, cut in half: its first half is still a document
+    sh("ffmpeg", "-y", "-i", str(media / "report.wav"), "-c:a", "flac", str(short))
+    half = tmp_path / "half.flac"
+    half.write_bytes(short.read_bytes()[: short.stat().st_size // 2])
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(half, src / "half.flac")
+    out = tmp_path / "out"
+    summary = run_job(parse_config({"source": {"uri": str(src)}, "output": {"uri": str(out)},
+                                    "runtime": {"executor": "local"}}))  # fmt: skip
+    (doc,) = pads.dataset(out / "documents").to_table().to_pylist()
+    assert "quarterly report" in doc["markdown"].lower(), doc["markdown"]
+    (err,) = pads.dataset(out / "errors").to_table().to_pylist()
+    assert err["segment_index"] == 1 and "audio decoding stopped at" in err["message"]  # after the window
+    assert summary.failed_segments == 1 and summary.failed_objects == 0 and summary.documents == 1
+
+
+def test_a_silent_recording_is_a_document_with_a_warning(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sh("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1", str(src / "silent.wav"))
+    out = tmp_path / "out"
+    summary = run_job(parse_config({"source": {"uri": str(src)}, "output": {"uri": str(out)},
+                                    "runtime": {"executor": "local"}}))  # fmt: skip
+    assert summary.documents == 1 and summary.failures == 0
+    (doc,) = pads.dataset(out / "documents").to_table().to_pylist()
+    assert doc["markdown"] == "" and any(w.startswith("no speech found") for w in doc["warnings"])
+    (obj,) = pads.dataset(out / "objects").to_table().to_pylist()
+    assert obj["status"] == "ok"

@@ -251,3 +251,19 @@ def test_keyframes_past_max_frames_are_skipped_with_a_warning(media):
     segs = list(routed(split_av, media / "slides.mp4", base(media / "slides.mp4"), cfg))
     assert [s.time_start_s for s in segs] == pytest.approx([0, 4], abs=0.15)
     assert "more than video.max_frames=2 keyframes: the rest were skipped" in segs[-1].warnings
+
+
+def test_a_truncated_video_keeps_the_keyframes_that_decoded(media, tmp_path):
+    whole = tmp_path / "slides.mp4"  # the index up front, so a cut file still decodes up to the cut
+    sh("ffmpeg", "-y", "-i", str(media / "slides.mp4"), "-c", "copy", "-movflags", "faststart", str(whole))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.8)])
+    segs: list[Segment] = []
+    with pytest.raises(MediaError, match=r"keyframe decoding stopped after the keyframe at 4\.0 s"):
+        for seg in split_av(cut, Segment("d", cut.as_uri(), "v", 1, "video/mp4", "video", -1, "object"), CFG):
+            segs.append(seg)
+    full = routed(
+        split_av, whole, Segment("d", whole.as_uri(), "v", 1, "video/mp4", "video", -1, "object"), CFG
+    )
+    assert [s.time_start_s for s in full] == [0.0, 4.0, 8.0]
+    assert [s.time_start_s for s in segs] == [0.0, 4.0]  # every keyframe before the cut

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.records import CONTENT_AUDIO, CONTENT_PIXELS, Renditions, Segment
+from unitok.pipeline.core.records import CONTENT_AUDIO, CONTENT_EMPTY, CONTENT_PIXELS, Renditions, Segment
 from unitok.pipeline.formats.video import VideoError, keyframes, to_png
 
 RATE = 16_000
@@ -112,19 +112,26 @@ def windows(
     chunks: Iterator[np.ndarray], max_s: float, overlap_s: float, search_s: float
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(start seconds, samples) windows of at most max_s, cut at pauses, overlapping by up to overlap_s
-    (less where the pause before the cut is shorter)."""
+    (less where the pause before the cut is shorter). When the decoder fails, the window being built is
+    still yielded before the failure is raised: audio that decoded is never dropped."""
     max_n, overlap_n, search_n = int(max_s * RATE), int(overlap_s * RATE), int(search_s * RATE)
     buf = np.zeros(0, dtype=np.float32)
     start = 0  # sample offset of buf[0]
-    for chunk in chunks:
-        buf = np.concatenate([buf, chunk])
-        while len(buf) >= max_n:
-            cut, quiet_from = quietest_cut(buf[:max_n], max_n - search_n)
-            yield start / RATE, buf[:cut]
-            nxt = max(cut - overlap_n, quiet_from if quiet_from < cut else cut - overlap_n, 1)
-            buf, start = buf[nxt:], start + nxt
+    failure: Exception | None = None
+    try:
+        for chunk in chunks:
+            buf = np.concatenate([buf, chunk])
+            while len(buf) >= max_n:
+                cut, quiet_from = quietest_cut(buf[:max_n], max_n - search_n)
+                yield start / RATE, buf[:cut]
+                nxt = max(cut - overlap_n, quiet_from if quiet_from < cut else cut - overlap_n, 1)
+                buf, start = buf[nxt:], start + nxt
+    except (MediaError, _PartialDecode) as e:
+        failure = e
     if len(buf) > int(0.3 * RATE):
         yield start / RATE, buf
+    if failure is not None:
+        raise failure
 
 
 def is_silent(audio: np.ndarray, threshold_dbfs: float) -> bool:
@@ -140,12 +147,28 @@ def _video_stream(info: dict) -> dict | None:
     return None
 
 
-def _audio_windows(path: Path, base: Segment, cfg: JobConfig, warnings: list[str]) -> Iterator[Segment]:
+class _Decoded:
+    """Counts the samples that came out of the decoder, to say where a damaged stream stopped."""
+
+    def __init__(self, chunks: Iterator[np.ndarray]):
+        self.chunks, self.samples = chunks, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks:
+            self.samples += len(chunk)
+            yield chunk
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / RATE
+
+
+def _audio_windows(
+    decoded: _Decoded, base: Segment, cfg: JobConfig, warnings: list[str]
+) -> Iterator[Segment]:
     a = cfg.audio
     index = 0
-    for start_s, samples in windows(
-        decoded_chunks(path, a.decode_timeout_s), a.max_window_s, a.overlap_s, a.cut_search_s
-    ):
+    for start_s, samples in windows(iter(decoded), a.max_window_s, a.overlap_s, a.cut_search_s):
         if is_silent(samples, a.silence_dbfs):
             continue
         seg = base.part(index, "audio_window", CONTENT_AUDIO)
@@ -186,17 +209,22 @@ def _keyframe_segments(
     # the last one.
     held: Segment | None = None
     truncated = False
+    failure: VideoError | None = None
     with closing(keyframes(path, stream, v, cfg.audio.decode_timeout_s)) as frames:
-        for pts, frame in frames:
-            if count == v.max_frames:
-                truncated = True  # closing() stops ffmpeg
-                break
-            group.append((max(0.0, pts - origin), to_png(frame)))
-            count += 1
-            if len(group) == per_segment:
-                if held is not None:
-                    yield held
-                held, index, group = emit(group), index + 1, []
+        try:
+            for pts, frame in frames:
+                if count == v.max_frames:
+                    truncated = True  # closing() stops ffmpeg
+                    break
+                group.append((max(0.0, pts - origin), to_png(frame)))
+                count += 1
+                if len(group) == per_segment:
+                    if held is not None:
+                        yield held
+                    held, index, group = emit(group), index + 1, []
+        except VideoError as e:
+            # The keyframes that decoded before the damage are kept; the failure is raised after them.
+            failure = e
     if group:
         if held is not None:
             yield held
@@ -207,6 +235,8 @@ def _keyframe_segments(
                 f"more than video.max_frames={v.max_frames} keyframes: the rest were skipped"
             )
         yield held
+    if failure is not None:
+        raise failure
 
 
 def split_av(path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None) -> Iterator[Segment]:
@@ -227,23 +257,41 @@ def split_av(path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None
     problems: list[str] = []
     index = 0
     if has_audio:
+        decoded = _Decoded(decoded_chunks(path, cfg.audio.decode_timeout_s))
         try:
-            for seg in _audio_windows(path, base, cfg, warnings):
+            for seg in _audio_windows(decoded, base, cfg, warnings):
                 index = seg.segment_index + 1
                 yield seg
-        except _PartialDecode as e:
-            problems.append(f"audio decoded partially: {e}")
-        except MediaError as e:
-            if video is None:
-                raise
-            problems.append(f"audio: {e}")
-    if video is not None:
-        try:
-            yield from _keyframe_segments(
-                path, info, video, base, cfg, index, warnings, needs.frames_per_segment
+        except (_PartialDecode, MediaError) as e:
+            if decoded.samples == 0 and video is None:
+                raise MediaError(str(e)) from None
+            problems.append(
+                f"audio decoding stopped at {decoded.seconds:.1f} s ({e}); the audio before it is kept"
             )
+    if video is not None:
+        last_frame_s: float | None = None
+        try:
+            for seg in _keyframe_segments(
+                path, info, video, base, cfg, index, warnings, needs.frames_per_segment
+            ):
+                index, last_frame_s = seg.segment_index + 1, seg.time_end_s
+                yield seg
         except VideoError as e:
-            problems.append(f"keyframes: {e}")
+            after = (
+                f"after the keyframe at {last_frame_s:.1f} s" if last_frame_s is not None else "at the start"
+            )
+            problems.append(f"keyframe decoding stopped {after} ({e}); the keyframes before it are kept")
+    if index == 0:
+        # Nothing to transcribe: the document still exists, empty, so "converted, nothing in it" differs
+        # from "never seen".
+        seg = base.part(0, "audio_window", CONTENT_EMPTY)
+        if has_audio:
+            seg.time_start_s, seg.time_end_s = 0.0, round(decoded.seconds, 3)
+            found = f"no speech found: silent (below audio.silence_dbfs {cfg.audio.silence_dbfs:g} dBFS)"
+        else:
+            found = "nothing to convert: no keyframes decoded"
+        seg.warnings = [*warnings, found]
+        yield seg
     if problems:
         # Segments already yielded stand; the damage is reported as an error row for the object.
         raise MediaError("; ".join(problems))
