@@ -26,10 +26,40 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from unitok.connectors.local import path_from_uri
 from unitok.connectors.parquet_files import compression_codec, ensure_dataset
+from unitok.pipeline.core.redact import redact_uri
 
 STAGING = "_staging"
 MANIFEST = "_manifest.json"
 RUNS = "_runs"
+
+
+class OutputError(RuntimeError):
+    """The output cannot be written at all (a file where the folder should be, a read-only or full disk,
+    a place inside the source): the job stops before converting, with this one line."""
+
+
+def check_output_location(source_uri: str, output_uri: str) -> None:
+    """An output inside the source would be listed, and converted, by the next run."""
+    if source_uri.startswith("s3://") != output_uri.startswith("s3://"):
+        return
+    if source_uri.startswith("s3://"):
+        src, out = source_uri.rstrip("/") + "/", output_uri.rstrip("/") + "/"
+    else:
+        src_path, out_path = path_from_uri(source_uri).resolve(), path_from_uri(output_uri).resolve()
+        if src_path.is_file():
+            return
+        src, out = str(src_path).rstrip("/") + "/", str(out_path).rstrip("/") + "/"
+    if out.startswith(src):
+        raise OutputError(
+            f"output.uri {redact_uri(output_uri)} is inside source.uri {redact_uri(source_uri)}: "
+            "the next run would list the output as input; choose an output outside the source"
+        )
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a file is in the way: the output must be a folder"
+    return exc.strerror or type(exc).__name__
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -70,7 +100,15 @@ class RunOutput:
                 self.remote.download_snapshot(previous, self.dir)
         else:
             self.dir = path_from_uri(uri).resolve()
-            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                # Probe now: a read-only or full disk should stop the job before any conversion.
+                with tempfile.NamedTemporaryFile(dir=self.dir, prefix=".unitok-probe-"):
+                    pass
+            except OSError as e:
+                raise OutputError(
+                    f"output.uri {redact_uri(uri)}: cannot write there ({_os_reason(e)})"
+                ) from None
 
     def __enter__(self) -> RunOutput:
         return self
@@ -95,7 +133,12 @@ class RunOutput:
         and is cleared."""
         shutil.rmtree(self.dir / STAGING, ignore_errors=True)
         staging = self.dir / STAGING / run_id
-        staging.mkdir(parents=True)
+        try:
+            staging.mkdir(parents=True)
+        except OSError as e:
+            raise OutputError(
+                f"output.uri {redact_uri(self.uri)}: cannot stage the run ({_os_reason(e)})"
+            ) from None
         return staging
 
     def carry_forward(self, staging: Path, schemas: dict[str, pa.Schema], uris: list[str]) -> None:

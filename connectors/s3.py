@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unitok.connectors.objects import ObjectInfo, key_selected
+from unitok.pipeline.core.redact import redact_uri
 
 
 class SourceError(RuntimeError):
@@ -33,7 +34,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 def _explain(exc: BaseException, uri: str, endpoint: str | None) -> SourceError:
     import botocore.exceptions as bex
 
-    where = f"{uri}" + (f" at {endpoint}" if endpoint else "")
+    where = redact_uri(uri) + (f" at {redact_uri(endpoint)}" if endpoint else "")
     if isinstance(exc, bex.ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchBucket",):

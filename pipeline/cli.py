@@ -1,7 +1,10 @@
 """unitok command line: `unitok run JOB.yaml`, `unitok validate JOB.yaml` and `unitok serve JOB.yaml`.
 
-Exit codes: 0 the run committed (failed objects are error rows, counted in the summary); 1 with
---fail-on-error and at least one failure, or the run itself failed; 2 a bad config or source.
+Exit codes: 0 the run committed (failed objects are error rows, counted in the summary); 1 only with
+--fail-on-error and at least one failed object or segment; 2 the job could not run or commit (a bad config,
+an unreachable source, an output that cannot be written, a guarded mass deletion, or an unexpected
+failure), always with one line on stderr; the traceback of an unexpected failure goes to a log file
+(named in that line) or, with --debug, to the terminal.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+import time
+import traceback
 from typing import Any
 
 from unitok.pipeline.core.config import ConfigError, JobConfig, load_config
+from unitok.pipeline.core.redact import redact_text, redact_uri
 from unitok.pipeline.core.version import PIPELINE_VERSION
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -29,7 +36,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _load(args: argparse.Namespace) -> tuple[JobConfig, dict[str, Any]]:
     cfg, raw = load_config(args.config, _overrides(args))
-    return cfg, {"file": str(args.config), "document": raw, "overrides": _overrides(args)}
+    # The shell expanded any variable in an override: what is recorded is redacted.
+    written = {k: redact_uri(v) for k, v in _overrides(args).items()}
+    return cfg, {"file": str(args.config), "document": raw, "overrides": written}
 
 
 def format_summary(s: Any) -> str:
@@ -72,7 +81,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise ConfigError(f"source.uri: {e}") from None
     check_engines(cfg)
     print(
-        f"{args.config}: valid (source {cfg.source.uri} → output {cfg.output.uri}, engine {cfg.engine.name})"
+        f"{args.config}: valid (source {redact_uri(cfg.source.uri)} → output {redact_uri(cfg.output.uri)}, "
+        f"engine {cfg.engine.name})"
     )
     return EXIT_OK
 
@@ -83,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from unitok.pipeline.job import run_job
 
     try:
-        summary = run_job(cfg, raw)
+        summary = run_job(cfg, raw, allow_mass_delete=args.allow_mass_delete)
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
     print(format_summary(summary))
@@ -117,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unitok", description="Convert documents, images and media to Markdown.")
     p.add_argument("--version", action="version", version=PIPELINE_VERSION)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected failure")
     sub = p.add_subparsers(dest="command", required=True)
     for name, helptext in (("run", "run a job"), ("validate", "check a job config without running it")):
         sp = sub.add_parser(name, help=helptext)
@@ -126,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             sp.add_argument(
                 "--fail-on-error", action="store_true", help="exit 1 if any object or segment failed"
+            )
+            sp.add_argument(
+                "--allow-mass-delete",
+                action="store_true",
+                help="commit even if the run lists nothing, or deletes more than runtime.max_delete_fraction "
+                "of the objects the last run listed",
             )
     sp = sub.add_parser(
         "serve", help="convert uploads over HTTP with the job's engines (source/output unused)"
@@ -139,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures that say all there is to say in one line: no traceback."""
+    from unitok.actors.contract import EngineSetupError
+    from unitok.connectors.local import SourceNotFound
+    from unitok.connectors.output import OutputError
+    from unitok.connectors.s3 import SourceError
+    from unitok.pipeline.stages.plan import MassDeleteError
+
+    return EngineSetupError, SourceError, SourceNotFound, OutputError, MassDeleteError
+
+
+def _keep_traceback(exc: BaseException) -> str:
+    path = os.path.join(
+        tempfile.gettempdir(), f"unitok-error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(redact_text("".join(traceback.format_exception(exc))))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -148,16 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve}[args.command](args)
     except ConfigError as e:
-        print(f"unitok: invalid config {args.config}:\n{e}", file=sys.stderr)
+        sep = "\n" if "\n" in str(e) else " "
+        print(f"unitok: invalid config {args.config}:{sep}{redact_text(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
-    except Exception as e:  # noqa: BLE001 - setup and source errors as one line, not a traceback wall
-        from unitok.actors.contract import EngineSetupError
-        from unitok.connectors.s3 import SourceError
-
-        if isinstance(e, EngineSetupError | SourceError):
-            print(f"unitok: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("unitok: interrupted; nothing was committed by this run", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every stop is one line and exit 2; 1 is --fail-on-error's
+        if isinstance(e, _expected_errors()):
+            print(f"unitok: {redact_text(str(e))}", file=sys.stderr)
             return EXIT_CONFIG
-        raise
+        if args.debug:
+            traceback.print_exc()
+            where = "above"
+        else:
+            where = f"in {_keep_traceback(e)} (or rerun with --debug)"
+        first = redact_text((str(e).strip().splitlines() or [""])[0])
+        print(f"unitok: the job stopped: {type(e).__name__}: {first}; traceback {where}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -13,15 +13,16 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from unitok.connectors.output import RunOutput
+from unitok.connectors.output import RunOutput, check_output_location
 from unitok.connectors.parquet_files import ensure_dataset
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import DATASETS, STATE_DATASETS
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
 from unitok.pipeline.stages.assemble import assemble_sorted
-from unitok.pipeline.stages.plan import plan_run, state_tables
+from unitok.pipeline.stages.plan import check_deletions, plan_run, state_tables
 from unitok.pipeline.stages.preflight import preflight
 
 log = logging.getLogger("unitok")
@@ -132,18 +133,28 @@ def check_engines(cfg: JobConfig) -> None:
 
 
 def run_job(
-    cfg: JobConfig, raw_config: dict[str, Any] | None = None, run_id: str | None = None
+    cfg: JobConfig,
+    raw_config: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    allow_mass_delete: bool = False,
 ) -> RunSummary:
+    """List, plan, convert and commit one run. Raises MassDeleteError (before converting anything) when
+    the run would delete more than runtime.max_delete_fraction of the last run's objects, unless
+    allow_mass_delete."""
     t0 = time.perf_counter()
     started_at = datetime.now(UTC)
     run_id = run_id or new_run_id()
-    summary = RunSummary(run_id=run_id, source_uri=cfg.source.uri, output_uri=cfg.output.uri)
+    # Every URI this run writes (summary, manifest, logs) is redacted; the config is kept as written.
+    summary = RunSummary(
+        run_id=run_id, source_uri=redact_uri(cfg.source.uri), output_uri=redact_uri(cfg.output.uri)
+    )
     check_engines(cfg)
+    check_output_location(cfg.source.uri, cfg.output.uri)
 
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
     listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
     summary.objects = len(listing)
-    log.info("listed %d objects under %s", len(listing), cfg.source.uri)
+    log.info("listed %d objects under %s", len(listing), summary.source_uri)
     with RunOutput(cfg.output.uri, cfg.output.s3.model_dump(), cfg.output.compression) as output:
         summary.mode = cfg.run_mode
         plan = plan_run(listing, output.previous_rows("objects"), summary.mode)
@@ -153,6 +164,8 @@ def run_job(
             "%s run: %d objects to convert, %d unchanged, %d deleted since the last run",
             summary.mode, len(plan.convert), len(plan.carried), len(plan.deleted),
         )  # fmt: skip
+        if not allow_mass_delete:
+            check_deletions(plan, len(listing), summary.source_uri, cfg.runtime.max_delete_fraction)
         summary.executor, why = choose_executor(cfg, plan.convert)
         log.info("executor %s (%s)", summary.executor, why)
 
@@ -180,14 +193,14 @@ def run_job(
                 "pipeline_version": PIPELINE_VERSION,
                 "started_at": started_at.isoformat(),
                 "finished_at": datetime.now(UTC).isoformat(),
-                "source_uri": cfg.source.uri,
-                "output_uri": cfg.output.uri,
+                "source_uri": summary.source_uri,
+                "output_uri": summary.output_uri,
                 "config": raw_config or {},
                 "summary": summary.as_dict(),
             }
             output.commit(staging, run_id, {**DATASETS, **STATE_DATASETS}, manifest)
             summary.committed = True
-            log.info("committed run %s to %s", run_id, cfg.output.uri)
+            log.info("committed run %s to %s", run_id, summary.output_uri)
             return summary
         except BaseException:
             output.discard(run_id)

@@ -206,13 +206,13 @@ def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path
     assert rows(out, "errors") == []
 
 
-def s3_rows(client, manifest, name):
+def s3_rows(client, manifest, name, prefix="out/"):
     import io
 
     import pyarrow.parquet as pq
 
     tables = [
-        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=f"out/{key}")["Body"].read()))
+        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=f"{prefix}{key}")["Body"].read()))
         for key in manifest["files"][name]
     ]
     return [r for t in tables for r in t.to_pylist()]
@@ -291,3 +291,33 @@ def test_versioned_bucket_records_and_reads_version_ids(s3, tmp_path):
     assert (second.objects, second.converted_objects, second.deleted_objects) == (1, 1, 1)
     (doc,) = rows(tmp_path / "out", "documents")
     assert "Dense Passage Retrieval" in doc["markdown"] and doc["source_version"] != a["source_version"]
+
+
+def test_a_prefix_that_lists_nothing_stops_before_the_corpus_is_deleted(s3, tmp_path):
+    from unitok.pipeline.stages.plan import MassDeleteError
+
+    client, endpoint, _ = s3
+    for i in range(3):
+        put(client, f"guard/doc{i}.pdf", corpus("pdf/fake-memo.pdf"))
+    spec = {
+        "source": {"uri": f"s3://{BUCKET}/guard/", "s3": {"endpoint_url": endpoint}},
+        "output": {"uri": f"s3://{BUCKET}/guard-out/", "s3": {"endpoint_url": endpoint}},
+        "runtime": {"executor": "local"},
+    }
+    first = run_job(parse_config(spec))
+
+    def committed():
+        manifest = json.loads(client.get_object(Bucket=BUCKET, Key="guard-out/_manifest.json")["Body"].read())
+        return manifest["run_id"], len(s3_rows(client, manifest, "documents", "guard-out/"))
+
+    assert committed() == (first.run_id, 3)
+    wrong = {**spec, "source": {**spec["source"], "uri": f"s3://{BUCKET}/gaurd/"}}  # a typo in the prefix
+    with pytest.raises(MassDeleteError, match="lists 0 objects where the last run listed 3"):
+        run_job(parse_config(wrong))
+    client.delete_object(Bucket=BUCKET, Key="guard/doc0.pdf")
+    client.delete_object(Bucket=BUCKET, Key="guard/doc1.pdf")
+    with pytest.raises(MassDeleteError, match="would delete 2 of the 3 objects"):
+        run_job(parse_config(spec))
+    assert committed() == (first.run_id, 3)  # nothing committed by either
+    allowed = run_job(parse_config(spec), allow_mass_delete=True)
+    assert allowed.deleted_objects == 2 and committed() == (allowed.run_id, 1)

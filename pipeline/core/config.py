@@ -230,6 +230,13 @@ class RuntimeConfig(_Strict):
     # Accepted so older configs validate; work now moves in engine batches (stages.work).
     segments_per_block: int = Field(default=32, ge=1, description="Ignored.")
     fail_on_error: bool = False
+    max_delete_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A run that would delete more than this share of the objects the last run listed, or "
+        "lists none where it listed some, stops before committing (exit 2) unless --allow-mass-delete.",
+    )
     local_assembly_max_bytes: int = Field(
         default=512 << 20,
         ge=0,
@@ -327,17 +334,80 @@ def parse_config(raw: Any, overrides: dict[str, str] | None = None) -> JobConfig
         raise ConfigError(_format_validation_error(e)) from None
 
 
+# A job file is a page of settings. The bounds refuse a "billion laughs" document (nested aliases that
+# expand to millions of values) before anything walks it as a tree, and a file that is not a config.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many values the document holds once every alias is expanded, counted on the composed graph
+    (an alias is a shared node, so each node is sized once); stops as soon as the count passes limit."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError("(top level): an alias refers to a node that contains it (a recursive alias)")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse a config document, refusing one that expands (through aliases) past MAX_CONFIG_VALUES."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"{where}: the document expands to more than {MAX_CONFIG_VALUES:,} values through YAML "
+                "aliases (an alias bomb?); write the values out or use fewer nested aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_config(
     path: str | Path, overrides: dict[str, str] | None = None
 ) -> tuple[JobConfig, dict[str, Any]]:
     """Read and validate a YAML job file. Returns the config and the raw document (env refs unexpanded)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{p}: {size:,} bytes is too large for a job config (limit {MAX_CONFIG_BYTES:,} bytes)"
+            )
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text, str(p))
+    except RecursionError:
+        raise ConfigError(f"{p}: the document is nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

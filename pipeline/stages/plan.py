@@ -45,6 +45,32 @@ def plan_run(listing: list[dict[str, Any]], previous_objects: list[dict[str, Any
     return Plan(convert=convert, carried=carried, previous=previous, deleted=deleted)
 
 
+class MassDeleteError(RuntimeError):
+    """The run would delete much of what the last run listed: stopped before committing, for a person to
+    confirm (an unmounted volume, a wrong prefix or an expired credential lists nothing)."""
+
+
+def check_deletions(plan: Plan, n_listed: int, source_uri: str, max_fraction: float) -> None:
+    """Raise MassDeleteError when this run lists nothing where the last run listed objects, or would
+    delete more than max_fraction of them."""
+    before = len(plan.previous)
+    if not before or not plan.deleted:
+        return
+    how = "check the source; to commit the deletions, pass --allow-mass-delete"
+    if n_listed == 0:
+        raise MassDeleteError(
+            f"source {source_uri} lists 0 objects where the last run listed {before}; nothing was "
+            f"committed ({how})"
+        )
+    share = len(plan.deleted) / before
+    if share > max_fraction:
+        raise MassDeleteError(
+            f"this run would delete {len(plan.deleted)} of the {before} objects the last run listed "
+            f"({share:.0%}, above runtime.max_delete_fraction {max_fraction:g}); nothing was committed "
+            f"({how} or raise runtime.max_delete_fraction)"
+        )
+
+
 def state_tables(
     plan: Plan, listing: list[dict[str, Any]], failed_uris: set[str], run_id: str
 ) -> dict[str, pa.Table]:
