@@ -11,7 +11,7 @@ FULL := $(VENV)/.full-$(HASH)
 export RAY_AUTH_MODE ?= disabled
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: install demo demo-s3 test lint bench clean
+.PHONY: install demo demo-s3 test lint bench fuzz soak clean
 
 install: $(FULL)
 
@@ -47,6 +47,11 @@ demo-s3: $(CORE)
 
 test: $(FULL)
 	$(BIN)/python -m pytest -q tests
+
+# Seeded mutations of every format (300 per format; the smoke in make test runs 5): a table of outcomes and
+# every finding (a hang, a crashed worker, an exception that escaped, a file that left no row).
+fuzz: $(FULL)
+	$(BIN)/python tests/fuzzing.py --cases 300
 
 # ruff, then the import contracts (pyproject.toml): layers that import only downward, Ray only in its drivers.
 lint: $(CORE)
