@@ -53,6 +53,10 @@ test: $(FULL)
 fuzz: $(FULL)
 	$(BIN)/python tests/fuzzing.py --cases 300
 
+# Thousands of mixed objects through the Ray driver at growing sizes: the slope of peak memory.
+soak: $(FULL)
+	cd bench && ../$(BIN)/python bench_soak.py --sizes 500,1000,2000,4000
+
 # ruff, then the import contracts (pyproject.toml): layers that import only downward, Ray only in its drivers.
 lint: $(CORE)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -62,7 +62,7 @@ def format_summary(s: Any) -> str:
         ("output", f"{s.output_uri}  (segments/ documents/ errors/ _manifest.json)"),
     ]
     width = max(len(k) for k, _ in rows)
-    lines = [f"unitok {PIPELINE_VERSION} run summary", "-" * 40]
+    lines = [f"{PIPELINE_VERSION} run summary", "-" * 40]
     lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
     if s.failures:
         lines.append(f"{s.failures} failure(s): see errors/ for the reason of each")

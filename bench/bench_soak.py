@@ -1,0 +1,114 @@
+"""Soak: thousands of generated objects of mixed types (text PDFs, scanned-looking PNGs, short WAVs)
+through the Ray driver, as a user runs it (`unitok run`, a fresh process each time). Peak memory is the
+summed PSS of the whole process tree (tree_memory.py). The same mix at growing sizes gives the slope of
+peak memory in the number of objects, which should be flat: nothing may grow with the job (listing rows
+aside, a few hundred bytes per object).
+
+    python bench/bench_soak.py --sizes 500,1000,2000,4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tree_memory import measure
+
+UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
+WORDS = "budget warehouse support hiring cloud launch audit forecast review office river garden".split()
+
+
+def text_pdf(text: str) -> bytes:
+    """A one-page PDF with a real text layer (Helvetica), written by hand: no PDF library needed."""
+    stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def make_source(folder: Path, n: int) -> dict[str, int]:
+    """n objects: 80% text PDFs, 10% PNGs of a printed line (OCR), 10% one-second WAVs (ASR)."""
+    import wave
+
+    font = ImageFont.load_default(size=28)
+    counts = {"pdf": 0, "png": 0, "wav": 0}
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        words = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(6))
+        sub = folder / f"batch-{i // 500:03d}"
+        sub.mkdir(exist_ok=True)
+        if i % 10 == 8:
+            img = Image.new("L", (520, 60), 255)
+            ImageDraw.Draw(img).text((10, 12), f"Item {i} {words}", fill=0, font=font)
+            img.save(sub / f"scan-{i:05d}.png")
+            counts["png"] += 1
+        elif i % 10 == 9:
+            t = np.arange(16000) / 16000
+            tone = 0.2 * np.sin(2 * math.pi * (220 + i % 200) * t) + 0.01 * rng.standard_normal(16000)
+            with wave.open(str(sub / f"clip-{i:05d}.wav"), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes((tone * 32767).astype("<i2").tobytes())
+            counts["wav"] += 1
+        else:
+            (sub / f"memo-{i:05d}.pdf").write_bytes(text_pdf(f"Memo {i}: {words}"))
+            counts["pdf"] += 1
+    return counts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="500,1000,2000,4000", help="object counts, comma-separated")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for n in sizes:
+            src, out = d / f"src-{n}", d / f"out-{n}"
+            src.mkdir()
+            mix = make_source(src, n)
+            job = d / f"job-{n}.yaml"
+            job.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}}}\nruntime: {{executor: ray}}\n")
+            wall, peak, done = measure([*UNITOK, "run", str(job)])
+            if done.returncode != 0:
+                raise SystemExit(f"unitok run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            import pyarrow.dataset as pads
+
+            docs = pads.dataset(out / "documents").count_rows()
+            errors = pads.dataset(out / "errors").count_rows()
+            rows.append((n, mix, wall, peak, docs, errors))
+            print(f"{n:6d} objects {mix}: {wall:7.1f} s, {n / wall:6.1f} objects/s, "
+                  f"peak PSS {peak:7.0f} MiB, {docs} documents, {errors} error rows", flush=True)  # fmt: skip
+    xs = np.array([r[0] for r in rows], dtype=float)
+    ys = np.array([r[3] for r in rows], dtype=float)
+    slope = float(np.polyfit(xs, ys, 1)[0]) * 1000 if len(rows) > 1 else float("nan")
+    print(f"\npeak memory slope: {slope:+.1f} MiB per 1,000 objects "
+          f"(peak {ys.min():.0f}–{ys.max():.0f} MiB over {int(xs.min())}–{int(xs.max())} objects; "
+          f"largest/smallest {ys.max() / ys.min():.2f}×)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
