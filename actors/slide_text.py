@@ -1,6 +1,8 @@
-"""slide_text engine: a slide's parsed structure → Markdown. The title becomes a heading, lists keep their
-nesting, tables become Markdown tables (merged cells repeated), pictures become a placeholder line with
-their alt text, charts their title and data as a table, and speaker notes go under a marked section."""
+"""slide_text engine: a slide's parsed structure → Markdown, adding no word the author did not write. The
+title becomes a heading (a slide without one gets none), lists keep their nesting, tables become Markdown
+tables (merged cells repeated), pictures an `<!-- image -->` marker with the description the author set,
+charts a `<!-- chart -->` marker with their title and data as stored, then reviewer comments and speaker
+notes, each after its own marker."""
 
 from __future__ import annotations
 
@@ -50,12 +52,16 @@ def _text_block(paragraphs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _comment_line(c: dict[str, Any]) -> str:
+    who = ", ".join(x for x in (c.get("author"), c.get("at")) if x)
+    text = c.get("text", "").replace("\n", " ")
+    return f"{who}: {text}" if who else text
+
+
 def slide_markdown(
     structure: dict[str, Any], slide_number: int | None = None, picture_texts: list[str] | None = None
 ) -> str:
-    parts = [
-        f"## {structure['title']}" if structure.get("title") else f"## Slide {slide_number or ''}".strip()
-    ]
+    parts = [f"## {structure['title']}" if structure.get("title") else ""]
     for block in structure.get("blocks", []):
         kind = block["kind"]
         if kind == "text":
@@ -63,21 +69,30 @@ def slide_markdown(
         elif kind == "table":
             parts.append(md_table(block["rows"]))
         elif kind == "picture":
-            line = f"*[Picture: {block['alt'] or block['name']}]*"
+            line = "<!-- image -->" + (f"\n*{block['alt']}*" if block.get("alt") else "")
             text = (picture_texts or [])[block["ocr_index"]] if "ocr_index" in block and picture_texts else ""
-            if text.strip():  # text found in the picture by OCR, quoted under its placeholder
+            if text.strip():  # text found in the picture by OCR, quoted under its marker
                 line += "\n\n" + "\n".join("> " + ln if ln else ">" for ln in text.splitlines())
             parts.append(line)
         elif kind == "chart":
-            header = [""] + [s["name"] for s in block["series"]]
-            rows = [header] + [
-                [cat] + [s["values"][i] if i < len(s["values"]) else "" for s in block["series"]]
-                for i, cat in enumerate(block["categories"])
+            names = [s["name"] for s in block["series"]]
+            n = max([len(block["categories"])] + [len(s["values"]) for s in block["series"]])
+            rows = [[""] + names] + [
+                [block["categories"][i] if i < len(block["categories"]) else ""]
+                + [s["values"][i] if i < len(s["values"]) else "" for s in block["series"]]
+                for i in range(n)
             ]
-            title = f"*[Chart: {block['title']}]*" if block["title"] else "*[Chart]*"
-            parts.append(title + ("\n\n" + md_table(rows) if block["series"] else ""))
+            chart = "<!-- chart -->" + (f"\n**{block['title']}**" if block["title"] else "")
+            parts.append(chart + ("\n\n" + md_table(rows) if n and block["series"] else ""))
+    comments = structure.get("comments") or []
+    if comments:
+        lines = []
+        for c in comments:
+            lines.append("- " + _comment_line(c))
+            lines += ["  - " + _comment_line(r) for r in c.get("replies", [])]
+        parts.append("<!-- comments -->\n\n" + "\n".join(lines))
     if structure.get("notes"):
-        parts.append("### Notes\n\n" + structure["notes"])
+        parts.append("<!-- notes -->\n\n" + structure["notes"])
     return "\n\n".join(p for p in parts if p)
 
 

@@ -7,6 +7,7 @@ Phi-4 engine, slides with pictures or charts are rendered (LibreOffice → PDF �
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -64,26 +65,50 @@ def libreoffice_convert(src: Path, fmt: str, out_dir: Path, timeout_s: float) ->
         shutil.rmtree(profile, ignore_errors=True)
 
 
+NS = {
+    "a": "http://schemas.openxmlformats.org/drawingml/2006/main",
+    "p": "http://schemas.openxmlformats.org/presentationml/2006/main",
+    "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
+    "cx": "http://schemas.microsoft.com/office/drawing/2014/chartex",
+    "dgm": "http://schemas.openxmlformats.org/drawingml/2006/diagram",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+    "p188": "http://schemas.microsoft.com/office/powerpoint/2018/8/main",
+}
+_A = f"{{{NS['a']}}}"
+_SHAPE_TAGS = {f"{{{NS['p']}}}{t}" for t in ("sp", "grpSp", "graphicFrame", "cxnSp", "pic", "contentPart")}
+_ALTERNATE = f"{{{NS['mc']}}}AlternateContent"
+_URI_DIAGRAM = "http://schemas.openxmlformats.org/drawingml/2006/diagram"
+_URI_CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+_URI_CHARTEX = "http://schemas.microsoft.com/office/drawing/2014/chartex"
+# python-pptx fills a picture's description with its file name; that is not a description the author wrote.
+_FILE_NAME = re.compile(r"(?i)^[\w\-. ()]+\.(png|jpe?g|gif|bmp|tiff?|emf|wmf|svg|webp|heic)$")
+
+
+def xml_paragraphs(element: Any) -> list[str]:
+    """The visible text of any DrawingML element, one string per a:p, in document order: the fallback that
+    recovers a shape python-pptx cannot model, and the reader for parts it does not read (SmartArt)."""
+    out = []
+    for p in element.iter(f"{_A}p"):
+        text = "".join(
+            (t.text or "") if t.tag == f"{_A}t" else " " for t in p.iter(f"{_A}t", f"{_A}br")
+        ).strip()
+        if text:
+            out.append(text)
+    return out
+
+
 def _paragraphs(text_frame, in_body: bool) -> list[dict[str, Any]]:
     out = []
     for p in text_frame.paragraphs:
-        text = "".join(r.text for r in p.runs) or p.text
-        text = text.replace("\x0b", " ").strip()
+        # p.text holds runs, fields (slide numbers, dates) and line breaks; runs alone would drop fields.
+        text = p.text.replace("\x0b", " ").strip()
         if not text:
             continue
         ppr = p._p.pPr
-        auto_num = (
-            ppr is not None
-            and ppr.find("{http://schemas.openxmlformats.org/drawingml/2006/main}buAutoNum") is not None
-        )
-        bullet_char = (
-            ppr is not None
-            and ppr.find("{http://schemas.openxmlformats.org/drawingml/2006/main}buChar") is not None
-        )
-        no_bullet = (
-            ppr is not None
-            and ppr.find("{http://schemas.openxmlformats.org/drawingml/2006/main}buNone") is not None
-        )
+        auto_num = ppr is not None and ppr.find(f"{_A}buAutoNum") is not None
+        bullet_char = ppr is not None and ppr.find(f"{_A}buChar") is not None
+        no_bullet = ppr is not None and ppr.find(f"{_A}buNone") is not None
         kind = (
             "numbered" if auto_num else "bullet" if (bullet_char or (in_body and not no_bullet)) else "text"
         )
@@ -112,16 +137,89 @@ def _table(table) -> list[list[str]]:
     return rows
 
 
-def _chart(chart) -> dict[str, Any]:
-    title = (
-        chart.chart_title.text_frame.text.strip()
-        if chart.has_title and chart.chart_title.has_text_frame
-        else ""
-    )
-    plot = chart.plots[0] if len(chart.plots) else None
-    categories = [str(c) for c in plot.categories] if plot is not None else []
-    series = [{"name": s.name, "values": list(s.values)} for s in (plot.series if plot is not None else [])]
+def _points(element: Any, ns: str) -> list[str]:
+    """A data reference's cached points (c:pt or cx:pt), by index, values exactly as the deck stores them."""
+    if element is None:
+        return []
+    pts: dict[int, str] = {}
+    for pt in element.iter(f"{{{ns}}}pt"):
+        v = pt.find(f"{{{ns}}}v")
+        value = (v.text if v is not None else pt.text) or ""
+        pts.setdefault(int(pt.get("idx", len(pts))), value.strip())
+    return [pts.get(i, "") for i in range(max(pts) + 1)] if pts else []
+
+
+def _first(element: Any, *tags: str) -> Any:
+    """The first child found among tags (lxml elements without children are falsy: no `or` chains)."""
+    for tag in tags:
+        found = element.find(tag)
+        if found is not None:
+            return found
+    return None
+
+
+def chart_from_xml(root: Any) -> dict[str, Any]:
+    """Title, categories and series of a chart part of any type (c: charts, and cx: chartex such as
+    waterfall or treemap), read from its XML and cache, so a chart type no reader models keeps its data."""
+    c, cx = NS["c"], NS["cx"]
+    title_el = root.find(f".//{{{c}}}chart/{{{c}}}title")
+    if title_el is None:
+        title_el = root.find(f".//{{{cx}}}chart/{{{cx}}}title")
+    title = " ".join(xml_paragraphs(title_el)) if title_el is not None else ""
+    if title_el is not None and not title:  # a title taken from a cell: its cached text
+        title = " ".join(v.text or "" for v in title_el.iter(f"{{{c}}}v", f"{{{cx}}}v")).strip()
+    categories: list[str] = []
+    series: list[dict[str, Any]] = []
+    for ser in root.iter(f"{{{c}}}ser"):
+        tx = ser.find(f"{{{c}}}tx")
+        name = " ".join(v.text or "" for v in tx.iter(f"{{{c}}}v")).strip() if tx is not None else ""
+        if not name and tx is not None:
+            name = " ".join(xml_paragraphs(tx))
+        cats = _points(_first(ser, f"{{{c}}}cat", f"{{{c}}}xVal"), c)
+        vals = _points(_first(ser, f"{{{c}}}val", f"{{{c}}}yVal"), c)
+        if len(cats) > len(categories):
+            categories = cats
+        series.append({"name": name, "values": vals})
+    for data in root.iter(f"{{{cx}}}data"):  # chartex: one data block per series
+        dims = {d.get("type"): d for d in data if d.tag in (f"{{{cx}}}strDim", f"{{{cx}}}numDim")}
+        cats = _points(dims.get("cat"), cx)
+        vals = _points(dims["val"] if "val" in dims else dims.get("size"), cx)
+        if len(cats) > len(categories):
+            categories = cats
+        series.append({"name": "", "values": vals})
+    for ser in root.iter(f"{{{cx}}}series"):  # chartex series names, in data order
+        idx = ser.find(f"{{{cx}}}dataId")
+        i = int(idx.get("val", 0)) if idx is not None else 0
+        name = " ".join(v.text or "" for v in ser.iter(f"{{{cx}}}v")).strip()
+        if i < len(series) and name and not series[i]["name"]:
+            series[i]["name"] = name
     return {"kind": "chart", "title": title, "categories": categories, "series": series}
+
+
+def _related_xml(part: Any, rid: str) -> Any:
+    from lxml import etree
+
+    return etree.fromstring(part.related_part(rid).blob)
+
+
+def _graphic_data(elm: Any) -> Any:
+    return elm.find(f"{_A}graphic/{_A}graphicData")
+
+
+def _diagram_paragraphs(slide_part: Any, elm: Any) -> list[str]:
+    """A SmartArt graphic's text, from its data part, node by node in the data model's order."""
+    rel_ids = _graphic_data(elm).find(f"{{{NS['dgm']}}}relIds")
+    if rel_ids is None:
+        return []
+    data = _related_xml(slide_part, rel_ids.get(f"{{{NS['r']}}}dm"))
+    texts = []
+    for pt in data.iter(f"{{{NS['dgm']}}}pt"):
+        if pt.get("type") in ("parTrans", "sibTrans", "pres"):
+            continue
+        body = pt.find(f"{{{NS['dgm']}}}t")
+        if body is not None:
+            texts.extend(xml_paragraphs(body))
+    return texts
 
 
 def _picture_png(shape) -> bytes | None:
@@ -135,73 +233,228 @@ def _picture_png(shape) -> bytes | None:
             buf = io.BytesIO()
             img.convert("RGB").save(buf, format="PNG")
             return buf.getvalue()
-    except Exception:  # noqa: BLE001 - an unreadable picture keeps its placeholder line, without OCR
+    except Exception:  # noqa: BLE001 - an unreadable picture keeps its marker, without OCR
         return None
 
 
-def _shape_blocks(
-    shape, blocks: list[dict[str, Any]], flags: dict[str, bool], pictures: list[bytes] | None = None
-) -> None:
-    from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
-
-    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
-        for child in sorted(shape.shapes, key=lambda s: ((s.top or 0), (s.left or 0))):
-            _shape_blocks(child, blocks, flags, pictures)
-        return
-    if getattr(shape, "has_chart", False) and shape.has_chart:
-        blocks.append(_chart(shape.chart))
-        flags["visual"] = True
-        return
-    if getattr(shape, "has_table", False) and shape.has_table:
-        blocks.append({"kind": "table", "rows": _table(shape.table)})
-        return
-    if (
-        shape.shape_type == MSO_SHAPE_TYPE.PICTURE
-        or getattr(shape, "image", None) is not None
-        and shape.shape_type != MSO_SHAPE_TYPE.PLACEHOLDER
-    ):
-        alt = shape._element.xpath("./*[1]/p:cNvPr/@descr")
-        block = {"kind": "picture", "alt": (alt[0] if alt else "").strip(), "name": shape.name}
-        if pictures is not None and (png := _picture_png(shape)) is not None:
-            block["ocr_index"] = len(pictures)
-            pictures.append(png)
-        blocks.append(block)
-        flags["visual"] = True
-        return
-    if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
-        in_body = False
-        if shape.is_placeholder:
-            ptype = shape.placeholder_format.type
-            if ptype in (PP_PLACEHOLDER.TITLE, PP_PLACEHOLDER.CENTER_TITLE):
-                return  # the title is the slide's heading
-            in_body = ptype in (PP_PLACEHOLDER.BODY, PP_PLACEHOLDER.OBJECT)
-        paras = _paragraphs(shape.text_frame, in_body)
-        if paras:
-            blocks.append({"kind": "text", "paragraphs": paras})
+def _position(elm: Any, shape: Any = None) -> tuple[int, int]:
+    """(top, left) for reading order; python-pptx's inherits a placeholder's place from its layout."""
+    if shape is not None:
+        try:
+            return (shape.top or 0), (shape.left or 0)
+        except Exception:  # noqa: BLE001 - a shape python-pptx cannot model: its own xfrm
+            pass
+    off = elm.find(f".//{_A}off")
+    return (int(off.get("y", 0)), int(off.get("x", 0))) if off is not None else (0, 0)
 
 
-def slide_structure(slide, pictures: list[bytes] | None = None) -> tuple[dict[str, Any], bool]:
-    """The slide's structure and whether it has pictures or charts; picture images are appended to
-    `pictures` when given (for OCR)."""
-    title_shape = slide.shapes.title
-    title_lines = []
-    if title_shape is not None:
-        title_lines = [
-            ln.strip() for ln in title_shape.text_frame.text.replace("\x0b", " ").splitlines() if ln.strip()
+def _shape_name(elm: Any) -> str:
+    names = elm.xpath("./*[1]/*[local-name()='cNvPr']/@name")
+    ids = elm.xpath("./*[1]/*[local-name()='cNvPr']/@id")
+    return f"{names[0] if names else '?'!r} (id {ids[0] if ids else '?'})"
+
+
+class _Slide:
+    """What one slide's reading collects: blocks in reading order, pictures for OCR, and warnings."""
+
+    def __init__(self, slide: Any, pictures: list[bytes] | None):
+        self.slide, self.part, self.pictures = slide, slide.part, pictures
+        self.blocks: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.visual = False
+        # The title placeholder, found in the XML: python-pptx's lookup walks every shape and fails on
+        # one it has no class for (p:contentPart).
+        titles = slide.shapes._spTree.xpath("./p:sp[p:nvSpPr/p:nvPr/p:ph[@type='title' or @type='ctrTitle']]")
+        self.title_elm = titles[0] if titles else None
+
+    def read_tree(self, tree: Any) -> None:
+        """Every shape child of an spTree or grpSp, an mc:AlternateContent's chosen branch included, in
+        reading order (top, then left)."""
+        items = []
+        for elm in tree.iterchildren():
+            if elm.tag == _ALTERNATE:
+                branch = self._branch(elm)
+                if branch is not None:
+                    items.extend((el, None) for el in branch.iterchildren() if el.tag in _SHAPE_TAGS)
+            elif elm.tag in _SHAPE_TAGS:
+                items.append((elm, None))
+        shaped = [
+            (_position(elm, shape), elm, shape) for elm, shape in ((e, self._shape(e)) for e, _ in items)
         ]
+        for _, elm, shape in sorted(shaped, key=lambda t: t[0]):
+            self.read_shape(elm, shape)
+
+    def _shape(self, elm: Any) -> Any:
+        """python-pptx's object for a shape element, or None where it has none (read from XML then)."""
+        from pptx.shapes.shapetree import SlideShapeFactory
+
+        if not hasattr(elm, "has_ph_elm"):  # an element python-pptx has no class for
+            return None
+        try:
+            return SlideShapeFactory(elm, self.slide.shapes)
+        except Exception:  # noqa: BLE001
+            return None
+
+    @staticmethod
+    def _branch(alternate: Any) -> Any:
+        """The branch PowerPoint shows (mc:Choice) if it holds any text or shape, else mc:Fallback."""
+        choice = alternate.find(f"{{{NS['mc']}}}Choice")
+        fallback = alternate.find(f"{{{NS['mc']}}}Fallback")
+        if choice is not None and (
+            xml_paragraphs(choice) or fallback is None or not xml_paragraphs(fallback)
+        ):
+            return choice
+        return fallback
+
+    def read_shape(self, elm: Any, shape: Any) -> None:
+        """One shape's blocks; a shape that fails is reported and its text recovered from its XML."""
+        if elm is self.title_elm:
+            return  # the slide's heading
+        if elm.tag == f"{{{NS['p']}}}grpSp":
+            self.read_tree(elm)  # each child on its own: a failing child never takes its siblings along
+            return
+        if elm.tag == f"{{{NS['p']}}}contentPart":  # ink or a 3D model: python-pptx has no class for it
+            paras = [{"kind": "text", "level": 0, "text": t} for t in xml_paragraphs(elm)]
+            if paras:
+                self.blocks.append({"kind": "text", "paragraphs": paras})
+            return
+        blocks: list[dict[str, Any]] = []
+        try:
+            if shape is None:
+                raise NotImplementedError(f"python-pptx has no class for {elm.tag.rsplit('}', 1)[-1]}")
+            self._shape_blocks(elm, shape, blocks)
+        except Exception as e:  # noqa: BLE001 - isolate the failure to this shape
+            recovered = xml_paragraphs(elm)
+            blocks = (
+                [{"kind": "text", "paragraphs": [{"kind": "text", "level": 0, "text": t} for t in recovered]}]
+                if recovered
+                else []
+            )
+            what = "its text recovered from the XML" if recovered else "it holds no text"
+            self.warnings.append(f"shape {_shape_name(elm)} not read ({type(e).__name__}: {e}); {what}")
+        self.blocks.extend(blocks)
+
+    def _shape_blocks(self, elm: Any, shape: Any, blocks: list[dict[str, Any]]) -> None:
+        from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
+
+        if elm.tag == f"{{{NS['p']}}}graphicFrame":
+            uri = _graphic_data(elm).get("uri")
+            if uri in (_URI_CHART, _URI_CHARTEX):
+                rid = next(
+                    (
+                        el.get(f"{{{NS['r']}}}id")
+                        for el in _graphic_data(elm).iter()
+                        if el.get(f"{{{NS['r']}}}id")
+                    ),
+                    None,
+                )
+                if rid is None:
+                    raise ValueError("chart without a part")
+                blocks.append(chart_from_xml(_related_xml(self.part, rid)))
+                self.visual = True
+                return
+            if uri == _URI_DIAGRAM:
+                texts = _diagram_paragraphs(self.part, elm)
+                if texts:
+                    paras = [{"kind": "text", "level": 0, "text": t} for t in texts]
+                    blocks.append({"kind": "text", "paragraphs": paras})
+                return
+            if getattr(shape, "has_table", False) and shape.has_table:
+                blocks.append({"kind": "table", "rows": _table(shape.table)})
+                return
+        if elm.tag == f"{{{NS['p']}}}pic" or (getattr(shape, "shape_type", None) == MSO_SHAPE_TYPE.PICTURE):
+            descr = (elm.xpath("./*[1]/*[local-name()='cNvPr']/@descr") or [""])[0].strip()
+            block = {"kind": "picture", "alt": "" if _FILE_NAME.match(descr) else descr}
+            if self.pictures is not None and (png := _picture_png(shape)) is not None:
+                block["ocr_index"] = len(self.pictures)
+                self.pictures.append(png)
+            blocks.append(block)
+            self.visual = True
+            return
+        if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            in_body = False
+            if shape.is_placeholder:
+                ptype = shape.placeholder_format.type
+                if ptype in (PP_PLACEHOLDER.TITLE, PP_PLACEHOLDER.CENTER_TITLE):
+                    return  # the title is the slide's heading
+                in_body = ptype in (PP_PLACEHOLDER.BODY, PP_PLACEHOLDER.OBJECT)
+            paras = _paragraphs(shape.text_frame, in_body)
+            if paras:
+                blocks.append({"kind": "text", "paragraphs": paras})
+            return
+        if xml_paragraphs(elm):  # a shape kind this reader has no rule for, holding text
+            raise NotImplementedError(f"no reader for {elm.tag.rsplit('}', 1)[-1]} shapes")
+
+
+def _authors(package: Any) -> dict[str, str]:
+    """Comment author ids → names, from both comment formats' author lists."""
+    from lxml import etree
+
+    names: dict[str, str] = {}
+    pres = package.presentation_part
+    for rel in pres.rels.values():
+        if rel.is_external or not rel.reltype.endswith(("/commentAuthors", "/authors")):
+            continue
+        root = etree.fromstring(rel.target_part.blob)
+        for a in root.iter(f"{{{NS['p']}}}cmAuthor", f"{{{NS['p188']}}}author"):
+            names[a.get("id", "")] = a.get("name", "")
+    return names
+
+
+def slide_comments(slide: Any, authors: dict[str, str]) -> list[dict[str, Any]]:
+    """Reviewer comments on a slide, legacy (p:cm) and modern (p188:cm, with replies), in time order."""
+    from lxml import etree
+
+    out: list[dict[str, Any]] = []
+    for rel in slide.part.rels.values():
+        if rel.is_external or not rel.reltype.endswith("/comments"):
+            continue
+        root = etree.fromstring(rel.target_part.blob)
+        for cm in root.iter(f"{{{NS['p']}}}cm"):
+            text = (cm.findtext(f"{{{NS['p']}}}text") or "").strip()
+            out.append({"author": authors.get(cm.get("authorId", ""), ""), "at": cm.get("dt", ""),
+                        "text": text, "replies": []})  # fmt: skip
+        for cm in root.iter(f"{{{NS['p188']}}}cm"):
+            replies = [
+                {"author": authors.get(r.get("authorId", ""), ""), "at": r.get("created", ""),
+                 "text": "\n".join(xml_paragraphs(r.find(f"{{{NS['p188']}}}txBody")))}
+                for r in cm.iter(f"{{{NS['p188']}}}reply")
+            ]  # fmt: skip
+            body = cm.find(f"{{{NS['p188']}}}txBody")
+            out.append({"author": authors.get(cm.get("authorId", ""), ""), "at": cm.get("created", ""),
+                        "text": "\n".join(xml_paragraphs(body)) if body is not None else "",
+                        "replies": replies})  # fmt: skip
+    return sorted(out, key=lambda c: c["at"])
+
+
+def slide_structure(
+    slide, pictures: list[bytes] | None = None, authors: dict[str, str] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The slide's structure and whether it has pictures or charts; picture images are appended to
+    `pictures` when given (for OCR). A shape that cannot be read is isolated: reported in the
+    structure's warnings, its text recovered from the XML, the rest of the slide read as usual."""
+    reading = _Slide(slide, pictures)
+    title_lines = xml_paragraphs(reading.title_elm) if reading.title_elm is not None else []
     title = title_lines[0] if title_lines else ""
-    blocks: list[dict[str, Any]] = []
     if len(title_lines) > 1:  # a title placeholder holding several paragraphs: the rest is body text
-        blocks.append(
+        reading.blocks.append(
             {"kind": "text", "paragraphs": [{"kind": "text", "level": 0, "text": t} for t in title_lines[1:]]}
         )
-    flags = {"visual": False}
-    for shape in sorted(slide.shapes, key=lambda s: ((s.top or 0), (s.left or 0))):
-        _shape_blocks(shape, blocks, flags, pictures)
+    reading.read_tree(slide.shapes._spTree)
+    comments: list[dict[str, Any]] = []
+    try:
+        comments = slide_comments(slide, authors if authors is not None else _authors(slide.part.package))
+    except Exception as e:  # noqa: BLE001
+        reading.warnings.append(f"comments not read ({type(e).__name__}: {e})")
     notes = ""
-    if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-        notes = slide.notes_slide.notes_text_frame.text.strip()
-    return {"title": title, "blocks": blocks, "notes": notes}, flags["visual"]
+    try:
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            notes = slide.notes_slide.notes_text_frame.text.strip()
+    except Exception as e:  # noqa: BLE001
+        reading.warnings.append(f"speaker notes not read ({type(e).__name__}: {e})")
+    structure = {"title": title, "blocks": reading.blocks, "comments": comments, "notes": notes,
+                 "warnings": reading.warnings}  # fmt: skip
+    return structure, reading.visual
 
 
 def unstructured_problem() -> str | None:
@@ -271,12 +524,16 @@ def split_pptx(
         except Exception as e:  # noqa: BLE001 - python-pptx raises many types for broken parts
             raise DeckOpenError(f"not a readable PPTX ({type(e).__name__}: {e})") from None
         pdf = None
+        try:
+            authors = _authors(deck.part.package)
+        except Exception:  # noqa: BLE001 - comments then show no author names
+            authors = {}
         for i, slide in enumerate(deck.slides):
             pictures: list[bytes] | None = [] if needs.slide_picture_pixels else None
-            structure, visual = slide_structure(slide, pictures)
+            structure, visual = slide_structure(slide, pictures, authors)
             seg = base.part(i, "slide", CONTENT_MIXED if visual else CONTENT_TEXT)
             seg.page_number = i + 1
-            seg.warnings = list(base.warnings)
+            seg.warnings = list(base.warnings) + structure.pop("warnings")
             seg.structure_json = json.dumps(structure)
             seg.frames_png = pictures or []
             if needs.slide_pixels == "always" or (needs.slide_pixels == "visual" and visual):
