@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import pytest
 from conftest import corpus, routed
@@ -104,3 +105,58 @@ def test_ocr_on_a_photo_without_text_says_so(ocr):
 def test_missing_language_data_names_the_package(tmp_path):
     with pytest.raises(EngineSetupError, match="apt-get install tesseract-ocr-xyz"):
         find_tessdata(str(tmp_path), "xyz")
+
+
+# -- right-to-left and mixed-direction lines -------------------------------------------------------------
+MIXED = [
+    ("تعلم البرمجة بلغة R و Python في عام 2024", True),  # Arabic with Latin words and a number
+    ("الإنتاجية العالية للفريق", True),  # lam-alef with hamza: one glyph, two letters
+    ("שלום עולם Hello 42", True),  # Hebrew with a Latin word and a number
+    ("The word שלום means peace in 2024", False),  # a Hebrew word inside an English line
+    ("لا تقل لا", True),  # lam-alef ligatures
+]
+
+
+def test_visual_order_becomes_logical_order():
+    from unitok.pipeline.formats.pdf import visual_to_logical
+
+    # What a page shows, left to right (right-to-left letters as drawn), for lines of each direction.
+    assert visual_to_logical("Hello 42 " + "שלום עולם"[::-1]) == "שלום עולם Hello 42"
+    assert visual_to_logical("The word " + "שלום"[::-1] + " means peace") == "The word שלום means peace"
+    assert visual_to_logical("\ufe8e \ufefb") == "لا ا"  # a ligature's letters come out in reading order
+    assert visual_to_logical("plain English 12") == "plain English 12"
+
+
+@pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice not installed")
+def test_mixed_direction_lines_stay_whole_and_in_reading_order(tmp_path):
+    """A PDF made by a real layout engine (LibreOffice, DejaVu Sans, right-to-left paragraphs): each line
+    comes out as one line, in logical order, ligatures included."""
+    import subprocess
+
+    from pptx import Presentation
+    from pptx.util import Inches, Pt
+
+    prs = Presentation()
+    frame = (
+        prs.slides.add_slide(prs.slide_layouts[6])
+        .shapes.add_textbox(Inches(0.5), Inches(1), Inches(9), Inches(4))
+        .text_frame
+    )
+    frame.word_wrap = True
+    for k, (line, rtl) in enumerate(MIXED):
+        p = frame.paragraphs[0] if k == 0 else frame.add_paragraph()
+        p.text = line
+        if rtl:
+            p._p.get_or_add_pPr().set("rtl", "1")
+        for run in p.runs:
+            run.font.size, run.font.name = Pt(24), "DejaVu Sans"
+    prs.save(tmp_path / "mixed.pptx")
+    subprocess.run(["soffice", f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless",
+                    "--convert-to", "pdf", "--outdir", str(tmp_path), str(tmp_path / "mixed.pptx")],
+                   check=True, capture_output=True, timeout=180)  # fmt: skip
+    pdf = tmp_path / "mixed.pdf"
+    (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
+    assert seg.route == PDF_TEXT
+    assert seg.text_lines == [line for line, _ in MIXED]
+    md = text_layer_markdown(seg.text_lines, seg.line_sizes, seg.line_gaps)
+    assert all(line in md for line, _ in MIXED), md

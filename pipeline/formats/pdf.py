@@ -4,8 +4,10 @@ so a 600-page PDF never sits in memory as page images."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +49,100 @@ def text_quality(text: str) -> float:
     return good / len(toks)
 
 
+# Hebrew, Arabic (with its supplements), and their presentation forms: the scripts written right to left.
+_RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+_PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufefc]+")
+
+
+def _kind(ch: str) -> str:
+    """R: a right-to-left letter; L: a left-to-right letter or a digit (numbers read left to right in
+    either script); N: anything else (spaces, punctuation)."""
+    if _RTL.match(ch):
+        return "R" if ch.isalpha() or unicodedata.category(ch).startswith("M") else "N"
+    return "L" if ch.isalnum() else "N"
+
+
+def _reverse_runs(text: str, strong: str) -> str:
+    """Reverse each maximal run that starts and ends with a `strong` character and holds no character
+    of the other direction (neutrals inside a run go with it)."""
+    kinds = [_kind(c) for c in text]
+    other = "L" if strong == "R" else "R"
+    out, i = [], 0
+    while i < len(text):
+        if kinds[i] != strong:
+            out.append(text[i])
+            i += 1
+            continue
+        j = i
+        end = i
+        while j < len(text) and kinds[j] != other:
+            if kinds[j] == strong:
+                end = j
+            j += 1
+        out.append(text[i : end + 1][::-1])
+        i = end + 1
+    return "".join(out)
+
+
+def visual_to_logical(visual: str) -> str:
+    """A line's characters in visual order (left to right on the page) → logical (reading) order, the
+    inverse of the Unicode bidi algorithm for the cases documents hold: a line whose letters are mostly
+    right-to-left reads from the right (its Latin words and numbers keep their inner order); otherwise
+    each right-to-left run is turned in place. Presentation forms (a lam-alef
+    ligature) become their letters afterwards, so the letters come out in logical order."""
+    kinds = [_kind(c) for c in visual]
+    rtl, ltr = (
+        kinds.count("R"),
+        sum(1 for c, k in zip(visual, kinds, strict=True) if k == "L" and c.isalpha()),
+    )
+    if rtl == 0:
+        return visual
+    if rtl >= ltr:
+        logical = _reverse_runs(visual[::-1], "L")
+    else:
+        logical = _reverse_runs(visual, "R")
+    return _PRESENTATION_FORMS.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), logical)
+
+
+def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
+    """Lines of a page that holds right-to-left text: pdfium's lines, each rebuilt from its characters in
+    visual order (by position on the page) and turned into logical order. Rectangles would cut a line at
+    every change of direction, and pdfium's own order reverses ligatures."""
+    raw = textpage.raw
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+    rows: list[list[tuple[float, int, str, float, float, float]]] = [[]]
+    for i in range(textpage.count_chars()):
+        ch = chr(pdfium_c.FPDFText_GetUnicode(raw, i))
+        if ch in "\r\n":
+            if rows[-1]:
+                rows.append([])
+            continue
+        pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
+        size = pdfium_c.FPDFText_GetFontSize(raw, i)
+        rows[-1].append((left.value, i, ch, bottom.value, top.value, size))
+    lines: list[str] = []
+    sizes: list[float] = []
+    gaps: list[float] = []
+    prev_bottom: float | None = None
+    for row in rows:
+        inked = [c for c in row if not c[2].isspace()]
+        if not inked:
+            continue
+        visual = "".join(c[2] for c in sorted(row))  # left to right; one glyph's letters keep pdfium's order
+        text = re.sub(r"\s+", " ", visual_to_logical(visual)).strip()
+        low, high = min(c[3] for c in inked), max(c[4] for c in inked)
+        height = max(high - low, 1.0)
+        lines.append(text)
+        sizes.append(round(max(c[5] for c in inked), 2))
+        gaps.append(round((prev_bottom - high) / height, 2) if prev_bottom is not None else 0.0)
+        prev_bottom = low
+    return PageText(lines, sizes, gaps)
+
+
 def _page_lines(textpage: pdfium.PdfTextPage) -> PageText:
     """Lines in content order from pdfium's text rectangles, with font size and the gap above."""
+    if _RTL.search(textpage.get_text_range()):
+        return _bidi_lines(textpage)
     lines: list[str] = []
     sizes: list[float] = []
     gaps: list[float] = []
