@@ -10,24 +10,11 @@ import json
 from typing import Any
 
 from unitok.actors.contract import EngineOutput
+from unitok.pipeline.core.markdown import md_table
 from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "slide_text"
 MODEL_ID = "python-pptx"
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", "<br>")
-
-
-def md_table(rows: list[list[Any]]) -> str:
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    rows = [list(r) + [""] * (width - len(r)) for r in rows]
-    lines = ["| " + " | ".join(_cell(c) for c in rows[0]) + " |", "|" + " --- |" * width]
-    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows[1:]]
-    return "\n".join(lines)
 
 
 def _text_block(paragraphs: list[dict[str, Any]]) -> str:

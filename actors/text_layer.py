@@ -6,10 +6,12 @@ bullet glyphs; hyphenated line ends are joined. Cheap: no model, runs wherever t
 
 from __future__ import annotations
 
+import json
 import re
 from statistics import median
 
 from unitok.actors.contract import EngineOutput
+from unitok.pipeline.core.markdown import md_table
 from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "pdf_text"
@@ -58,17 +60,30 @@ def _join(parts: list[str]) -> str:
     return out
 
 
-def text_layer_markdown(lines: list[str], sizes: list[float], gaps: list[float]) -> str:
+def text_layer_markdown(
+    lines: list[str],
+    sizes: list[float],
+    gaps: list[float],
+    tables: list[tuple[int, list[list[str]]]] | None = None,
+) -> str:
+    """Markdown of a page's lines; ruled tables (line index they come before, rows) as Markdown tables,
+    the first row as the header."""
     body = body_font_size(sizes, lines)
     blocks: list[str] = []
     para: list[str] = []
+    at: dict[int, list[list[list[str]]]] = {}
+    for index, rows in tables or []:
+        at.setdefault(index, []).append(rows)
 
     def end_para() -> None:
         if para:
             blocks.append(_escape(_join(para)))
             para.clear()
 
-    for text, size, gap in zip(lines, sizes, gaps, strict=False):
+    for i, (text, size, gap) in enumerate(zip(lines, sizes, gaps, strict=False)):
+        if i in at:
+            end_para()
+            blocks.extend(md_table(rows) for rows in at.pop(i))
         level = _heading_level(size, body, text)
         if level:
             end_para()
@@ -91,6 +106,7 @@ def text_layer_markdown(lines: list[str], sizes: list[float], gaps: list[float])
             continue
         para.append(text)
     end_para()
+    blocks.extend(md_table(rows) for index in sorted(at) for rows in at[index])  # after the last line
     return _tidy("\n\n".join(blocks))
 
 
@@ -105,6 +121,14 @@ class TextLayerEngine:
 
     def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         return [
-            EngineOutput(text_layer_markdown(s.text_lines, s.line_sizes, s.line_gaps), MODEL_ID)
+            EngineOutput(
+                text_layer_markdown(
+                    s.text_lines,
+                    s.line_sizes,
+                    s.line_gaps,
+                    json.loads(s.structure_json).get("tables") if s.structure_json else None,
+                ),
+                MODEL_ID,
+            )
             for s in segments
         ]

@@ -160,3 +160,94 @@ def test_mixed_direction_lines_stay_whole_and_in_reading_order(tmp_path):
     assert seg.text_lines == [line for line, _ in MIXED]
     md = text_layer_markdown(seg.text_lines, seg.line_sizes, seg.line_gaps)
     assert all(line in md for line, _ in MIXED), md
+
+
+# -- ruled tables ---------------------------------------------------------------------------------------
+def hand_pdf(content: str) -> bytes:
+    """A one-page PDF around a content stream (Helvetica as /F1), written by hand: every byte known."""
+    stream = content.encode("latin-1")
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def text_at(x: float, y: float, text: str, size: int = 11) -> str:
+    return f"BT /F1 {size} Tf {x} {y} Td ({text}) Tj ET\n"
+
+
+def ruled_table(x0: float, top: float, widths: list[float], rows: list[list[str]], height: float = 20) -> str:
+    """Text in cells and the ruling lines around them; a None cell continues the one on its left (merged)."""
+    xs = [x0]
+    for w in widths:
+        xs.append(xs[-1] + w)
+    ops = ["0.5 w\n"]
+    for r, row in enumerate(rows):
+        y_top, y_bottom = top - r * height, top - (r + 1) * height
+        for c, cell in enumerate(row):
+            if cell is not None:
+                ops.append(text_at(xs[c] + 4, y_bottom + 6, cell))
+            if c == 0 or cell is not None:  # the line on the cell's left (absent inside a merged cell)
+                ops.append(f"{xs[c]} {y_top} m {xs[c]} {y_bottom} l S\n")
+        ops.append(f"{xs[-1]} {y_top} m {xs[-1]} {y_bottom} l S\n")
+    for r in range(len(rows) + 1):
+        ops.append(f"{xs[0]} {top - r * height} m {xs[-1]} {top - r * height} l S\n")
+    return "".join(ops)
+
+
+def test_a_ruled_table_becomes_a_markdown_table_in_its_place(tmp_path):
+    content = (
+        text_at(72, 720, "Quarterly figures by region are below.")
+        + ruled_table(72, 690, [120, 80, 80], [
+            ["Region", "Q1", "Q2"],
+            ["North", "1,200", "1,350"],
+            ["South and East", "980", None],
+            ["Total", "2,180", "2,330"],
+        ])
+        + text_at(72, 580, "Figures are unaudited.")
+    )  # fmt: skip
+    pdf = tmp_path / "table.pdf"
+    pdf.write_bytes(hand_pdf(content))
+    (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
+    assert seg.route == PDF_TEXT and seg.text_lines == [
+        "Quarterly figures by region are below.",
+        "Figures are unaudited.",
+    ]
+    from unitok.actors.text_layer import TextLayerEngine
+
+    (out,) = TextLayerEngine()([seg])
+    assert out.markdown == (
+        "Quarterly figures by region are below.\n\n"
+        "| Region | Q1 | Q2 |\n| --- | --- | --- |\n| North | 1,200 | 1,350 |\n"
+        "| South and East | 980 |  |\n"  # a merged cell's text once
+        "| Total | 2,180 | 2,330 |\n\n"
+        "Figures are unaudited."
+    )
+
+
+def test_boxes_and_single_rules_are_not_tables(tmp_path):
+    content = (
+        text_at(72, 720, "A boxed note")
+        + "66 710 m 300 710 l 300 735 l 66 735 l h S\n"  # one box around one line
+        + "72 690 m 540 690 l S\n"  # a horizontal rule under it
+        + text_at(72, 670, "Body text after the rule.")
+    )
+    pdf = tmp_path / "box.pdf"
+    pdf.write_bytes(hand_pdf(content))
+    (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
+    assert seg.structure_json is None and seg.text_lines == ["A boxed note", "Body text after the rule."]
+    assert seg.warnings == []

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import ctypes
 import io
+import json
 import re
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, CONTENT_TEXT, Renditions, Segment
+from unitok.pipeline.formats.pdf_tables import Table, find_tables
 
 _WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
 _STRIP = ".,;:!?()[]{}\"'“”‘’-–—*•·…"
@@ -30,10 +32,13 @@ class PageText:
     lines: list[str]
     sizes: list[float]
     gaps: list[float]  # vertical gap above each line, in units of that line's height
+    # Ruled tables: (index of the line they come before, rows of cell texts); their text is not in lines.
+    tables: list[tuple[int, list[list[str]]]] = field(default_factory=list)
 
     @property
     def n_chars(self) -> int:
-        return sum(len(s.replace(" ", "")) for s in self.lines)
+        cells = sum(len(c.replace(" ", "")) for _, rows in self.tables for row in rows for c in row)
+        return sum(len(s.replace(" ", "")) for s in self.lines) + cells
 
 
 def text_quality(text: str) -> float:
@@ -139,10 +144,13 @@ def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
     return PageText(lines, sizes, gaps)
 
 
-def _page_lines(textpage: pdfium.PdfTextPage) -> PageText:
-    """Lines in content order from pdfium's text rectangles, with font size and the gap above."""
+def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> PageText:
+    """Lines in content order from pdfium's text rectangles, with font size and the gap above; the text
+    inside ruled tables is left to the tables, each placed where its first text comes in content order."""
     if _RTL.search(textpage.get_text_range()):
         return _bidi_lines(textpage)
+    placed: list[tuple[int, list[list[str]]]] = []
+    seen: set[int] = set()
     lines: list[str] = []
     sizes: list[float] = []
     gaps: list[float] = []
@@ -166,6 +174,16 @@ def _page_lines(textpage: pdfium.PdfTextPage) -> PageText:
 
     for i in range(textpage.count_rects()):
         left, bottom, right, top = textpage.get_rect(i)
+        inside = next(
+            (k for k, t in enumerate(tables) if t.holds((left + right) / 2, (bottom + top) / 2)), None
+        )
+        if inside is not None:
+            if inside not in seen:
+                flush()
+                seen.add(inside)
+                placed.append((len(lines), tables[inside].rows))
+                prev_bottom = tables[inside].bottom
+            continue
         text = textpage.get_text_bounded(left, bottom, right, top).replace("\r", "").replace("\n", " ")
         if not text.strip():
             continue
@@ -194,7 +212,7 @@ def _page_lines(textpage: pdfium.PdfTextPage) -> PageText:
             flush()
         cur_text, cur_box, cur_size = [text.strip()], [left, bottom, right, top], size
     flush()
-    return PageText(lines, sizes, gaps)
+    return PageText(lines, sizes, gaps, placed)
 
 
 def _has_invisible_text(page: pdfium.PdfPage) -> bool:
@@ -268,18 +286,26 @@ def split_pdf(
             page = pdf[i]
             try:
                 textpage = page.get_textpage()
+                table_warnings: list[str] = []
                 try:
-                    text = _page_lines(textpage)
+                    try:
+                        tables = find_tables(page, textpage)
+                    except Exception as e:  # noqa: BLE001 - the page is still read, as lines
+                        tables = []
+                        table_warnings.append(f"table detection failed ({type(e).__name__}: {e})")
+                    text = _page_lines(textpage, tables)
                 finally:
                     textpage.close()
                 content, warnings = page_content(page, text, cfg)
                 seg = base.part(i, "page", content)
                 seg.page_number = i + 1
-                seg.warnings = list(base.warnings) + warnings
+                seg.warnings = list(base.warnings) + warnings + table_warnings
                 if i == limit - 1 and limit < n_pages:
                     seg.warnings.append(f"max_pages={limit}: pages {limit + 1}-{n_pages} skipped")
                 if content == CONTENT_TEXT:
                     seg.text_lines, seg.line_sizes, seg.line_gaps = text.lines, text.sizes, text.gaps
+                    if text.tables:
+                        seg.structure_json = json.dumps({"tables": text.tables})
                 if content == CONTENT_PIXELS or (content == CONTENT_TEXT and needs.text_page_pixels):
                     seg.image_png = render_page_png(page, cfg.pdf.ocr_dpi)
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others

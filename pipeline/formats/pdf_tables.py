@@ -1,0 +1,112 @@
+"""Ruled tables on PDF pages: the grid their ruling lines draw (pdfium path objects), and each cell's text
+(pdfium's text inside the cell's box). A table needs at least two rows and two columns of cells closed by
+lines; a cell whose dividing line is missing spans the columns: its text is in the first of them and the
+others are empty (a note row across the table is written once, not once per column)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+THIN = 3.0  # points: a path this thin is a rule, not a box
+SNAP = 2.0  # points: rules this close are the same grid line
+
+
+@dataclass
+class Table:
+    left: float
+    bottom: float
+    right: float
+    top: float
+    rows: list[list[str]] = field(default_factory=list)
+
+    def holds(self, x: float, y: float) -> bool:
+        return self.left - SNAP <= x <= self.right + SNAP and self.bottom - SNAP <= y <= self.top + SNAP
+
+
+def _rules(page: pdfium.PdfPage) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """Horizontal (y, x0, x1) and vertical (x, y0, y1) rules: thin paths, and the edges of boxes."""
+    width, height = page.get_size()
+    horizontal, vertical = [], []
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=1):
+        left, bottom, right, top = obj.get_bounds()
+        w, h = right - left, top - bottom
+        if h <= THIN < w:
+            horizontal.append(((bottom + top) / 2, left, right))
+        elif w <= THIN < h:
+            vertical.append(((left + right) / 2, bottom, top))
+        elif w > THIN and h > THIN and not (w > 0.9 * width and h > 0.9 * height):  # a box, not the page
+            horizontal += [(bottom, left, right), (top, left, right)]
+            vertical += [(left, bottom, top), (right, bottom, top)]
+    return horizontal, vertical
+
+
+def _snap(values: list[float]) -> list[float]:
+    out: list[float] = []
+    for v in sorted(values):
+        if not out or v - out[-1] > SNAP:
+            out.append(v)
+    return out
+
+
+def _components(
+    horizontal: list[tuple[float, float, float]], vertical: list[tuple[float, float, float]]
+) -> list[tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]]:
+    """Groups of rules that touch each other (one group per table)."""
+    parent = list(range(len(horizontal) + len(vertical)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, (y, x0, x1) in enumerate(horizontal):
+        for j, (x, y0, y1) in enumerate(vertical):
+            if x0 - SNAP <= x <= x1 + SNAP and y0 - SNAP <= y <= y1 + SNAP:
+                parent[find(i)] = find(len(horizontal) + j)
+    groups: dict[int, tuple[list, list]] = {}
+    for i, h in enumerate(horizontal):
+        groups.setdefault(find(i), ([], []))[0].append(h)
+    for j, v in enumerate(vertical):
+        groups.setdefault(find(len(horizontal) + j), ([], []))[1].append(v)
+    return list(groups.values())
+
+
+def _has_rule(rules: list[tuple[float, float, float]], at: float, lo: float, hi: float) -> bool:
+    """A rule at `at` covering the middle of lo..hi."""
+    mid = (lo + hi) / 2
+    return any(abs(pos - at) <= SNAP and a - SNAP <= mid <= b + SNAP for pos, a, b in rules)
+
+
+def find_tables(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> list[Table]:
+    """The page's ruled tables, top to bottom, with their cells' text."""
+    horizontal, vertical = _rules(page)
+    if len(horizontal) < 3 or len(vertical) < 3:
+        return []
+    tables = []
+    for hs, vs in _components(horizontal, vertical):
+        ys = _snap([y for y, _, _ in hs])[::-1]  # top to bottom
+        xs = _snap([x for x, _, _ in vs])
+        if len(ys) < 3 or len(xs) < 3:
+            continue
+        table = Table(xs[0], ys[-1], xs[-1], ys[0])
+        for r in range(len(ys) - 1):
+            top, bottom = ys[r], ys[r + 1]
+            row: list[str] = []
+            c = 0
+            while c < len(xs) - 1:
+                end = c + 1  # a missing dividing line: the cell spans on
+                while end < len(xs) - 1 and not _has_rule(vs, xs[end], bottom, top):
+                    end += 1
+                text = textpage.get_text_bounded(xs[c], bottom, xs[end], top)
+                text = re.sub(r"\s+", " ", text.replace("\r", " ").replace("\n", " ")).strip()
+                row += [text] + [""] * (end - c - 1)
+                c = end
+            table.rows.append(row)
+        if any(any(cell for cell in row) for row in table.rows):
+            tables.append(table)
+    return sorted(tables, key=lambda t: -t.top)
