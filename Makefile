@@ -55,7 +55,7 @@ fuzz: $(FULL)
 
 # Thousands of mixed objects through the Ray driver at growing sizes: the slope of peak memory.
 soak: $(FULL)
-	cd bench && ../$(BIN)/python bench_soak.py --sizes 500,1000,2000,4000
+	$(BIN)/python bench/bench_soak.py --sizes 500,1000,2000,4000
 
 # ruff, then the import contracts (pyproject.toml): layers that import only downward, Ray only in its drivers.
 lint: $(CORE)
@@ -66,6 +66,7 @@ bench: $(FULL)
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_pptx.py --corpus "$(CORPUS)"
+	$(BIN)/python bench/bench_fidelity.py
 	$(BIN)/python bench/bench_av.py --minutes 10 --video
 
 clean:
