@@ -60,15 +60,38 @@ def _join(parts: list[str]) -> str:
     return out
 
 
+def _bold_heading(i: int, lines: list[str], gaps: list[float], bold: set[int]) -> bool:
+    """A line in a run of at most two lines set wholly in bold at body size, the run standing apart from
+    the line above, short, not ending like a sentence: a heading (where the body is not bold)."""
+    if i not in bold:
+        return False
+    start, end = i, i
+    while start - 1 in bold:
+        start -= 1
+    while end + 1 in bold:
+        end += 1
+    if end - start > 1:
+        return False  # a bold paragraph, not a heading
+    for k in range(start, end + 1):
+        text = lines[k]
+        if len(text) > 100 or text.endswith((".", ",", ";", ":")) or _BULLET.match(text):
+            return False
+    return start == 0 or gaps[start] > 0.3
+
+
 def text_layer_markdown(
     lines: list[str],
     sizes: list[float],
     gaps: list[float],
     tables: list[tuple[int, list[list[str]]]] | None = None,
+    bold_lines: list[int] | None = None,
 ) -> str:
     """Markdown of a page's lines; ruled tables (line index they come before, rows) as Markdown tables,
-    the first row as the header."""
+    the first row as the header; headings from font size, and from bold where the body is not bold."""
     body = body_font_size(sizes, lines)
+    bold = set(bold_lines or [])
+    bold_chars = sum(len(lines[k]) for k in bold if k < len(lines))
+    body_is_bold = bold_chars > 0.5 * max(sum(len(t) for t in lines), 1)
     blocks: list[str] = []
     para: list[str] = []
     at: dict[int, list[list[list[str]]]] = {}
@@ -85,6 +108,8 @@ def text_layer_markdown(
             end_para()
             blocks.extend(md_table(rows) for rows in at.pop(i))
         level = _heading_level(size, body, text)
+        if not level and not body_is_bold and _bold_heading(i, lines, gaps, bold):
+            level = 3
         if level:
             end_para()
             if blocks and blocks[-1].startswith("#" * level + " ") and gap < 0.8:
@@ -115,6 +140,11 @@ def _tidy(md: str) -> str:
     return re.sub(r"(?m)^(- .*)\n\n(?=- )", r"\1\n", md).strip()
 
 
+def _layout(segment: Segment) -> tuple[list | None, list[int] | None]:
+    layout = json.loads(segment.structure_json) if segment.structure_json else {}
+    return layout.get("tables"), layout.get("bold_lines")
+
+
 class TextLayerEngine:
     name = ENGINE_NAME
     model_id = MODEL_ID
@@ -126,7 +156,7 @@ class TextLayerEngine:
                     s.text_lines,
                     s.line_sizes,
                     s.line_gaps,
-                    json.loads(s.structure_json).get("tables") if s.structure_json else None,
+                    *_layout(s),
                 ),
                 MODEL_ID,
             )

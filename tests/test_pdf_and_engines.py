@@ -164,15 +164,17 @@ def test_mixed_direction_lines_stay_whole_and_in_reading_order(tmp_path):
 
 # -- ruled tables ---------------------------------------------------------------------------------------
 def hand_pdf(content: str) -> bytes:
-    """A one-page PDF around a content stream (Helvetica as /F1), written by hand: every byte known."""
+    """A one-page PDF around a content stream (Helvetica as /F1, Helvetica-Bold as /F2), written by hand:
+    every byte known."""
     stream = content.encode("latin-1")
     objs = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"/Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >>",
     ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -186,8 +188,8 @@ def hand_pdf(content: str) -> bytes:
     return bytes(out)
 
 
-def text_at(x: float, y: float, text: str, size: int = 11) -> str:
-    return f"BT /F1 {size} Tf {x} {y} Td ({text}) Tj ET\n"
+def text_at(x: float, y: float, text: str, size: int = 11, bold: bool = False) -> str:
+    return f"BT /F{2 if bold else 1} {size} Tf {x} {y} Td ({text}) Tj ET\n"
 
 
 def ruled_table(x0: float, top: float, widths: list[float], rows: list[list[str]], height: float = 20) -> str:
@@ -251,3 +253,26 @@ def test_boxes_and_single_rules_are_not_tables(tmp_path):
     (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
     assert seg.structure_json is None and seg.text_lines == ["A boxed note", "Body text after the rule."]
     assert seg.warnings == []
+
+
+def test_bold_lines_apart_from_the_body_are_headings(tmp_path):
+    content = (
+        text_at(72, 720, "Findings and Next Steps", bold=True)
+        + text_at(72, 700, "The survey covered four regions and two hundred sites.")
+        + text_at(72, 686, "Most sites met the target.")
+        + text_at(72, 660, "Budget", bold=True)
+        + text_at(72, 640, "Spending stayed within the plan.")
+        + text_at(72, 626, "A bold sentence inside the body stays a paragraph.", bold=True)
+    )
+    pdf = tmp_path / "bold.pdf"
+    pdf.write_bytes(hand_pdf(content))
+    (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
+    from unitok.actors.text_layer import TextLayerEngine
+
+    (out,) = TextLayerEngine()([seg])
+    assert out.markdown == (
+        "### Findings and Next Steps\n\n"
+        "The survey covered four regions and two hundred sites. Most sites met the target.\n\n"
+        "### Budget\n\n"
+        "Spending stayed within the plan. A bold sentence inside the body stays a paragraph."
+    )

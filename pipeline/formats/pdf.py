@@ -34,6 +34,7 @@ class PageText:
     gaps: list[float]  # vertical gap above each line, in units of that line's height
     # Ruled tables: (index of the line they come before, rows of cell texts); their text is not in lines.
     tables: list[tuple[int, list[list[str]]]] = field(default_factory=list)
+    bold: list[bool] = field(default_factory=list)  # each line set wholly in a bold face
 
     @property
     def n_chars(self) -> int:
@@ -57,6 +58,20 @@ def text_quality(text: str) -> float:
 # Hebrew, Arabic (with its supplements), and their presentation forms: the scripts written right to left.
 _RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
 _PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufefc]+")
+
+
+_BOLD_NAME = re.compile(r"(?i)bold|black|heavy|semibold|demi")
+
+
+def _is_bold(raw: object, index: int) -> bool:
+    """A character set in a bold face: by weight where the font says, else by its name (the standard
+    fonts report no weight: Helvetica-Bold)."""
+    if pdfium_c.FPDFText_GetFontWeight(raw, index) >= 600:
+        return True
+    name = ctypes.create_string_buffer(128)
+    flags = ctypes.c_int()
+    pdfium_c.FPDFText_GetFontInfo(raw, index, name, len(name), flags)
+    return bool(_BOLD_NAME.search(name.value.decode("latin-1").split("+")[-1]))
 
 
 def _kind(ch: str) -> str:
@@ -128,6 +143,7 @@ def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
     lines: list[str] = []
     sizes: list[float] = []
     gaps: list[float] = []
+    bold: list[bool] = []
     prev_bottom: float | None = None
     for row in rows:
         inked = [c for c in row if not c[2].isspace()]
@@ -140,8 +156,9 @@ def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
         lines.append(text)
         sizes.append(round(max(c[5] for c in inked), 2))
         gaps.append(round((prev_bottom - high) / height, 2) if prev_bottom is not None else 0.0)
+        bold.append(all(_is_bold(raw, c[1]) for c in inked))
         prev_bottom = low
-    return PageText(lines, sizes, gaps)
+    return PageText(lines, sizes, gaps, bold=bold)
 
 
 def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> PageText:
@@ -158,6 +175,8 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     cur_box: list[float] | None = None  # l, b, r, t of the current line
     prev_bottom: float | None = None
     cur_size = 0.0
+    bold: list[bool] = []
+    cur_bold = True
 
     def flush() -> None:
         nonlocal cur_text, cur_box, prev_bottom
@@ -168,6 +187,7 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 gap = (prev_bottom - cur_box[3]) / height if prev_bottom is not None else 0.0
                 lines.append(text)
                 sizes.append(round(cur_size, 2))
+                bold.append(cur_bold)
                 gaps.append(round(gap, 2))
                 prev_bottom = cur_box[1]
         cur_text, cur_box = [], None
@@ -191,6 +211,7 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
             (left + right) / 2, (bottom + top) / 2, (right - left) / 2 + 1, (top - bottom) / 2 + 1
         )
         size = pdfium_c.FPDFText_GetFontSize(textpage.raw, idx) if idx is not None and idx >= 0 else 0.0
+        is_bold = idx is not None and idx >= 0 and _is_bold(textpage.raw, idx)
         if cur_box is not None:
             mid = (bottom + top) / 2
             same_line = cur_box[1] - 1 <= mid <= cur_box[3] + 1 and left >= cur_box[0] - 1
@@ -208,11 +229,13 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                     max(cur_box[3], top),
                 ]
                 cur_size = max(cur_size, size)
+                cur_bold = cur_bold and is_bold
                 continue
             flush()
         cur_text, cur_box, cur_size = [text.strip()], [left, bottom, right, top], size
+        cur_bold = is_bold
     flush()
-    return PageText(lines, sizes, gaps, placed)
+    return PageText(lines, sizes, gaps, placed, bold)
 
 
 def _has_invisible_text(page: pdfium.PdfPage) -> bool:
@@ -304,8 +327,9 @@ def split_pdf(
                     seg.warnings.append(f"max_pages={limit}: pages {limit + 1}-{n_pages} skipped")
                 if content == CONTENT_TEXT:
                     seg.text_lines, seg.line_sizes, seg.line_gaps = text.lines, text.sizes, text.gaps
-                    if text.tables:
-                        seg.structure_json = json.dumps({"tables": text.tables})
+                    layout = {"tables": text.tables, "bold_lines": [k for k, b in enumerate(text.bold) if b]}
+                    if text.tables or layout["bold_lines"]:
+                        seg.structure_json = json.dumps(layout)
                 if content == CONTENT_PIXELS or (content == CONTENT_TEXT and needs.text_page_pixels):
                     seg.image_png = render_page_png(page, cfg.pdf.ocr_dpi)
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
