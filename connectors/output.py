@@ -1,41 +1,74 @@
-"""One output, one commit protocol, for folders and S3: a run's datasets are staged in a local work folder
-(beside the published ones, or seeded from the committed S3 snapshot), and published together with a
-manifest written last, which is the commit. Free of Ray: every driver writes through this.
+"""One output, one commit protocol, for folders and S3: every dataset is a Delta Lake table, so DuckDB,
+Polars, Spark, Trino, Ray Data and `deltalake` read it with nothing else.
 
-Folder layout:
-  segments/ documents/ errors/ objects/ deletions/   Parquet files of the latest committed run
-  _manifest.json                                      that run's manifest (written last: the commit record)
-  _runs/<run_id>.json                                 every committed run's manifest
-  _staging/<run_id>/                                  a run in progress (never read by consumers)
-S3 layout: see connectors/s3_snapshots.py (immutable snapshots plus one manifest PUT).
+Layout under the output URI:
+  segments/ documents/ errors/ objects/   Delta tables (change data feed on)
+  _staging/<run_id>/                      a run in progress, local folders only (never read by consumers)
+
+A run stages its new rows as Parquet in a local work folder, then commits each table once
+(segments, documents, errors, then objects, the run state, last). Each object's rows live in data files of
+their own (`<key>-<run_id>-<n>.parquet`, key a hash of the source URI), so a commit replaces exactly the
+files of the objects it converted or that are gone, and never rewrites an unchanged object's rows: bytes
+written grow with the change, not with the corpus. Every commit carries the run id, pipeline version and
+counts in its metadata and an application transaction ("unitok"), so of two runs overlapping on one
+output the later committer fails cleanly (Delta's optimistic concurrency) instead of interleaving.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
-import uuid
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from unitok.connectors.local import path_from_uri
-from unitok.connectors.parquet_files import compression_codec, ensure_dataset
+from unitok.connectors.parquet_files import compression_codec
 from unitok.pipeline.core.redact import redact_uri
 
 STAGING = "_staging"
-MANIFEST = "_manifest.json"
-RUNS = "_runs"
+APP_ID = "unitok"
+STALE_STAGING_S = 24 * 3600  # staging of a run on another host, older than this, is removed
+OWNER = ".owner"  # which process stages in a staging folder
+
+
+def _abandoned(staging: Path) -> bool:
+    """A staging folder whose run is gone: its process no longer runs on this host, or it is stale."""
+    try:
+        owner = json.loads((staging / OWNER).read_text())
+    except (OSError, ValueError):
+        owner = {}
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner["pid"]), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError):
+            pass
+    try:
+        return time.time() - staging.stat().st_mtime > STALE_STAGING_S
+    except OSError:
+        return False
 
 
 class OutputError(RuntimeError):
     """The output cannot be written at all (a file where the folder should be, a read-only or full disk,
     a place inside the source): the job stops before converting, with this one line."""
+
+
+class ConcurrentRunError(RuntimeError):
+    """Another run committed to the same output while this one ran: nothing of this run was committed
+    to the table that refused it. Rerun it."""
 
 
 def check_output_location(source_uri: str, output_uri: str) -> None:
@@ -62,42 +95,59 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A batch written by an earlier pipeline version in today's schema: columns added since are null."""
-    n = batch.num_rows
-    columns = [
-        batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(n, f.type)
-        for f in schema
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+def _explain_store(exc: BaseException) -> str:
+    """delta-rs's object-store errors (many lines, colour codes) as one reason."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if re.search(r"(?i)connection refused|tcp connect|dns error|timed out|connect timeout", text):
+        return "cannot reach the endpoint"
+    if re.search(r"NoSuchBucket|bucket does not exist", text):
+        return "bucket does not exist"
+    if re.search(r"(?i)403|forbidden|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied", text):
+        return "access denied; check the AWS credentials in the environment"
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+def object_key(source_uri: str) -> str:
+    """The part of a data file's name that says whose rows it holds."""
+    return hashlib.sha256(source_uri.encode()).hexdigest()[:20]
+
+
+def _file_key(path: str) -> str:
+    return path.rsplit("/", 1)[-1].split("-", 1)[0]
+
+
+def delta_storage_options(s3_options: dict[str, Any] | None) -> dict[str, str]:
+    """delta-rs object-store settings for an s3:// output, from the job's s3 section and the AWS chain's
+    environment variables."""
+    opts = {k: v for k, v in os.environ.items() if k.startswith("AWS_") and v}
+    s3 = s3_options or {}
+    if s3.get("endpoint_url"):
+        opts["AWS_ENDPOINT_URL"] = s3["endpoint_url"]
+        if s3["endpoint_url"].startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    if s3.get("region"):
+        opts["AWS_REGION"] = s3["region"]
+    opts.setdefault("AWS_REGION", "us-east-1")
+    # Commits are put-if-absent (S3's conditional writes): two writers never both create one version.
+    opts.setdefault("AWS_CONDITIONAL_PUT", "etag")
+    return opts
 
 
 class RunOutput:
-    """The output of a job: what the last committed run left (for planning and carry-forward), and the
-    staging and commit of a new run. Use as a context manager; close() removes S3 work folders."""
+    """The output of a job: the tables' current state (for planning), and the staging and commit of a
+    new run. Use as a context manager; close() removes the local work folder of an s3:// output."""
 
     def __init__(self, uri: str, s3_options: dict[str, Any] | None = None, compression: str = "zstd"):
-        self.uri = uri
+        self.uri = uri.rstrip("/")
         self.compression = compression
-        self.remote = None
-        self.previous_run: str | None = None
-        if uri.startswith("s3://"):
-            # Object stores cannot rename: the run is built in a local work folder seeded with the
-            # committed snapshot, then uploaded as a new snapshot and committed with one manifest PUT.
-            from unitok.connectors.s3_snapshots import S3Snapshots
-
-            self.remote = S3Snapshots(uri, **(s3_options or {}))
+        self.remote = uri.startswith("s3://")
+        self.s3_options = s3_options or {}
+        self.storage_options: dict[str, str] | None = None
+        self.read_versions: dict[str, int | None] = {}
+        self.table_config = {"delta.enableChangeDataFeed": "true"}
+        if self.remote:
+            self.storage_options = delta_storage_options(s3_options)
             self.dir = Path(tempfile.mkdtemp(prefix="unitok-out-"))
-            previous = self.remote.read_manifest()
-            if previous:
-                self.previous_run = previous["run_id"]
-                self.remote.download_snapshot(previous, self.dir)
         else:
             self.dir = path_from_uri(uri).resolve()
             try:
@@ -109,6 +159,7 @@ class RunOutput:
                 raise OutputError(
                     f"output.uri {redact_uri(uri)}: cannot write there ({_os_reason(e)})"
                 ) from None
+        self._client = None
 
     def __enter__(self) -> RunOutput:
         return self
@@ -117,49 +168,52 @@ class RunOutput:
         self.close()
 
     def close(self) -> None:
-        if self.remote is not None:
+        if self.remote:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    # -- what the last committed run left ---------------------------------------------------------------
-    def previous_rows(self, name: str) -> list[dict[str, Any]]:
-        folder = self.dir / name
-        if not folder.is_dir():
-            return []
-        return pads.dataset(folder, format="parquet").to_table().to_pylist()
+    # -- tables ---------------------------------------------------------------------------------------
+    def table_uri(self, name: str) -> str:
+        return f"{self.uri}/{name}" if self.remote else str(self.dir / name)
 
-    # -- a new run ----------------------------------------------------------------------------------------
+    def table(self, name: str) -> Any:
+        """The Delta table, or None where it does not exist yet."""
+        from deltalake import DeltaTable
+
+        uri = self.table_uri(name)
+        try:
+            if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+                return None
+            return DeltaTable(uri, storage_options=self.storage_options)
+        except Exception as e:  # noqa: BLE001 - an unreachable store: one line
+            raise OutputError(f"output.uri {redact_uri(self.uri)}: {_explain_store(e)}") from None
+
+    def previous_rows(self, name: str) -> list[dict[str, Any]]:
+        """The table's rows as of now; the version read is remembered: a commit on top of another run's
+        later commit is refused."""
+        dt = self.table(name)
+        self.read_versions[name] = dt.version() if dt is not None else None
+        if dt is None:
+            return []
+        return pa.table(dt.to_pyarrow_dataset().to_table()).to_pylist()
+
+    # -- a new run ------------------------------------------------------------------------------------
     def begin(self, run_id: str) -> Path:
-        """The run's staging folder. One run per output at a time: staging left by a crashed run is stale
-        and is cleared."""
-        shutil.rmtree(self.dir / STAGING, ignore_errors=True)
-        staging = self.dir / STAGING / run_id
+        """The run's staging folder: beside the tables for a local output (same filesystem), in the work
+        folder for S3. Other runs' staging is left alone unless their process is gone (a crash)."""
+        root = self.dir / STAGING
+        if root.is_dir():
+            for old in root.iterdir():
+                if _abandoned(old):
+                    shutil.rmtree(old, ignore_errors=True)
+        staging = root / run_id
         try:
             staging.mkdir(parents=True)
+            (staging / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
         except OSError as e:
             raise OutputError(
                 f"output.uri {redact_uri(self.uri)}: cannot stage the run ({_os_reason(e)})"
             ) from None
         return staging
-
-    def carry_forward(self, staging: Path, schemas: dict[str, pa.Schema], uris: list[str]) -> None:
-        """Copy the previous snapshot's rows of unchanged objects into the new staging, batch by batch, in
-        today's schemas (a snapshot from an earlier version may lack a column added since)."""
-        if not uris:
-            return
-        wanted = pa.array(uris, pa.string())
-        for name, schema in schemas.items():
-            src = self.dir / name
-            if not src.is_dir():
-                continue
-            scanner = pads.dataset(src, format="parquet").scanner(
-                filter=pc.field("source_uri").isin(wanted), batch_size=4096
-            )
-            (staging / name).mkdir(parents=True, exist_ok=True)
-            path = staging / name / "part-carried.parquet"
-            with pq.ParquetWriter(path, schema, compression=compression_codec(self.compression)) as w:
-                for batch in scanner.to_batches():
-                    if batch.num_rows:
-                        w.write_batch(conform(batch, schema))
 
     def write_table(self, staging: Path, name: str, table: pa.Table, part: str = "part-00000") -> None:
         (staging / name).mkdir(parents=True, exist_ok=True)
@@ -168,45 +222,245 @@ class RunOutput:
         )
 
     def commit(
-        self, staging: Path, run_id: str, schemas: dict[str, pa.Schema], manifest: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Publish every dataset of the run together; the manifest is written last."""
+        self,
+        staging: Path,
+        run_id: str,
+        schemas: dict[str, pa.Schema],
+        replace_uris: set[str],
+        listed_uris: set[str],
+        metadata: dict[str, Any],
+    ) -> dict[str, int]:
+        """Commit each table once, in the order given (the run state last): the staged rows are added in
+        files per object; the files of objects in replace_uris, and of objects no longer listed, are
+        removed. Returns each table's new version."""
+        replace = {object_key(u) for u in replace_uris}
+        listed = {object_key(u) for u in listed_uris}
+        versions = {}
         for name, schema in schemas.items():
-            ensure_dataset(staging, name, schema, self.compression)
-        manifest = self._publish_local(staging, run_id, list(schemas), manifest)
-        if self.remote is not None:
-            manifest = self.remote.publish(self.dir, run_id, list(schemas), manifest)
-            # Keep the previous snapshot too: a reader that fetched the old manifest may still be reading.
-            self.remote.prune({run_id, self.previous_run} - {None})
-        return manifest
+            versions[name] = self._commit_table(
+                name, schema, staging / name, run_id, replace, listed, metadata
+            )
+        self.discard(run_id)
+        return versions
 
     def discard(self, run_id: str) -> None:
         shutil.rmtree(self.dir / STAGING / run_id, ignore_errors=True)
-
-    def _publish_local(
-        self, staging: Path, run_id: str, datasets: list[str], manifest: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Swap the staged datasets in with renames (same filesystem), then write the manifest last. A crash
-        before the manifest leaves the previous run's manifest in place; readers that go through
-        _manifest.json's file lists never see a half-published run."""
-        out = self.dir
-        trash = out / STAGING / f"{run_id}.replaced"
-        trash.mkdir(parents=True, exist_ok=True)
-        files: dict[str, list[str]] = {}
-        for name in datasets:
-            target = out / name
-            if target.exists():
-                os.replace(target, trash / name)
-            os.replace(staging / name, target)
-            files[name] = sorted(p.relative_to(out).as_posix() for p in target.glob("*.parquet"))
-        manifest = {**manifest, "files": files, "status": "committed"}
-        (out / RUNS).mkdir(exist_ok=True)
-        _write_json_atomic(out / RUNS / f"{run_id}.json", manifest)
-        _write_json_atomic(out / MANIFEST, manifest)
-        shutil.rmtree(trash, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            (out / STAGING).rmdir()
+            (self.dir / STAGING).rmdir()
         except OSError:
-            pass  # other runs' staging folders remain
-        return manifest
+            pass  # other runs' staging remains
+
+    def _commit_table(
+        self,
+        name: str,
+        schema: pa.Schema,
+        staged: Path,
+        run_id: str,
+        replace: set[str],
+        listed: set[str],
+        metadata: dict[str, Any],
+    ) -> int:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, RemoveAction, Transaction
+
+        uri = self.table_uri(name)
+        dt = self.table(name)
+        created = dt is None
+        if created:
+            dt = DeltaTable.create(
+                uri,
+                schema=schema,
+                name=name,
+                configuration=self.table_config,
+                storage_options=self.storage_options,
+            )
+        # The version this run planned from (None: the table did not exist then).
+        read = self.read_versions.get(name, dt.version()) if not created else self.read_versions.get(name)
+        if read is None and created:
+            read = dt.version()
+        if read is None or dt.version() != read:
+            raise ConcurrentRunError(
+                f"another run committed {name} (now at version {dt.version()}) while this run, which planned "
+                f"from {'no table' if read is None else f'version {read}'}, was converting; nothing of this "
+                f"run was committed to {name}: rerun it"
+            )
+        if self._evolve(dt, schema):
+            read = dt.version()
+        now = int(time.time() * 1000)
+        removes, keep = [], []
+        fragments: dict[str, Any] | None = None
+        for f in self._files(dt):
+            uris = f["uris"]
+            if uris is None:  # no statistics to tell: read the file's source_uri column
+                if fragments is None:
+                    fragments = {fr.path: fr for fr in dt.to_pyarrow_dataset().get_fragments()}
+                frag = next((fr for p, fr in fragments.items() if p.endswith(f["path"])), None)
+                uris = set(frag.to_table(columns=["source_uri"])["source_uri"].to_pylist()) if frag else set()
+            if not any(object_key(u) in replace or object_key(u) not in listed for u in uris):
+                continue  # unchanged objects' file: untouched
+            removes.append(RemoveAction(f["path"], True, now, f["size"], {}))
+            if len(uris) > 1:
+                keep.append(f["path"])  # a file of several objects (compacted): its other objects stay
+        kept = self._kept_rows(dt, keep, replace, listed)
+        adds = list(self._write_files(uri, name, schema, staged, run_id, kept))
+        props = CommitProperties(
+            custom_metadata={**metadata, "table": name},
+            app_transactions=[Transaction(APP_ID, read + 1)],
+            max_commit_retries=0,
+        )
+        try:
+            dt.create_write_transaction(removes + adds, "append", schema, commit_properties=props)
+        except CommitFailedError as e:
+            raise ConcurrentRunError(
+                f"another run committed {name} while this run was committing ({e}); "
+                "nothing more of this run was committed: rerun it"
+            ) from None
+        return DeltaTable(uri, storage_options=self.storage_options).version()
+
+    @staticmethod
+    def _files(dt: Any) -> list[dict[str, Any]]:
+        """The table's data files with the objects they hold: from the file's source_uri statistics
+        (one object when min equals max), else None (to be read)."""
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        out = []
+        cols = actions.column_names
+        for f in actions.to_pylist():
+            lo, hi = f.get("min.source_uri"), f.get("max.source_uri")
+            uris = {lo} if lo is not None and lo == hi and "min.source_uri" in cols else None
+            out.append({"path": f["path"], "size": f["size_bytes"], "uris": uris})
+        return out
+
+    def _evolve(self, dt: Any, schema: pa.Schema) -> bool:
+        """Columns added to a table's schema since it was created are added to the table (old rows read
+        null). Whether it did."""
+        from deltalake.schema import Field
+        from deltalake.schema import Schema as DeltaSchema
+
+        have = {f.name for f in dt.schema().fields}
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            fields = DeltaSchema.from_arrow(pa.schema(missing)).fields
+            dt.alter.add_columns([Field(f.name, f.type, nullable=True) for f in fields])
+            dt.update_incremental()
+        return bool(missing)
+
+    def _kept_rows(self, dt: Any, paths: list[str], replace: set[str], listed: set[str]) -> pa.Table | None:
+        """Rows of files holding several objects (or no statistics) that belong to unchanged objects:
+        rewritten into files of their own when their file goes."""
+        if not paths:
+            return None
+        ds = dt.to_pyarrow_dataset()
+        frags = [fr for fr in ds.get_fragments() if any(fr.path.endswith(p) for p in paths)]
+        if not frags:
+            return None
+        rows = pa.concat_tables([fr.to_table(schema=ds.schema) for fr in frags])
+        keys = pa.array([object_key(u) for u in rows["source_uri"].to_pylist()])
+        keep = [k not in replace and k in listed for k in keys.to_pylist()]
+        return rows.filter(pa.array(keep))
+
+    def _write_files(
+        self, uri: str, name: str, schema: pa.Schema, staged: Path, run_id: str, kept: pa.Table | None = None
+    ) -> Iterator[Any]:
+        """The staged rows (and kept rows of rewritten files) as data files in the table, one set per
+        object; their add actions."""
+        from deltalake.transaction import AddAction
+
+        parts = []
+        if staged.is_dir() and any(staged.glob("*.parquet")):
+            parts.append(_conform(pads.dataset(staged, format="parquet").to_table(), schema))
+        if kept is not None and kept.num_rows:
+            parts.append(_conform(_plain_types(kept), schema))
+        if not parts:
+            return
+        table = pa.concat_tables(parts)
+        if table.num_rows == 0:
+            return
+        table = table.sort_by("source_uri")
+        uris = table["source_uri"]
+        # Boundaries between objects in the sorted table.
+        starts = [0] + [i for i in range(1, len(uris)) if uris[i] != uris[i - 1]]
+        bounds = list(zip(starts, starts[1:] + [len(uris)], strict=True))
+        for n, (a, b) in enumerate(bounds):
+            part = table.slice(a, b - a)
+            rel = f"{object_key(part['source_uri'][0].as_py())}-{run_id}-{n:05d}.parquet"
+            size = self._put(uri, rel, part)
+            source = part["source_uri"][0].as_py()
+            stats = json.dumps(
+                {
+                    "numRecords": part.num_rows,
+                    "minValues": {"source_uri": source},
+                    "maxValues": {"source_uri": source},
+                    "nullCount": {"source_uri": 0},
+                }
+            )
+            yield AddAction(rel, size, {}, int(time.time() * 1000), True, stats)
+
+    def _put(self, uri: str, rel: str, part: pa.Table) -> int:
+        codec = compression_codec(self.compression)
+        if not self.remote:
+            path = Path(uri) / rel
+            pq.write_table(part, path, compression=codec)
+            return path.stat().st_size
+        local = self.dir / "_upload" / rel
+        local.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(part, local, compression=codec)
+        size = local.stat().st_size
+        from unitok.connectors.s3 import _explain, make_client, split_s3_uri
+
+        if self._client is None:
+            self._client = make_client(**self.s3_options)
+        bucket, key = split_s3_uri(f"{uri}/{rel}")
+        try:
+            self._client.upload_file(str(local), bucket, key)
+        except Exception as e:  # noqa: BLE001
+            raise _explain(e, self.uri, self.s3_options.get("endpoint_url")) from None
+        local.unlink()
+        return size
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Staged rows in the table's schema (columns in order, types as declared)."""
+    n = table.num_rows
+    cols = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def read_table(uri: str, name: str, storage_options: dict[str, str] | None = None) -> pa.Table:
+    """A table of a unitok output as Arrow, at its current version (tests and small tools; any Delta
+    reader does the same)."""
+    from deltalake import DeltaTable
+
+    return pa.table(
+        DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
+        .to_pyarrow_dataset()
+        .to_table()
+    )
+
+
+def changes(uri: str, name: str, since: int, storage_options: dict[str, str] | None = None) -> pa.Table:
+    """The table's change feed after version `since`: each row with _change_type (insert, delete),
+    _commit_version and _commit_timestamp. An object converted again shows as a delete of its old rows
+    and an insert of its new ones in one version."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
+    if since >= dt.version():
+        return pa.table({})
+    feed = _plain_types(pa.table(dt.load_cdf(starting_version=since + 1).read_all()))
+    return feed.sort_by([("_commit_version", "ascending"), ("source_uri", "ascending")])
+
+
+def _plain_types(table: pa.Table) -> pa.Table:
+    """delta-rs hands back string_view/binary_view columns; plain string/binary sort and compare."""
+    fields = []
+    for f in table.schema:
+        t = f.type
+        if t == pa.string_view():
+            t = pa.string()
+        elif t == pa.binary_view():
+            t = pa.binary()
+        fields.append(pa.field(f.name, t))
+    return table.cast(pa.schema(fields))

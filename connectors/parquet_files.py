@@ -107,14 +107,3 @@ class _DatasetFiles:
         self._flush()
         if self.writer is not None:
             self.writer.close()
-
-
-def ensure_dataset(staging_dir: Path, name: str, schema: pa.Schema, compression: str = "zstd") -> None:
-    """A dataset with no rows still gets one empty file, so readers find its schema."""
-    folder = staging_dir / name
-    if folder.is_dir() and any(folder.glob("*.parquet")):
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        schema.empty_table(), folder / "part-empty.parquet", compression=compression_codec(compression)
-    )

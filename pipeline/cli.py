@@ -59,7 +59,7 @@ def format_summary(s: Any) -> str:
         ("failed objects", s.failed_objects),
         ("failed segments", s.failed_segments),
         ("elapsed", f"{s.elapsed_s:.1f} s ({rate:.1f} segments/s, start-up included)"),
-        ("output", f"{s.output_uri}  (segments/ documents/ errors/ _manifest.json)"),
+        ("output", f"{s.output_uri}  (Delta tables segments/ documents/ errors/ objects/)"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{PIPELINE_VERSION} run summary", "-" * 40]

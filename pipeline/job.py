@@ -1,8 +1,9 @@
-"""One run of a job: list → plan → execute (local pool or Ray Data) → assemble documents → commit, with a
-manifest, through the one output interface (connectors.output)."""
+"""One run of a job: list → plan → execute (local pool or Ray Data) → assemble documents → commit to the
+output's Delta tables, through the one output interface (connectors.output)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -11,18 +12,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from unitok.connectors.output import RunOutput, check_output_location
-from unitok.connectors.parquet_files import ensure_dataset
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.redact import redact_uri
-from unitok.pipeline.core.schemas import DATASETS, STATE_DATASETS
+from unitok.pipeline.core.schemas import TABLES
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
 from unitok.pipeline.stages.assemble import assemble_sorted
-from unitok.pipeline.stages.plan import check_deletions, plan_run, state_tables
+from unitok.pipeline.stages.plan import check_deletions, plan_run, state_table
 from unitok.pipeline.stages.preflight import preflight
 
 log = logging.getLogger("unitok")
@@ -52,6 +53,7 @@ class RunSummary:
     error_rows: int = 0
     elapsed_s: float = 0.0
     committed: bool = False
+    table_versions: dict[str, int] = field(default_factory=dict)  # each table's version after the commit
 
     @property
     def failures(self) -> int:
@@ -114,16 +116,24 @@ def _failed_objects(errors_dir: Path) -> set[str]:
     return set(errs.filter(pc.less(errs["segment_index"], 0))["source_uri"].to_pylist())
 
 
+def _rows(staging: Path, name: str, columns: list[str]) -> pa.Table:
+    folder = staging / name
+    if not folder.is_dir():
+        return TABLES[name].empty_table().select(columns)
+    return pads.dataset(folder, format="parquet").to_table(columns=columns)
+
+
 def _count(summary: RunSummary, staging: Path, failed_objects: set[str]) -> None:
-    segs = pads.dataset(staging / "segments", format="parquet").to_table(columns=["engine"])
+    """What this run wrote (unchanged objects' rows stay in the tables and are not counted)."""
+    segs = _rows(staging, "segments", ["engine"])
     summary.segments = segs.num_rows
     for item in pc.value_counts(segs["engine"]).to_pylist():
         summary.segments_by_engine[item["values"] or "none"] = item["counts"]
-    errs = pads.dataset(staging / "errors", format="parquet").to_table(columns=["segment_index"])
+    errs = _rows(staging, "errors", ["segment_index"])
     summary.error_rows = errs.num_rows
     summary.failed_objects = len(failed_objects)
     summary.failed_segments = pc.sum(pc.greater_equal(errs["segment_index"], 0)).as_py() or 0
-    summary.documents = pads.dataset(staging / "documents", format="parquet").count_rows()
+    summary.documents = _rows(staging, "documents", ["doc_id"]).num_rows
 
 
 def check_engines(cfg: JobConfig) -> None:
@@ -180,25 +190,22 @@ def run_job(
                 execute(plan.convert, cfg, run_id, staging, sink_args)
                 if (staging / "segments").is_dir():
                     assemble_documents(output, staging, cfg, sink_args, summary.executor)
-            output.carry_forward(staging, DATASETS, plan.carried)
             failed = _failed_objects(staging / "errors")
-            for name, table in state_tables(plan, listing, failed, run_id).items():
-                output.write_table(staging, name, table)
-            for name, schema in DATASETS.items():
-                ensure_dataset(staging, name, schema, cfg.output.compression)
+            output.write_table(staging, "objects", state_table(plan, failed, run_id))
             _count(summary, staging, failed)
             summary.elapsed_s = round(time.perf_counter() - t0, 3)
-            manifest = {
+            # Each table's commit carries the run: who, what, and the config as written (never resolved).
+            metadata = {
                 "run_id": run_id,
                 "pipeline_version": PIPELINE_VERSION,
                 "started_at": started_at.isoformat(),
-                "finished_at": datetime.now(UTC).isoformat(),
                 "source_uri": summary.source_uri,
-                "output_uri": summary.output_uri,
-                "config": raw_config or {},
-                "summary": summary.as_dict(),
+                "config": json.dumps(raw_config or {}, default=str),
+                "summary": json.dumps(summary.as_dict()),
             }
-            output.commit(staging, run_id, {**DATASETS, **STATE_DATASETS}, manifest)
+            converted = {o["uri"] for o in plan.convert}
+            listed = {o["uri"] for o in listing}
+            summary.table_versions = output.commit(staging, run_id, TABLES, converted, listed, metadata)
             summary.committed = True
             log.info("committed run %s to %s", run_id, summary.output_uri)
             return summary

@@ -63,3 +63,28 @@ def routed(splitter, path, base, cfg):
     for seg in segs:
         seg.route = route(seg, cfg)
     return segs
+
+
+def last_commit(out, name: str = "objects", storage_options=None) -> dict:
+    """The latest commit of one of an output's Delta tables: its version and metadata (run_id, config...)."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(f"{str(out).rstrip('/')}/{name}", storage_options=storage_options)
+    return {**dt.history(1)[0], "version": dt.version()}
+
+
+def committed_run(out, storage_options=None) -> str:
+    """The run whose commit the output's run state shows."""
+    return last_commit(out, "objects", storage_options)["run_id"]
+
+
+def deleted_by_last_run(out, storage_options=None) -> list[str]:
+    """Objects the last run removed from the output, from the objects table's change feed."""
+    from unitok.connectors.output import changes
+
+    version = last_commit(out, "objects", storage_options)["version"]
+    feed = changes(out, "objects", version - 1, storage_options).to_pylist()
+    inserted = {r["source_uri"] for r in feed if r["_change_type"] == "insert"}
+    return sorted(
+        r["source_uri"] for r in feed if r["_change_type"] == "delete" and r["source_uri"] not in inserted
+    )

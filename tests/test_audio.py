@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as pads
 import pytest
 from conftest import corpus, routed, sh
 from unitok.actors.routing import PHI4, WHISPER
+from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.records import Segment
 from unitok.pipeline.formats.av import RATE, MediaError, split_av
@@ -123,7 +123,7 @@ def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_
     }
     summary = run_job(parse_config(spec))
     assert summary.failures == 0
-    (doc,) = pads.dataset(out / "documents").to_table().to_pylist()
+    (doc,) = read_table(out, "documents").to_pylist()
     md = doc["markdown"]
     assert md.startswith("### [00:00:00]") and "### [00:01:00]" in md
     words = [w.strip(".,!?").lower() for w in md.split()]
@@ -226,9 +226,9 @@ def test_a_truncated_recording_keeps_every_window_that_decoded(media, tmp_path):
     out = tmp_path / "out"
     summary = run_job(parse_config({"source": {"uri": str(src)}, "output": {"uri": str(out)},
                                     "runtime": {"executor": "local"}}))  # fmt: skip
-    (doc,) = pads.dataset(out / "documents").to_table().to_pylist()
+    (doc,) = read_table(out, "documents").to_pylist()
     assert "quarterly report" in doc["markdown"].lower(), doc["markdown"]
-    (err,) = pads.dataset(out / "errors").to_table().to_pylist()
+    (err,) = read_table(out, "errors").to_pylist()
     assert err["segment_index"] == 1 and "audio decoding stopped at" in err["message"]  # after the window
     assert summary.failed_segments == 1 and summary.failed_objects == 0 and summary.documents == 1
 
@@ -241,7 +241,7 @@ def test_a_silent_recording_is_a_document_with_a_warning(tmp_path):
     summary = run_job(parse_config({"source": {"uri": str(src)}, "output": {"uri": str(out)},
                                     "runtime": {"executor": "local"}}))  # fmt: skip
     assert summary.documents == 1 and summary.failures == 0
-    (doc,) = pads.dataset(out / "documents").to_table().to_pylist()
+    (doc,) = read_table(out, "documents").to_pylist()
     assert doc["markdown"] == "" and any(w.startswith("no speech found") for w in doc["warnings"])
-    (obj,) = pads.dataset(out / "objects").to_table().to_pylist()
+    (obj,) = read_table(out, "objects").to_pylist()
     assert obj["status"] == "ok"

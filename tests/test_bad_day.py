@@ -4,16 +4,15 @@ nothing, and keeps secrets out of what it prints."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.dataset as pads
 import pytest
-from conftest import REPO, corpus
+from conftest import REPO, committed_run, corpus, deleted_by_last_run
+from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import MAX_CONFIG_VALUES, ConfigError, load_config
 from unitok.pipeline.core.redact import redact_text, redact_uri
 
@@ -49,10 +48,6 @@ def corpus10(tmp_path):
     return src
 
 
-def committed_run(out: Path) -> str:
-    return json.loads((out / "_manifest.json").read_text())["run_id"]
-
-
 # -- deletion guard -------------------------------------------------------------------------------------
 def test_a_source_that_lists_nothing_stops_before_deleting_the_corpus(tmp_path, corpus10):
     out = tmp_path / "out"
@@ -65,13 +60,13 @@ def test_a_source_that_lists_nothing_stops_before_deleting_the_corpus(tmp_path, 
     assert r.returncode == 2
     line = one_line(r)
     assert "lists 0 objects where the last run listed 10" in line and "--allow-mass-delete" in line
-    assert committed_run(out) == first and pads.dataset(out / "documents").count_rows() == 10
+    assert committed_run(out) == first and read_table(out, "documents").num_rows == 10
     assert not (out / "_staging").exists()
 
     r = unitok("run", str(job), "--allow-mass-delete")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert pads.dataset(out / "documents").count_rows() == 0
-    assert pads.dataset(out / "deletions").count_rows() == 10
+    assert read_table(out, "documents").num_rows == 0
+    assert len(deleted_by_last_run(out)) == 10
 
 
 def test_deleting_more_than_max_delete_fraction_needs_a_person(tmp_path, corpus10):
@@ -81,16 +76,16 @@ def test_deleting_more_than_max_delete_fraction_needs_a_person(tmp_path, corpus1
     for i in range(4):  # 40%: under the default 0.5, an ordinary day
         (corpus10 / f"memo-{i}.pdf").unlink()
     assert unitok("run", str(job)).returncode == 0
-    assert pads.dataset(out / "deletions").count_rows() == 4
+    assert len(deleted_by_last_run(out)) == 4
     for i in range(4, 8):  # 4 of the 6 left: 67%
         (corpus10 / f"memo-{i}.pdf").unlink()
     r = unitok("run", str(job))
     assert r.returncode == 2
     assert "would delete 4 of the 6 objects the last run listed (67%" in one_line(r)
-    assert pads.dataset(out / "documents").count_rows() == 6
+    assert read_table(out, "documents").num_rows == 6
     relaxed = job_file(tmp_path, corpus10, out, "  max_delete_fraction: 0.7\n")
     assert unitok("run", str(relaxed)).returncode == 0
-    assert pads.dataset(out / "documents").count_rows() == 2
+    assert read_table(out, "documents").num_rows == 2
 
 
 # -- bounded config parsing -----------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 import sys
 
-import pyarrow.dataset as pads
-from conftest import REPO, corpus
+from conftest import REPO, committed_run, corpus, last_commit
+from unitok.connectors.output import read_table
 from unitok.pipeline.core.testhooks import wait_reached
 
 UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
@@ -53,17 +53,16 @@ def test_run_with_overrides_prints_a_summary_and_keeps_secrets_out(tmp_path):
     r = unitok("run", str(job), "--source", str(src), "--output", str(out), env_extra={"UNITOK_TEST_RAY": ""})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "objects listed     2" in r.stdout and "failed objects     1" in r.stdout
-    docs = pads.dataset(out / "documents").to_table().to_pylist()
+    docs = read_table(out, "documents").to_pylist()
     assert len(docs) == 1 and "20,000 bottles" in docs[0]["markdown"]
-    manifest = (out / "_manifest.json").read_text()
-    assert "${UNITOK_TEST_RAY:-}" in manifest  # the config as written, references unexpanded
+    config = last_commit(out, "documents")["config"]
+    assert "${UNITOK_TEST_RAY:-}" in config  # the config as written, references unexpanded
 
     r = unitok("run", str(job), "--source", str(src), "--output", str(out), "--fail-on-error")
     assert r.returncode == 1
 
 
 def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_path):
-    import json
     import signal
 
     src = tmp_path / "in"
@@ -73,7 +72,7 @@ def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_pa
     out = tmp_path / "out"
     job.write_text(f"source:\n  uri: {src}\noutput:\n  uri: {out}\nruntime:\n  executor: local\n")
     assert unitok("run", str(job)).returncode == 0
-    first = json.loads((out / "_manifest.json").read_text())
+    first = {"run_id": committed_run(out)}
 
     shutil.copy(corpus("pdf/DA-619p.pdf"), src / "long.pdf")
     hooks = tmp_path / "hooks"
@@ -87,15 +86,13 @@ def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_pa
     assert list((out / "_staging").glob("*"))
     os.killpg(proc.pid, signal.SIGKILL)  # mid-run: staging has started, nothing committed
     proc.wait()
-    assert json.loads((out / "_manifest.json").read_text())["run_id"] == first["run_id"]
-    docs = pads.dataset(out / "documents").to_table().to_pylist()
+    assert committed_run(out) == first["run_id"]
+    docs = read_table(out, "documents").to_pylist()
     assert [d["run_id"] for d in docs] == [first["run_id"]]  # readers still see the first run, whole
 
     r = unitok("run", str(job))
     assert r.returncode == 0, r.stderr[-2000:]
-    segs = (
-        pads.dataset(out / "segments").to_table(columns=["doc_id", "segment_index", "source_uri"]).to_pylist()
-    )
+    segs = read_table(out, "segments").select(["doc_id", "segment_index", "source_uri"]).to_pylist()
     keys = [(s["doc_id"], s["segment_index"]) for s in segs]
     assert len(keys) == len(set(keys)) == 620  # 619 pages + the memo, none lost, none twice
     assert not (out / "_staging").exists()

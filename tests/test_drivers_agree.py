@@ -10,10 +10,10 @@ import shutil
 import subprocess
 import sys
 
-import pyarrow.dataset as pads
 import pytest
 from conftest import REPO, corpus, sh
 from phi4_tiny import tiny_engine_config
+from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.job import run_job
 
@@ -44,11 +44,10 @@ def run(source, out, monkeypatch, executor: str, workers: int, blas_threads: int
     assert summary.committed and summary.executor == executor
     segs = {
         (r["source_uri"].rsplit("/", 1)[-1], r["segment_index"]): {k: r[k] for k in FIELDS}
-        for r in pads.dataset(out / "segments").to_table().to_pylist()
+        for r in read_table(out, "segments").to_pylist()
     }
     docs = {
-        d["source_uri"].rsplit("/", 1)[-1]: d["markdown"]
-        for d in pads.dataset(out / "documents").to_table().to_pylist()
+        d["source_uri"].rsplit("/", 1)[-1]: d["markdown"] for d in read_table(out, "documents").to_pylist()
     }
     return segs, docs
 

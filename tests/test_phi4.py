@@ -8,11 +8,11 @@ import io
 import shutil
 
 import numpy as np
-import pyarrow.dataset as pads
 import pytest
 from conftest import corpus
 from phi4_tiny import tiny_engine_config
 from PIL import Image
+from unitok.connectors.output import read_table
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -125,8 +125,7 @@ def test_pipeline_with_phi4_routes_scans_and_images_to_the_model(ray_local, tiny
     summary = run_job(cfg, {})
     assert summary.failures == 0, summary
     rows = {
-        r["source_uri"].rsplit("/", 1)[-1]: r
-        for r in pads.dataset(tmp_path / "out" / "segments").to_table().to_pylist()
+        r["source_uri"].rsplit("/", 1)[-1]: r for r in read_table(tmp_path / "out", "segments").to_pylist()
     }
     memo, scan, image = rows["fake-memo.pdf"], rows["single_table.pdf"], rows["DA-1p.png"]
     assert memo["engine"] == PDF_TEXT and memo["prompt_id"] is None  # a good text layer skips the model

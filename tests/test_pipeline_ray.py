@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import pyarrow.dataset as pads
 import pytest
-from conftest import CORPUS, corpus
+from conftest import CORPUS, corpus, last_commit
+from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.job import run_job
@@ -46,7 +46,7 @@ def source(tmp_path_factory):
 
 
 def read(out, name):
-    return pads.dataset(out / name, format="parquet").to_table()
+    return read_table(out, name)
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +145,13 @@ def test_bad_files_become_error_rows_with_reasons(run):
     assert all(r["run_id"] == s.run_id and r["at"] is not None for r in errors.values())
 
 
-def test_manifest_and_no_staging_left(run):
+def test_each_table_commits_once_with_the_run_and_no_staging_left(run):
     _, s, out = run
-    manifest = json.loads((out / "_manifest.json").read_text())
-    assert manifest["run_id"] == s.run_id and manifest["status"] == "committed"
-    assert manifest["summary"]["documents"] == s.documents
-    for name in ("segments", "documents", "errors"):
-        listed = manifest["files"][name]
-        assert listed and all((out / f).is_file() for f in listed)
-    assert (out / "_runs" / f"{s.run_id}.json").is_file()
+    for name in ("segments", "documents", "errors", "objects"):
+        commit = last_commit(out, name)
+        assert commit["run_id"] == s.run_id and commit["pipeline_version"] == PIPELINE_VERSION
+        assert commit["version"] == s.table_versions[name] == 1  # created, then this run's one commit
+        assert json.loads(commit["summary"])["documents"] == s.documents
     assert not (out / "_staging").exists()
 
 
@@ -168,7 +166,10 @@ def test_rerun_replaces_the_output_with_stable_doc_ids(run, source):
     segs = read(out, "segments").to_pylist()
     keys = [(r["doc_id"], r["segment_index"]) for r in segs]
     assert len(keys) == len(set(keys))
-    assert len(list((out / "_runs").glob("*.json"))) == 2
+    assert (
+        last_commit(out, "documents")["version"] == 2
+        and last_commit(out, "documents")["run_id"] == second.run_id
+    )
 
 
 def test_local_executor_gives_the_same_documents(run, source, tmp_path):

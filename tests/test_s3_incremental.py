@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-import pyarrow.dataset as pads
 import pytest
-from conftest import REPO, corpus
+from conftest import REPO, committed_run, corpus, deleted_by_last_run, last_commit
+from unitok.connectors.output import object_key, read_table
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.testhooks import wait_reached
 from unitok.pipeline.job import run_job
@@ -59,7 +59,7 @@ def job(endpoint, out, **extra):
 
 
 def rows(out, name):
-    return pads.dataset(out / name, format="parquet").to_table().to_pylist()
+    return read_table(out, name).to_pylist()
 
 
 def test_incremental_rerun_converts_only_new_and_changed_and_records_deletions(s3, tmp_path):
@@ -100,9 +100,8 @@ def test_incremental_rerun_converts_only_new_and_changed_and_records_deletions(s
         f"s3://{BUCKET}/inbox/{k}" for k in ("memo.pdf", "scan.png", "papers/layout.pdf", "new.pdf")
     }
     assert "Dense Passage Retrieval" in docs[f"s3://{BUCKET}/inbox/memo.pdf"]["markdown"]
-    assert docs[f"s3://{BUCKET}/inbox/scan.png"]["run_id"] == first.run_id  # carried forward untouched
-    (deleted,) = rows(out, "deletions")
-    assert deleted["source_uri"] == f"s3://{BUCKET}/inbox/rotated.pdf" and deleted["run_id"] == second.run_id
+    assert docs[f"s3://{BUCKET}/inbox/scan.png"]["run_id"] == first.run_id  # left untouched
+    assert deleted_by_last_run(out) == [f"s3://{BUCKET}/inbox/rotated.pdf"]
 
     third = run_job(cfg)  # nothing changed
     assert (third.converted_objects, third.carried_objects, third.deleted_objects) == (0, 4, 0)
@@ -206,35 +205,34 @@ def test_a_server_that_stalls_mid_run_loses_nothing_after_the_rerun(s3, tmp_path
     assert rows(out, "errors") == []
 
 
-def s3_rows(client, manifest, name, prefix="out/"):
-    import io
+def storage(endpoint):
+    from unitok.connectors.output import delta_storage_options
 
-    import pyarrow.parquet as pq
-
-    tables = [
-        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=f"{prefix}{key}")["Body"].read()))
-        for key in manifest["files"][name]
-    ]
-    return [r for t in tables for r in t.to_pylist()]
+    return delta_storage_options({"endpoint_url": endpoint})
 
 
-def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tmp_path):
+def test_s3_to_s3_delta_tables_merge_by_object_feed_changes_and_survive_a_kill(s3, tmp_path):
     import signal
+
+    from deltalake import DeltaTable
+    from unitok.connectors.output import changes
 
     client, endpoint, _ = s3
     for i in range(3):
         put(client, f"s2s/doc{i}.pdf", corpus("pdf/fake-memo.pdf"))
+    out = f"s3://{BUCKET}/out"
     spec = {
         "source": {"uri": f"s3://{BUCKET}/s2s/", "s3": {"endpoint_url": endpoint}},
-        "output": {"uri": f"s3://{BUCKET}/out/", "s3": {"endpoint_url": endpoint}},
+        "output": {"uri": out + "/", "s3": {"endpoint_url": endpoint}},
         "runtime": {"executor": "local"},
     }
+    opts = storage(endpoint)
     first = run_job(parse_config(spec))
-    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
-    assert manifest["run_id"] == first.run_id and manifest["snapshot"] == f"snapshots/{first.run_id}/"
-    assert len(s3_rows(client, manifest, "documents")) == 3
+    assert committed_run(out, opts) == first.run_id
+    assert read_table(out, "documents", opts).num_rows == 3
+    files_before = dict(zip(*pa_list(DeltaTable(f"{out}/documents", storage_options=opts)), strict=True))
 
-    # A run killed mid-way (a long PDF being converted) leaves the committed manifest as it was.
+    # A run killed mid-way (a long PDF being converted) leaves every table at its version.
     put(client, "s2s/long.pdf", corpus("pdf/DA-619p.pdf"))
     job = tmp_path / "job.yaml"
     job.write_text(json.dumps(spec))
@@ -251,18 +249,31 @@ def test_s3_to_s3_commits_snapshots_with_one_manifest_and_survives_a_kill(s3, tm
     wait_reached(hooks, "converted.batch", alive=lambda: proc.poll() is None)  # held mid-conversion
     os.killpg(proc.pid, signal.SIGKILL)  # nothing uploaded or committed
     proc.wait()
-    after_kill = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
-    assert after_kill["run_id"] == first.run_id
+    assert committed_run(out, opts) == first.run_id and last_commit(out, "segments", opts)["version"] == 1
 
+    # One added (long.pdf), one changed, one deleted: one commit per table, exactly those changes.
+    put(client, "s2s/doc0.pdf", corpus("pdf/rotated-page-90.pdf"))
+    client.delete_object(Bucket=BUCKET, Key="s2s/doc1.pdf")
     second = run_job(parse_config(spec))
-    assert (second.converted_objects, second.carried_objects) == (1, 3)
-    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="out/_manifest.json")["Body"].read())
-    segs = s3_rows(client, manifest, "segments")
+    assert (second.converted_objects, second.carried_objects, second.deleted_objects) == (2, 1, 1)
+    assert all(v == 2 for v in second.table_versions.values()), second.table_versions
+    feed = changes(out, "documents", 1, opts).to_pylist()
+    seen = sorted((r["source_uri"].rsplit("/", 1)[-1], r["_change_type"]) for r in feed)
+    assert seen == [("doc0.pdf", "delete"), ("doc0.pdf", "insert"), ("doc1.pdf", "delete"),
+                    ("long.pdf", "insert")]  # fmt: skip
+    segs = read_table(out, "segments", opts).to_pylist()
     keys = [(r["doc_id"], r["segment_index"]) for r in segs]
-    assert len(keys) == len(set(keys)) == 3 + 619
-    listed = client.list_objects_v2(Bucket=BUCKET, Prefix="out/snapshots/")["Contents"]
-    runs = {o["Key"].split("/")[2] for o in listed}
-    assert runs == {first.run_id, second.run_id}  # older and orphaned snapshots pruned
+    assert len(keys) == len(set(keys)) == 2 + 619
+    files_after = dict(zip(*pa_list(DeltaTable(f"{out}/documents", storage_options=opts)), strict=True))
+    doc2 = [p for p in files_before if p.startswith(object_key(f"s3://{BUCKET}/s2s/doc2.pdf"))]
+    assert doc2 and all(files_after.get(p) == files_before[p] for p in doc2)  # unchanged: same file, size
+
+
+def pa_list(dt):
+    import pyarrow as pa
+
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    return actions["path"].to_pylist(), actions["size_bytes"].to_pylist()
 
 
 def test_versioned_bucket_records_and_reads_version_ids(s3, tmp_path):
@@ -307,8 +318,8 @@ def test_a_prefix_that_lists_nothing_stops_before_the_corpus_is_deleted(s3, tmp_
     first = run_job(parse_config(spec))
 
     def committed():
-        manifest = json.loads(client.get_object(Bucket=BUCKET, Key="guard-out/_manifest.json")["Body"].read())
-        return manifest["run_id"], len(s3_rows(client, manifest, "documents", "guard-out/"))
+        out = f"s3://{BUCKET}/guard-out"
+        return committed_run(out, storage(endpoint)), read_table(out, "documents", storage(endpoint)).num_rows
 
     assert committed() == (first.run_id, 3)
     wrong = {**spec, "source": {**spec["source"], "uri": f"s3://{BUCKET}/gaurd/"}}  # a typo in the prefix

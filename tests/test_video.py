@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as pads
 import pytest
 from conftest import routed, sh
 from phi4_tiny import tiny_engine_config
 from PIL import Image, ImageDraw, ImageFont
 from unitok.actors.routing import PHI4, TESSERACT, WHISPER
+from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import VideoConfig, parse_config
 from unitok.pipeline.core.records import Segment
 from unitok.pipeline.formats.av import MediaError, probe, split_av
@@ -150,16 +150,14 @@ def test_video_document_interleaves_transcript_and_on_screen_text(media, tmp_pat
             "video": {"max_spacing_s": 3, "min_spacing_s": 1}}  # fmt: skip
     summary = run_job(parse_config(spec))
     assert summary.failures == 0
-    segs = pads.dataset(out / "segments").to_table().to_pylist()
+    segs = read_table(out, "segments").to_pylist()
     talk = sorted((r for r in segs if r["source_uri"].endswith("talk.mp4")), key=lambda r: r["segment_index"])
     frames = [r for r in talk if r["segment_kind"] == "video_frames"]
     assert [r["engine"] for r in talk if r["segment_kind"] == "audio_window"] == ["whisper"]
     assert [r["time_start_s"] for r in frames] == pytest.approx([0, 3, 4, 7, 8, 11], abs=0.15)
     assert {r["engine"] for r in frames} == {"tesseract"}
     assert "QUARTERLY RESULTS" in frames[0]["markdown"] and "TWELVE PERCENT" in frames[2]["markdown"]
-    docs = {
-        d["source_uri"].rsplit("/", 1)[-1]: d for d in pads.dataset(out / "documents").to_table().to_pylist()
-    }
+    docs = {d["source_uri"].rsplit("/", 1)[-1]: d for d in read_table(out, "documents").to_pylist()}
     md = docs["talk.mp4"]["markdown"]
     assert md.startswith("### [00:00:00]\n\n> **[00:00:00] On screen:**\n> QUARTERLY RESULTS")
     # Phrase times put each card's note between the sentences said around it.
@@ -192,14 +190,12 @@ def test_with_phi4_audio_windows_and_keyframe_groups_reach_the_model_with_times(
     )
     summary = run_job(cfg)
     assert summary.failures == 0, summary
-    rows = sorted(
-        pads.dataset(tmp_path / "out" / "segments").to_table().to_pylist(), key=lambda r: r["segment_index"]
-    )
+    rows = sorted(read_table(tmp_path / "out", "segments").to_pylist(), key=lambda r: r["segment_index"])
     got = [(r["segment_kind"], r["engine"], r["prompt_id"], r["time_start_s"], r["time_end_s"]) for r in rows]
     assert got[0][:3] == ("audio_window", "phi4", "phi4.audio.v1") and got[0][3] == 0 and got[0][4] > 5
     assert [g[:3] for g in got[1:]] == [("video_frames", "phi4", "phi4.frames.v2")] * 2
     assert [g[3:] for g in got[1:]] == [pytest.approx((0, 4), abs=0.15), pytest.approx((8, 8), abs=0.15)]
-    (doc,) = pads.dataset(tmp_path / "out" / "documents").to_table().to_pylist()
+    (doc,) = read_table(tmp_path / "out", "documents").to_pylist()
     assert doc["n_segments"] == 3 and doc["engines"] == ["phi4"]
 
 
@@ -223,7 +219,7 @@ def test_ray_executor_gives_the_same_video_document(media, ray_local, tmp_path):
         spec = {"source": {"uri": str(src)}, "output": {"uri": str(out)}, "runtime": {"executor": executor}}
         summary = run_job(parse_config(spec))
         assert summary.failures == 0 and summary.executor == executor
-        (docs[executor],) = pads.dataset(out / "documents").to_table().to_pylist()
+        (docs[executor],) = read_table(out, "documents").to_pylist()
     assert docs["ray"]["markdown"] == docs["local"]["markdown"]
     assert docs["ray"]["markdown"].startswith("### [00:00:00]\n\n> **[00:00:00] On screen:**")
     assert docs["ray"]["n_segments"] == 4, docs["ray"]  # one audio window, three keyframes

@@ -1,5 +1,5 @@
 """The Arrow schemas of every table unitok writes: work and result rows between stages, and the output
-datasets (segments, documents, errors, and the run state: objects, deletions)."""
+tables (segments, documents, errors, and the run state: objects)."""
 
 from __future__ import annotations
 
@@ -123,19 +123,14 @@ OBJECTS_SCHEMA = pa.schema(
         ("run_id", pa.string()),  # the run that converted it
     ]
 )
-# Objects listed by the previous run and gone now.
-DELETIONS_SCHEMA = pa.schema(
-    [
-        ("source_uri", pa.string()),
-        ("listing_version", pa.string()),
-        ("run_id", pa.string()),  # the run that detected the deletion
-        ("detected_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-
-# The datasets of a committed run: converted output, then run state.
-DATASETS = {"segments": SEGMENTS_SCHEMA, "documents": DOCUMENTS_SCHEMA, "errors": ERRORS_SCHEMA}
-STATE_DATASETS = {"objects": OBJECTS_SCHEMA, "deletions": DELETIONS_SCHEMA}
+# The tables of an output, in commit order: converted output, then the run state (committed last, so a
+# run that dies before it is converted again).
+TABLES = {
+    "segments": SEGMENTS_SCHEMA,
+    "documents": DOCUMENTS_SCHEMA,
+    "errors": ERRORS_SCHEMA,
+    "objects": OBJECTS_SCHEMA,
+}
 
 
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -1,20 +1,19 @@
 """Incremental runs: what changed since the last committed run, and the run state to commit.
 
-State lives in the published `objects/` dataset (one row per listed object of the last run). An object
-is converted again when it is new, when its listing version changed (S3 ETag; size and mtime for local
-files), or when it failed last time. Unchanged objects' rows are carried forward from the previous
-snapshot (connectors.output), so every run publishes a complete snapshot and a crash loses nothing.
-Objects listed last time and gone now become rows of `deletions/` (the deletions this run detected).
+State lives in the `objects` table (one row per listed object). An object is converted again when it is
+new, when its listing version changed (S3 ETag; size and mtime for local files), or when it failed last
+time. Unchanged objects' rows are left as they are in the tables (connectors.output replaces only the
+converted objects' files); objects listed last time and gone now are deleted from every table, which the
+tables' change feed shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from unitok.pipeline.core.schemas import DELETIONS_SCHEMA, OBJECTS_SCHEMA, rows_to_table
+from unitok.pipeline.core.schemas import OBJECTS_SCHEMA, rows_to_table
 
 
 def listing_version(obj: dict[str, Any]) -> str:
@@ -71,33 +70,17 @@ def check_deletions(plan: Plan, n_listed: int, source_uri: str, max_fraction: fl
         )
 
 
-def state_tables(
-    plan: Plan, listing: list[dict[str, Any]], failed_uris: set[str], run_id: str
-) -> dict[str, pa.Table]:
-    """The objects/ and deletions/ tables this run commits."""
-    carried = set(plan.carried)
-    rows = []
-    for obj in listing:
-        if obj["uri"] in carried:
-            rows.append(plan.previous[obj["uri"]])
-            continue
-        rows.append(
-            {
-                "source_uri": obj["uri"],
-                "listing_version": listing_version(obj),
-                "size": obj["size"],
-                "modified_at": obj["modified_at"],
-                "status": "failed" if obj["uri"] in failed_uris else "ok",
-                "run_id": run_id,
-            }
-        )
-    now = datetime.now(UTC)
-    deletions = [
-        {"source_uri": r["source_uri"], "listing_version": r["listing_version"], "run_id": run_id,
-         "detected_at": now}
-        for r in plan.deleted
-    ]  # fmt: skip
-    return {
-        "objects": rows_to_table(rows, OBJECTS_SCHEMA),
-        "deletions": rows_to_table(deletions, DELETIONS_SCHEMA),
-    }
+def state_table(plan: Plan, failed_uris: set[str], run_id: str) -> pa.Table:
+    """The objects table's rows for the objects this run converted (the others' rows stay as they are)."""
+    rows = [
+        {
+            "source_uri": obj["uri"],
+            "listing_version": listing_version(obj),
+            "size": obj["size"],
+            "modified_at": obj["modified_at"],
+            "status": "failed" if obj["uri"] in failed_uris else "ok",
+            "run_id": run_id,
+        }
+        for obj in plan.convert
+    ]
+    return rows_to_table(rows, OBJECTS_SCHEMA)
