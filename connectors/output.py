@@ -34,8 +34,10 @@ import pyarrow.parquet as pq
 from unitok.connectors.local import path_from_uri
 from unitok.connectors.parquet_files import compression_codec
 from unitok.pipeline.core.redact import redact_uri
+from unitok.pipeline.core.testhooks import checkpoint
 
 STAGING = "_staging"
+TABLE_NAMES = ("segments", "documents", "errors", "objects")
 APP_ID = "unitok"
 STALE_STAGING_S = 24 * 3600  # staging of a run on another host, older than this, is removed
 OWNER = ".owner"  # which process stages in a staging folder
@@ -137,14 +139,20 @@ class RunOutput:
     """The output of a job: the tables' current state (for planning), and the staging and commit of a
     new run. Use as a context manager; close() removes the local work folder of an s3:// output."""
 
-    def __init__(self, uri: str, s3_options: dict[str, Any] | None = None, compression: str = "zstd"):
+    def __init__(
+        self,
+        uri: str,
+        s3_options: dict[str, Any] | None = None,
+        compression: str = "zstd",
+        table_config: dict[str, str] | None = None,
+    ):
         self.uri = uri.rstrip("/")
         self.compression = compression
         self.remote = uri.startswith("s3://")
         self.s3_options = s3_options or {}
         self.storage_options: dict[str, str] | None = None
         self.read_versions: dict[str, int | None] = {}
-        self.table_config = {"delta.enableChangeDataFeed": "true"}
+        self.table_config = table_config or {"delta.enableChangeDataFeed": "true"}
         if self.remote:
             self.storage_options = delta_storage_options(s3_options)
             self.dir = Path(tempfile.mkdtemp(prefix="unitok-out-"))
@@ -188,8 +196,12 @@ class RunOutput:
             raise OutputError(f"output.uri {redact_uri(self.uri)}: {_explain_store(e)}") from None
 
     def previous_rows(self, name: str) -> list[dict[str, Any]]:
-        """The table's rows as of now; the version read is remembered: a commit on top of another run's
-        later commit is refused."""
+        """The table's rows as of now. Every table's version is remembered here, where the run plans: a
+        commit on top of another run's later commit to any of them is refused."""
+        for other in TABLE_NAMES:
+            if other != name:
+                found = self.table(other)
+                self.read_versions[other] = found.version() if found is not None else None
         dt = self.table(name)
         self.read_versions[name] = dt.version() if dt is not None else None
         if dt is None:
@@ -309,6 +321,7 @@ class RunOutput:
             app_transactions=[Transaction(APP_ID, read + 1)],
             max_commit_retries=0,
         )
+        checkpoint("commit.table")  # tests hold a run here: files written, this table not yet committed
         try:
             dt.create_write_transaction(removes + adds, "append", schema, commit_properties=props)
         except CommitFailedError as e:
@@ -464,3 +477,27 @@ def _plain_types(table: pa.Table) -> pa.Table:
             t = pa.binary()
         fields.append(pa.field(f.name, t))
     return table.cast(pa.schema(fields))
+
+
+def maintain(
+    uri: str, storage_options: dict[str, str] | None, retention_hours: int, dry_run: bool = False
+) -> dict[str, dict[str, int]]:
+    """Per table: vacuum data files that no version younger than retention_hours uses, write a
+    checkpoint, and drop commit log entries past the table's log retention. Returns, per table, the
+    number of files vacuumed (or that would be) and the version checkpointed."""
+    from deltalake import DeltaTable
+
+    report = {}
+    for name in TABLE_NAMES:
+        table_uri = f"{str(uri).rstrip('/')}/{name}"
+        if not DeltaTable.is_deltatable(table_uri, storage_options=storage_options):
+            continue
+        dt = DeltaTable(table_uri, storage_options=storage_options)
+        removed = dt.vacuum(
+            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
+        )
+        if not dry_run:
+            dt.create_checkpoint()
+            dt.cleanup_metadata()
+        report[name] = {"vacuumed_files": len(removed), "version": dt.version()}
+    return report

@@ -1,4 +1,5 @@
-"""unitok command line: `unitok run JOB.yaml`, `unitok validate JOB.yaml` and `unitok serve JOB.yaml`.
+"""unitok command line: `unitok run JOB.yaml`, `unitok validate JOB.yaml`, `unitok serve JOB.yaml`, and for an
+output's Delta tables `unitok changes JOB.yaml|URI --since N` and `unitok maintain JOB.yaml|URI`.
 
 Exit codes: 0 the run committed (failed objects are error rows, counted in the summary); 1 only with
 --fail-on-error and at least one failed object or segment; 2 the job could not run or commit (a bad config,
@@ -123,6 +124,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _output_target(args: argparse.Namespace) -> tuple[str, dict[str, str] | None, int]:
+    """(output URI, delta storage options, vacuum retention) from a job file or an output URI."""
+    from unitok.connectors.output import delta_storage_options
+
+    target = args.target
+    if target.endswith((".yaml", ".yml")) and os.path.isfile(target):
+        cfg, _ = load_config(target)
+        out = cfg.output
+        opts = delta_storage_options(out.s3.model_dump()) if out.uri.startswith("s3://") else None
+        return out.uri, opts, out.vacuum_retention_hours
+    s3 = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+    return target, (delta_storage_options(s3) if target.startswith("s3://") else None), 168
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    """The change feed of one table since a version, as JSON lines (one change per line)."""
+    import json
+
+    from unitok.connectors.output import changes
+
+    uri, opts, _ = _output_target(args)
+    feed = changes(uri, args.table, args.since, opts)
+    columns = [c for c in feed.column_names if args.full or c not in ("markdown", "spans")]
+    for row in feed.select(columns).to_pylist() if feed.num_columns else []:
+        print(json.dumps(row, default=str, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from unitok.connectors.output import maintain
+
+    uri, opts, retention = _output_target(args)
+    hours = args.retention_hours if args.retention_hours is not None else retention
+    report = maintain(uri, opts, hours, dry_run=args.dry_run)
+    verb = "would vacuum" if args.dry_run else "vacuumed"
+    for name, r in report.items():
+        print(f"{name}: version {r['version']}, {verb} {r['vacuumed_files']} file(s) older than {hours} h"
+              + ("" if args.dry_run else ", checkpoint written"))  # fmt: skip
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unitok", description="Convert documents, images and media to Markdown.")
     p.add_argument("--version", action="version", version=PIPELINE_VERSION)
@@ -144,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
                 help="commit even if the run lists nothing, or deletes more than runtime.max_delete_fraction "
                 "of the objects the last run listed",
             )
+    sp = sub.add_parser("changes", help="what changed in an output's table since a version (JSON lines)")
+    sp.add_argument("target", help="job YAML file (its output) or an output URI")
+    sp.add_argument("--since", type=int, required=True, help="table version last synced (0: everything)")
+    sp.add_argument("--table", default="documents", choices=["documents", "segments", "errors", "objects"])
+    sp.add_argument("--full", action="store_true", help="include markdown and spans")
+    sp.add_argument("--endpoint-url", help="S3-compatible server, for an s3:// output URI")
+    sp = sub.add_parser("maintain", help="vacuum old data files and checkpoint an output's tables")
+    sp.add_argument("target", help="job YAML file (its output) or an output URI")
+    sp.add_argument("--retention-hours", type=int, help="keep files of versions this young (default: config)")
+    sp.add_argument("--dry-run", action="store_true", help="say what would be vacuumed, delete nothing")
+    sp.add_argument("--endpoint-url", help="S3-compatible server, for an s3:// output URI")
     sp = sub.add_parser(
         "serve", help="convert uploads over HTTP with the job's engines (source/output unused)"
     )
@@ -160,11 +213,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """Failures that say all there is to say in one line: no traceback."""
     from unitok.actors.contract import EngineSetupError
     from unitok.connectors.local import SourceNotFound
-    from unitok.connectors.output import OutputError
+    from unitok.connectors.output import ConcurrentRunError, OutputError
     from unitok.connectors.s3 import SourceError
     from unitok.pipeline.stages.plan import MassDeleteError
 
-    return EngineSetupError, SourceError, SourceNotFound, OutputError, MassDeleteError
+    return EngineSetupError, SourceError, SourceNotFound, OutputError, MassDeleteError, ConcurrentRunError
 
 
 def _keep_traceback(exc: BaseException) -> str:
@@ -183,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
-        return {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve}[args.command](args)
+        commands = {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve, "changes": cmd_changes,
+                    "maintain": cmd_maintain}  # fmt: skip
+        return commands[args.command](args)
     except ConfigError as e:
         sep = "\n" if "\n" in str(e) else " "
-        print(f"unitok: invalid config {args.config}:{sep}{redact_text(str(e))}", file=sys.stderr)
+        where = getattr(args, "config", None) or getattr(args, "target", "")
+        print(f"unitok: invalid config {where}:{sep}{redact_text(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         print("unitok: interrupted; nothing was committed by this run", file=sys.stderr)

@@ -165,7 +165,9 @@ def run_job(
     listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
     summary.objects = len(listing)
     log.info("listed %d objects under %s", len(listing), summary.source_uri)
-    with RunOutput(cfg.output.uri, cfg.output.s3.model_dump(), cfg.output.compression) as output:
+    with RunOutput(
+        cfg.output.uri, cfg.output.s3.model_dump(), cfg.output.compression, cfg.output.table_config
+    ) as output:
         summary.mode = cfg.run_mode
         plan = plan_run(listing, output.previous_rows("objects"), summary.mode)
         summary.converted_objects, summary.carried_objects = len(plan.convert), len(plan.carried)

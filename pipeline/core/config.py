@@ -57,11 +57,33 @@ class SourceConfig(_Strict):
 
 class OutputConfig(_Strict):
     uri: str = Field(
-        description="Folder, file:// URI or s3://bucket/prefix for segments/, documents/, errors/."
+        description="Folder, file:// URI or s3://bucket/prefix for the Delta tables segments/, documents/, "
+        "errors/ and objects/."
     )
     s3: S3Config = Field(default_factory=S3Config)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     max_rows_per_file: int = Field(default=100_000, ge=1)
+    checkpoint_interval: int = Field(
+        default=10, ge=1, description="A Delta checkpoint every this many commits (readers replay less log)."
+    )
+    log_retention_days: int = Field(
+        default=30, ge=1, description="Commit log entries older than this are removed after a checkpoint."
+    )
+    vacuum_retention_hours: int = Field(
+        default=168,
+        ge=0,
+        description="`unitok maintain` deletes data files no version younger than this still uses.",
+    )
+
+    @property
+    def table_config(self) -> dict[str, str]:
+        """Delta table properties every output table is created with."""
+        return {
+            "delta.enableChangeDataFeed": "true",
+            "delta.checkpointInterval": str(self.checkpoint_interval),
+            "delta.logRetentionDuration": f"interval {self.log_retention_days} days",
+            "delta.enableExpiredLogCleanup": "true",
+        }
 
     @property
     def parquet_compression(self) -> str | None:
