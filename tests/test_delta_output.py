@@ -166,3 +166,26 @@ def test_duckdb_deltalake_and_ray_read_the_same_rows(tmp_path, corpus4, ray_loca
     assert key([{"doc_id": d, "segment_index": i, "markdown": m} for d, i, m in rows]) == mine
     assert key(pa.table(DeltaTable(str(out / "segments")).to_pyarrow_table()).to_pylist()) == mine
     assert key(ray.data.read_delta(str(out / "segments")).take_all()) == mine
+
+
+def test_maintain_vacuums_what_no_version_uses_and_checkpoints(tmp_path, corpus4):
+    out = tmp_path / "out"
+    run_job(parse_config(spec(corpus4, out)))
+    shutil.copy(SAMPLE / "scanned-memo.pdf", corpus4 / "report-1.pdf")
+    run_job(parse_config(spec(corpus4, out)))
+    rows = read_table(out, "segments").sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
+    on_disk = {p.name for p in (out / "segments").glob("*.parquet")}
+    stale = len(on_disk) - len(files(out, "segments"))
+    assert stale >= 1  # report-1's first files, removed from the table, still on disk
+
+    cmd = [sys.executable, "-m", "unitok.pipeline.cli", "maintain", str(out), "--retention-hours", "0"]
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, check=True)
+    assert f"segments: version 2, would vacuum {stale} file(s)" in dry.stdout, dry.stdout
+    assert {p.name for p in (out / "segments").glob("*.parquet")} == on_disk  # a dry run deletes nothing
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # vacuum records itself in the log (two commits), so the version moves on
+    assert f"vacuumed {stale} file(s) older than 0 h, checkpoint written" in done.stdout.splitlines()[0]
+    assert {p.name for p in (out / "segments").glob("*.parquet")} == set(files(out, "segments"))
+    assert list((out / "segments" / "_delta_log").glob("*.checkpoint.parquet"))
+    after = read_table(out, "segments").sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
+    assert after.equals(rows)
