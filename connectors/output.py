@@ -37,7 +37,7 @@ from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.testhooks import checkpoint
 
 STAGING = "_staging"
-TABLE_NAMES = ("segments", "documents", "errors", "objects")
+TABLE_NAMES = ("segments", "documents", "chunks", "errors", "objects")
 APP_ID = "unitok"
 STALE_STAGING_S = 24 * 3600  # staging of a run on another host, older than this, is removed
 OWNER = ".owner"  # which process stages in a staging folder

@@ -57,10 +57,11 @@ def format_summary(s: Any) -> str:
         ("objects listed", s.objects),
         ("documents written", s.documents),
         ("segments written", f"{s.segments} ({engines})"),
+        ("chunks written", s.chunks),
         ("failed objects", s.failed_objects),
         ("failed segments", s.failed_segments),
         ("elapsed", f"{s.elapsed_s:.1f} s ({rate:.1f} segments/s, start-up included)"),
-        ("output", f"{s.output_uri}  (Delta tables segments/ documents/ errors/ objects/)"),
+        ("output", f"{s.output_uri}  (Delta tables segments/ documents/ chunks/ errors/ objects/)"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{PIPELINE_VERSION} run summary", "-" * 40]

@@ -19,7 +19,7 @@ from unitok.connectors.output import RunOutput, check_output_location
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.redact import redact_uri
-from unitok.pipeline.core.schemas import TABLES
+from unitok.pipeline.core.schemas import CHUNKS_SCHEMA, TABLES, rows_to_table
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
 from unitok.pipeline.stages.assemble import assemble_sorted
@@ -46,6 +46,7 @@ class RunSummary:
     carried_objects: int = 0
     deleted_objects: int = 0
     documents: int = 0
+    chunks: int = 0
     segments: int = 0
     segments_by_engine: dict[str, int] = field(default_factory=dict)
     failed_objects: int = 0
@@ -107,6 +108,26 @@ def assemble_documents(
         return
     table = pads.dataset(seg_dir, format="parquet").to_table(columns=_DOC_COLUMNS)
     output.write_table(staging, "documents", assemble_sorted(table, failures, cfg.audio.heading_every_s))
+
+
+def chunk_documents(output: RunOutput, staging: Path, cfg: JobConfig) -> int:
+    """documents/ (and their segments, for provenance) → chunks/, document by document."""
+    from unitok.pipeline.stages.chunk import Chunker
+
+    if not (staging / "documents").is_dir():
+        return 0
+    chunker = Chunker.from_config(cfg.chunking)
+    segs = pads.dataset(staging / "segments", format="parquet").to_table(
+        columns=["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s", "spans"]
+    )
+    by_doc: dict[str, list[dict[str, Any]]] = {}
+    for row in segs.to_pylist():
+        by_doc.setdefault(row["doc_id"], []).append(row)
+    rows = []
+    for doc in pads.dataset(staging / "documents", format="parquet").to_table().to_pylist():
+        rows.extend(chunker.chunks(doc, by_doc.get(doc["doc_id"], [])))
+    output.write_table(staging, "chunks", rows_to_table(rows, CHUNKS_SCHEMA))
+    return len(rows)
 
 
 def _failed_objects(errors_dir: Path) -> set[str]:
@@ -192,6 +213,8 @@ def run_job(
                 execute(plan.convert, cfg, run_id, staging, sink_args)
                 if (staging / "segments").is_dir():
                     assemble_documents(output, staging, cfg, sink_args, summary.executor)
+                    if cfg.chunking.enabled:
+                        summary.chunks = chunk_documents(output, staging, cfg)
             failed = _failed_objects(staging / "errors")
             output.write_table(staging, "objects", state_table(plan, failed, run_id))
             _count(summary, staging, failed)

@@ -235,6 +235,34 @@ class EngineConfig(_Strict):
         return self.name in ("phi4", "vllm")
 
 
+class ChunkingConfig(_Strict):
+    """The chunks table: documents cut for embedding (pipeline/stages/chunk.py)."""
+
+    enabled: bool = True
+    max_tokens: int = Field(default=512, ge=16, description="Budget per chunk, counted with `tokenizer`.")
+    overlap_tokens: int = Field(default=0, ge=0, description="Tokens shared with the previous chunk.")
+    tokenizer: str | None = Field(
+        default=None,
+        description="A tokenizer.json, or a Hugging Face folder holding one (the embedding model's); "
+        "default: all-MiniLM-L6-v2's, from its package.",
+    )
+    prefix_headings: bool = Field(
+        default=False, description="Begin each chunk's text with its heading path (`A > B`), for embedding."
+    )
+
+    @model_validator(mode="after")
+    def _overlap(self) -> ChunkingConfig:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be below max_tokens ({self.max_tokens})"
+            )
+        if self.tokenizer and not Path(self.tokenizer).exists():
+            raise ValueError(
+                f"tokenizer {self.tokenizer} does not exist (a tokenizer.json or a folder with one)"
+            )
+        return self
+
+
 class RuntimeConfig(_Strict):
     executor: Literal["auto", "ray", "local"] = Field(
         default="auto",
@@ -286,6 +314,7 @@ class JobConfig(_Strict):
     video: VideoConfig = Field(default_factory=VideoConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")

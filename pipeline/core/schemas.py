@@ -123,11 +123,36 @@ OBJECTS_SCHEMA = pa.schema(
         ("run_id", pa.string()),  # the run that converted it
     ]
 )
+# Documents cut for embedding (pipeline/stages/chunk.py): one row per chunk, with where it came from.
+CHUNKS_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),  # stable: same document version and chunking settings, same id
+        ("doc_id", pa.string()),
+        ("source_uri", pa.string()),
+        ("source_version", pa.string()),
+        ("modality", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("text", pa.string()),
+        ("heading_path", pa.list_(pa.string())),
+        ("n_tokens", pa.int32()),
+        ("tokenizer", pa.string()),
+        ("segment_indexes", pa.list_(pa.int32())),
+        ("page_numbers", pa.list_(pa.int32())),  # PDF pages, image frames, slide numbers
+        ("time_start_s", pa.float64()),  # where in a recording (from the transcript's phrase times)
+        ("time_end_s", pa.float64()),
+        ("char_start", pa.int32()),  # offsets into the document's Markdown
+        ("char_end", pa.int32()),
+        ("pipeline_version", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
 # The tables of an output, in commit order: converted output, then the run state (committed last, so a
 # run that dies before it is converted again).
 TABLES = {
     "segments": SEGMENTS_SCHEMA,
     "documents": DOCUMENTS_SCHEMA,
+    "chunks": CHUNKS_SCHEMA,
     "errors": ERRORS_SCHEMA,
     "objects": OBJECTS_SCHEMA,
 }

@@ -1,0 +1,121 @@
+"""The chunks table: structure-aware, token-bounded chunks of every document, with provenance back to pages,
+slides and moments in a recording, stable ids, and incremental updates that touch only changed documents."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import REPO, corpus
+from unitok.connectors.output import changes, read_table
+from unitok.pipeline.core.config import ChunkingConfig, parse_config
+from unitok.pipeline.job import run_job
+from unitok.pipeline.stages.chunk import Chunker
+
+SAMPLE = REPO / "sample"
+
+
+def doc(markdown: str) -> dict:
+    return {"doc_id": "d", "source_uri": "file:///x.md", "source_version": "v", "modality": "pdf",
+            "markdown": markdown, "pipeline_version": "p", "run_id": "r"}  # fmt: skip
+
+
+def test_sections_that_fit_are_one_chunk_each_with_their_heading_path():
+    md = ("# Annual Report\n\nA short introduction.\n\n## Q3 Revenue Summary\n\n"
+          "Revenue grew twelve percent.\n\n### Key Metrics\n\nMargins held at forty percent.")  # fmt: skip
+    chunker = Chunker.from_config(ChunkingConfig(max_tokens=16))
+    rows = chunker.chunks(doc(md), [])
+    assert [r["text"] for r in rows] == [
+        "# Annual Report\n\nA short introduction.",
+        "## Q3 Revenue Summary\n\nRevenue grew twelve percent.",
+        "### Key Metrics\n\nMargins held at forty percent.",
+    ]
+    assert [r["heading_path"] for r in rows] == [
+        ["Annual Report"], ["Annual Report", "Q3 Revenue Summary"],
+        ["Annual Report", "Q3 Revenue Summary", "Key Metrics"],
+    ]  # fmt: skip
+    assert all(md[r["char_start"] : r["char_end"]] == r["text"] for r in rows)
+    assert rows[0]["tokenizer"] == "all-MiniLM-L6-v2" and all(r["n_tokens"] <= 16 for r in rows)
+
+
+def test_tables_lists_and_code_are_cut_only_between_rows_items_and_blocks():
+    rows_md = "\n".join(f"| North {i} | {1000 + i} | {2000 + i} |" for i in range(40))
+    items = "\n".join(f"- item {i}: check the filters and record the count" for i in range(20))
+    code = "```python\n" + "\n".join(f"total_{i} = compute(region_{i})" for i in range(3)) + "\n```"
+    md = (f"# Inventory\n\n## Table\n\n| Region | Q1 | Q2 |\n| --- | --- | --- |\n{rows_md}\n\n"
+          f"## Steps\n\n{items}\n\n## Code\n\n{code}\n")  # fmt: skip
+    budget = 64
+    chunks = Chunker.from_config(ChunkingConfig(max_tokens=budget)).chunks(doc(md), [])
+    assert len(chunks) > 5 and all(c["n_tokens"] <= budget for c in chunks)
+    lines = set(md.split("\n"))
+    for c in chunks:
+        body = md[c["char_start"] : c["char_end"]]
+        assert all(line in lines for line in body.split("\n")), body  # whole rows, items and lines only
+        assert body.count("```") in (0, 2), body  # a code block that fits the budget is never cut
+        if body.startswith("| North"):  # a table continued: its header comes first
+            assert c["text"].startswith("| Region | Q1 | Q2 |\n| --- | --- | --- |\n| North")
+            assert c["heading_path"] == ["Inventory", "Table"]
+    joined = "\n".join(md[c["char_start"] : c["char_end"]] for c in chunks)
+    assert all(f"| North {i} |" in joined for i in range(40)) and all(
+        f"- item {i}:" in joined for i in range(20)
+    )
+
+
+def test_prefixing_the_heading_path_stays_within_the_budget():
+    md = "# Guide\n\n## Setup\n\n" + " ".join(f"Step {i} installs a part." for i in range(60))
+    chunks = Chunker.from_config(ChunkingConfig(max_tokens=48, prefix_headings=True)).chunks(doc(md), [])
+    assert all(c["n_tokens"] <= 48 for c in chunks)
+    assert all(c["text"].startswith("Guide > Setup\n\n") for c in chunks[1:])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    src = tmp_path_factory.mktemp("chunk-src")
+    for name in ("field-report.pdf", "talk.mp4", "signup-sheet.png"):
+        shutil.copy(SAMPLE / name, src / name)
+    shutil.copy(corpus("pptx/sample-presentation.pptx"), src / "deck.pptx")
+    out = tmp_path_factory.mktemp("chunk-out")
+    spec = {"mode": "incremental", "source": {"uri": str(src)}, "output": {"uri": str(out)},
+            "runtime": {"executor": "local"}, "chunking": {"max_tokens": 48}}  # fmt: skip
+    first = run_job(parse_config(spec))
+    return src, out, spec, first
+
+
+def by_file(out) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for r in sorted(read_table(out, "chunks").to_pylist(), key=lambda r: r["chunk_index"]):
+        rows.setdefault(r["source_uri"].rsplit("/", 1)[-1], []).append(r)
+    return rows
+
+
+def test_chunks_point_at_their_pages_slides_and_moments(converted):
+    _, out, _, first = converted
+    chunks = by_file(out)
+    assert first.chunks == sum(len(v) for v in chunks.values())
+    report = chunks["field-report.pdf"]
+    assert report[0]["page_numbers"] == [1] and report[-1]["page_numbers"][-1] == 2
+    assert any("Appendix" in c["text"] and c["page_numbers"] == [2] for c in report)
+    deck = chunks["deck.pptx"]
+    assert [c["page_numbers"] for c in deck if c["text"].startswith("## ")] == [[1], [2], [3], [4]]
+    talk = chunks["talk.mp4"]
+    assert all(
+        c["time_start_s"] is not None and c["time_end_s"] >= c["time_start_s"] for c in talk
+    )  # a frame: an instant
+    assert talk[0]["time_start_s"] == 0.0 and talk[-1]["time_end_s"] <= 12.5
+    docs = {d["doc_id"]: d["markdown"] for d in read_table(out, "documents").to_pylist()}
+    for rows in chunks.values():
+        for c in rows:
+            assert c["n_tokens"] <= 48 and docs[c["doc_id"]][c["char_start"] : c["char_end"]] in c["text"]
+
+
+def test_chunk_ids_are_stable_and_an_incremental_run_changes_only_its_documents_chunks(converted):
+    src, out, spec, _ = converted
+    before = {c["chunk_id"] for c in read_table(out, "chunks").to_pylist()}
+    again = run_job(parse_config({**spec, "mode": "full"}))  # everything converted again: the same ids
+    assert {c["chunk_id"] for c in read_table(out, "chunks").to_pylist()} == before
+    shutil.copy(SAMPLE / "scanned-memo.pdf", src / "field-report.pdf")  # one document changes
+    third = run_job(parse_config(spec))
+    feed = changes(out, "chunks", again.table_versions["chunks"]).to_pylist()
+    assert {r["source_uri"].rsplit("/", 1)[-1] for r in feed} == {"field-report.pdf"}
+    assert {r["_change_type"] for r in feed} == {"insert", "delete"}
+    assert third.converted_objects == 1
