@@ -55,6 +55,7 @@ class RunSummary:
     elapsed_s: float = 0.0
     committed: bool = False
     table_versions: dict[str, int] = field(default_factory=dict)  # each table's version after the commit
+    lancedb: dict[str, int] = field(default_factory=dict)  # rows loaded, upserted and deleted in LanceDB
 
     @property
     def failures(self) -> int:
@@ -233,6 +234,13 @@ def run_job(
             summary.table_versions = output.commit(staging, run_id, TABLES, converted, listed, metadata)
             summary.committed = True
             log.info("committed run %s to %s", run_id, summary.output_uri)
+            if cfg.output.lancedb is not None and cfg.chunking.enabled:
+                from unitok.connectors.lancedb_sink import sync_lancedb
+
+                lance = cfg.output.lancedb
+                summary.lancedb = sync_lancedb(cfg.output.uri, output.storage_options, lance.uri, lance.table)
+                log.info("LanceDB %s/%s in step with chunks version %d", redact_uri(lance.uri), lance.table,
+                         summary.lancedb["version"])  # fmt: skip
             return summary
         except BaseException:
             output.discard(run_id)

@@ -119,3 +119,45 @@ def test_chunk_ids_are_stable_and_an_incremental_run_changes_only_its_documents_
     assert {r["source_uri"].rsplit("/", 1)[-1] for r in feed} == {"field-report.pdf"}
     assert {r["_change_type"] for r in feed} == {"insert", "delete"}
     assert third.converted_objects == 1
+
+
+def test_a_lancedb_table_follows_the_chunks_table_and_answers_with_the_place(tmp_path):
+    import lancedb
+
+    src, out, lance = tmp_path / "in", tmp_path / "out", tmp_path / "lance"
+    src.mkdir()
+    shutil.copy(SAMPLE / "field-report.pdf", src / "report.pdf")
+    shutil.copy(SAMPLE / "talk.mp4", src / "talk.mp4")
+    shutil.copy(SAMPLE / "scanned-memo.pdf", src / "memo.pdf")
+    spec = {"mode": "incremental", "source": {"uri": str(src)},
+            "output": {"uri": str(out), "lancedb": {"uri": str(lance), "table": "chunks"}},
+            "runtime": {"executor": "local"}, "chunking": {"max_tokens": 48}}  # fmt: skip
+    first = run_job(parse_config(spec))
+    assert first.lancedb["loaded"] == first.chunks
+
+    def lance_rows():
+        return {
+            r["chunk_id"]: r for r in lancedb.connect(str(lance)).open_table("chunks").to_arrow().to_pylist()
+        }
+
+    def delta_rows():
+        return {r["chunk_id"]: r["text"] for r in read_table(out, "chunks").to_pylist()}
+
+    before = lance_rows()
+    assert {k: r["text"] for k, r in before.items()} == delta_rows()
+    shutil.copy(SAMPLE / "signup-sheet.png", src / "sheet.png")  # added
+    (src / "memo.pdf").unlink()  # deleted
+    second = run_job(parse_config(spec))
+    after = lance_rows()
+    assert {k: r["text"] for k, r in after.items()} == delta_rows()
+    assert second.lancedb["deleted"] == sum(
+        1 for r in before.values() if r["source_uri"].endswith("memo.pdf")
+    )
+    untouched = {k for k, r in before.items() if not r["source_uri"].endswith("memo.pdf")}
+    assert untouched <= set(after) and all(after[k]["run_id"] == before[k]["run_id"] for k in untouched)
+    # A hit answers with where it came from: the page of a PDF, the moment in a recording.
+    hits = lancedb.connect(str(lance)).open_table("chunks").search().where("text LIKE '%filters%'").to_list()
+    places = {(h["source_uri"].rsplit("/", 1)[-1], tuple(h["page_numbers"]), h["time_start_s"]) for h in hits}
+    assert ("report.pdf", (1,), None) in places and any(
+        p[0] == "talk.mp4" and p[2] is not None for p in places
+    )

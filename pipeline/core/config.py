@@ -55,6 +55,13 @@ class SourceConfig(_Strict):
         return v
 
 
+class LanceDBConfig(_Strict):
+    """A LanceDB table kept in step with the chunks table (connectors/lancedb_sink.py)."""
+
+    uri: str = Field(description="LanceDB database: a folder, or s3://... as LanceDB accepts it.")
+    table: str = Field(default="chunks", pattern=r"^[A-Za-z0-9_\-]+$")
+
+
 class OutputConfig(_Strict):
     uri: str = Field(
         description="Folder, file:// URI or s3://bucket/prefix for the Delta tables segments/, documents/, "
@@ -73,6 +80,9 @@ class OutputConfig(_Strict):
         default=168,
         ge=0,
         description="`unitok maintain` deletes data files no version younger than this still uses.",
+    )
+    lancedb: LanceDBConfig | None = Field(
+        default=None, description="Keep a LanceDB table in step with the chunks table after each run."
     )
 
     @property

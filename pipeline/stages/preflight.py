@@ -19,6 +19,8 @@ def preflight(cfg: JobConfig) -> None:
         problem = unstructured_problem()
         if problem:
             raise EngineSetupError(problem)
+    if cfg.output.lancedb is not None and importlib.util.find_spec("lancedb") is None:
+        raise EngineSetupError("output.lancedb needs the lancedb package: pip install -e '.[lancedb]'")
     model = model_engine(cfg)
     if model is None:
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
