@@ -13,9 +13,18 @@ SYNC_SUFFIX = "__unitok_sync"
 
 
 def _plain(table: pa.Table) -> pa.Table:
+    """Plain Arrow types, and embeddings as fixed-size vectors (what LanceDB searches) when present."""
     from unitok.connectors.output import _plain_types
 
-    return _plain_types(table)
+    table = _plain_types(table)
+    if "embedding" in table.column_names and table.num_rows:
+        column = table["embedding"]
+        lengths = {len(v) for v in column.to_pylist() if v is not None}
+        if len(lengths) == 1 and column.null_count == 0:
+            dim = lengths.pop()
+            vectors = pa.array(column.to_pylist(), type=pa.list_(pa.float32(), dim))
+            table = table.set_column(table.schema.get_field_index("embedding"), "embedding", vectors)
+    return table
 
 
 def sync_lancedb(

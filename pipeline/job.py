@@ -131,6 +131,26 @@ def chunk_documents(output: RunOutput, staging: Path, cfg: JobConfig) -> int:
     return len(rows)
 
 
+def embed_chunks(output: RunOutput, staging: Path, cfg: JobConfig, executor: str) -> None:
+    """chunks/ with their embeddings: batches formed once, encoded in a worker (local) or Ray actors."""
+    from unitok.pipeline.stages.embed import batches_of, embed_in_worker, embedder_options, with_embeddings
+
+    table = pads.dataset(staging / "chunks", format="parquet").to_table()
+    table = table.sort_by([("doc_id", "ascending"), ("chunk_index", "ascending")])
+    batches = batches_of(table, cfg.embedding.batch_size)
+    options = embedder_options(cfg.embedding)
+    if executor == "ray":
+        from unitok.pipeline.drivers.ray_data import embed_ray
+
+        vectors, model_id = embed_ray(batches, options, cfg)
+    else:
+        vectors, model_id = embed_in_worker(batches, options)
+    for old in (staging / "chunks").glob("*.parquet"):
+        old.unlink()
+    output.write_table(staging, "chunks", with_embeddings(table, vectors, model_id))
+    log.info("embedded %d chunks with %s", table.num_rows, model_id)
+
+
 def _failed_objects(errors_dir: Path) -> set[str]:
     if not errors_dir.is_dir():
         return set()
@@ -216,6 +236,8 @@ def run_job(
                     assemble_documents(output, staging, cfg, sink_args, summary.executor)
                     if cfg.chunking.enabled:
                         summary.chunks = chunk_documents(output, staging, cfg)
+                        if cfg.embedding.enabled and summary.chunks:
+                            embed_chunks(output, staging, cfg, summary.executor)
             failed = _failed_objects(staging / "errors")
             output.write_table(staging, "objects", state_table(plan, failed, run_id))
             _count(summary, staging, failed)

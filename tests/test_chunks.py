@@ -161,3 +161,36 @@ def test_a_lancedb_table_follows_the_chunks_table_and_answers_with_the_place(tmp
     assert ("report.pdf", (1,), None) in places and any(
         p[0] == "talk.mp4" and p[2] is not None for p in places
     )
+
+
+def test_embeddings_on_every_driver_are_the_same_unit_vectors_and_lancedb_searches_them(tmp_path, ray_local):
+    import lancedb
+    import numpy as np
+    from encoder_tiny import build_tiny_encoder
+
+    model = build_tiny_encoder(tmp_path / "tiny-encoder")
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLE / "field-report.pdf", src / "report.pdf")
+    shutil.copy(corpus("pptx/sample-presentation.pptx"), src / "deck.pptx")
+    tables = {}
+    for executor in ("local", "ray"):
+        out = tmp_path / f"out-{executor}"
+        spec = {"source": {"uri": str(src)},
+                "output": {"uri": str(out), "lancedb": {"uri": str(tmp_path / f"lance-{executor}")}},
+                "runtime": {"executor": executor}, "chunking": {"max_tokens": 48},
+                "embedding": {"enabled": True, "model": str(model), "batch_size": 3}}  # fmt: skip
+        assert run_job(parse_config(spec)).executor == executor
+        tables[executor] = read_table(out, "chunks").sort_by([("chunk_id", "ascending")])
+    local, ray = tables["local"], tables["ray"]
+    assert local["embedding"].to_pylist() == ray["embedding"].to_pylist()  # the same bytes
+    vectors = np.array(local["embedding"].to_pylist(), dtype=np.float32)
+    assert vectors.shape == (local.num_rows, 16) and np.allclose(
+        np.linalg.norm(vectors, axis=1), 1, atol=1e-5
+    )
+    assert set(local["embedding_model"].to_pylist()) == {"tiny-encoder"}
+    # Each chunk's nearest neighbour in LanceDB is itself.
+    table = lancedb.connect(str(tmp_path / "lance-local")).open_table("chunks")
+    row = local.slice(2, 1).to_pylist()[0]
+    (hit,) = table.search(row["embedding"], vector_column_name="embedding").limit(1).to_list()
+    assert hit["chunk_id"] == row["chunk_id"]

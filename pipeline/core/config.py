@@ -273,6 +273,28 @@ class ChunkingConfig(_Strict):
         return self
 
 
+class EmbeddingConfig(_Strict):
+    """Embeddings of the chunks (actors/embedder.py), off by default."""
+
+    enabled: bool = False
+    model: str | None = Field(
+        default=None,
+        description="A sentence-transformers model folder; default: all-MiniLM-L6-v2, from its package.",
+    )
+    batch_size: int = Field(default=32, ge=1)
+    max_length: int = Field(default=512, ge=8, description="Tokens of a chunk the encoder reads.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_gpus: float = Field(default=0, ge=0, description="GPUs per Ray actor (0: CPU actors).")
+    max_workers: int | None = Field(default=None, ge=1, description="Ray actor pool upper bound.")
+
+    @field_validator("model")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_dir():
+            raise ValueError(f"folder {v} does not exist (a sentence-transformers model folder)")
+        return v
+
+
 class RuntimeConfig(_Strict):
     executor: Literal["auto", "ray", "local"] = Field(
         default="auto",
@@ -325,6 +347,7 @@ class JobConfig(_Strict):
     ocr: OcrConfig = Field(default_factory=OcrConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")

@@ -142,6 +142,8 @@ CHUNKS_SCHEMA = pa.schema(
         ("time_end_s", pa.float64()),
         ("char_start", pa.int32()),  # offsets into the document's Markdown
         ("char_end", pa.int32()),
+        ("embedding", pa.list_(pa.float32())),  # unit length; null unless embedding.enabled
+        ("embedding_model", pa.string()),
         ("pipeline_version", pa.string()),
         ("run_id", pa.string()),
     ]

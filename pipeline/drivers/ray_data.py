@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from ray.data.block import Block, BlockAccessor
 from ray.data.datasource.datasink import Datasink, WriteResult
@@ -164,3 +165,45 @@ def assemble_ray(
 
 def _documents_only(table: pa.Table) -> dict[str, pa.Table]:
     return {"documents": table}
+
+
+class EmbedWorker:
+    """A Ray actor holding one encoder; each row it gets is one batch formed by stages.embed."""
+
+    def __init__(self, options: dict[str, Any]):
+        from unitok.actors.embedder import TextEmbedder
+
+        self.embedder = TextEmbedder(**options)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for row in batch.to_pylist():
+            vectors = self.embedder(row["texts"])
+            out.append({"i": row["i"], "vectors": vectors.tobytes(), "dim": vectors.shape[1],
+                        "model_id": self.embedder.model_id})  # fmt: skip
+        return pa.Table.from_pylist(out)
+
+
+def embed_ray(
+    batches: list[list[str]], options: dict[str, Any], cfg: JobConfig
+) -> tuple[list[np.ndarray], str]:
+    """Embedding batches through a pool of encoder actors (GPUs when embedding.num_gpus asks for them)."""
+    import ray.data
+
+    ensure_ray(cfg)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    max_workers = cfg.embedding.max_workers or max(1, min(cpus, len(batches)))
+    ds = ray.data.from_items([{"i": i, "texts": b} for i, b in enumerate(batches)],
+                             override_num_blocks=min(len(batches), 200))  # fmt: skip
+    ds = ds.map_batches(
+        EmbedWorker,
+        fn_constructor_kwargs={"options": options},
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_workers),
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=0 if cfg.embedding.num_gpus else 1,
+        num_gpus=cfg.embedding.num_gpus or None,
+    )
+    rows = sorted(ds.take_all(), key=lambda r: r["i"])
+    vectors = [np.frombuffer(r["vectors"], dtype=np.float32).reshape(-1, r["dim"]) for r in rows]
+    return vectors, (rows[0]["model_id"] if rows else "")

