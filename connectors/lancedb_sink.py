@@ -17,6 +17,8 @@ def _plain(table: pa.Table) -> pa.Table:
     from unitok.connectors.output import _plain_types
 
     table = _plain_types(table)
+    if "embedding" in table.column_names and table["embedding"].null_count == table.num_rows:
+        return table.drop_columns(["embedding"])  # embeddings off: no vector column (LanceDB infers one)
     if "embedding" in table.column_names and table.num_rows:
         column = table["embedding"]
         lengths = {len(v) for v in column.to_pylist() if v is not None}

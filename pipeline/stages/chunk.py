@@ -9,6 +9,7 @@ settings."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from dataclasses import dataclass
@@ -86,14 +87,20 @@ class Chunker:
             )
         capacity = max(self.cfg.max_tokens - reserve, 8)
         places = _places(md, segments)
-        rows = []
-        for index, (start, text) in enumerate(self._splitter(capacity).chunk_indices(md)):
+        pieces = []
+        for start, text in self._splitter(capacity).chunk_indices(md):
             end = start + len(text)
             header = next((h for a, b, h in tables if a < start < b and not text.startswith(h)), None)
             body = f"{header}\n{text}" if header else text
             path = _path(headings, start)
             if self.cfg.prefix_headings and path:
                 body = " > ".join(path) + "\n\n" + body
+            pieces.append((start, end, body, path))
+        counts = [
+            len(e.ids) for e in self.tokenizer.encode_batch([p[2] for p in pieces], add_special_tokens=False)
+        ]
+        rows = []
+        for index, ((start, end, body, path), n_tokens) in enumerate(zip(pieces, counts, strict=True)):
             spanned = [p for p in places if p["start"] < end and p["end"] > start]
             segs = sorted({p["segment_index"] for p in spanned})
             pages = sorted({p["page_number"] for p in spanned if p["page_number"] is not None})
@@ -110,7 +117,7 @@ class Chunker:
                     "chunk_index": index,
                     "text": body,
                     "heading_path": path,
-                    "n_tokens": self.count(body),
+                    "n_tokens": n_tokens,
                     "tokenizer": self.tokenizer_name,
                     "segment_indexes": segs,
                     "page_numbers": pages,
@@ -126,15 +133,18 @@ class Chunker:
 
 
 def _path(headings: list[tuple[int, int, str]], position: int) -> list[str]:
-    """The headings in force at a position (a chunk that starts with a heading is under it)."""
-    stack: list[tuple[int, str]] = []
-    for at, level, text in headings:
-        if at > position:
-            break
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, text))
-    return [text for _, text in stack]
+    """The headings in force at a position (a chunk that starts with a heading is under it): walking back
+    from the last heading at or before it, each shallower heading is an ancestor."""
+    i = bisect.bisect_right(headings, (position, 7, "")) - 1
+    path: list[str] = []
+    level = 7
+    while i >= 0 and level > 1:
+        _, lvl, text = headings[i]
+        if lvl < level:
+            path.append(text)
+            level = lvl
+        i -= 1
+    return path[::-1]
 
 
 def _tables(md: str) -> list[tuple[int, int, str]]:
