@@ -2,7 +2,8 @@
 assembly: convert_file, as the HTTP endpoint and a job use them), each case in a worker process.
 
 A case passes when it ends as segments or as error rows. A finding is a case that hangs past the time
-limit, kills its worker (a crash in native code), or lets an exception escape the stage functions.
+limit, kills its worker (a crash in native code), lets an exception escape the stage functions, leaves no
+row at all, or leaves a file open (a descriptor leak: a long-lived worker would run out).
 Mutations: bit flips, truncation, an overwritten block, a duplicated block, and a header spliced onto
 another format's body. Every case is reproducible from (seed, format, index)."""
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import random
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,16 +91,33 @@ def _worker(conn: Any, cfg_data: dict[str, Any]) -> None:
         if path is None:
             return
         try:
+            before = _open_files()
             out = convert_file(Path(path), Path(path).name, cfg, engines, "fuzz")
             conn.send(
                 {
                     "segments": len(out["segments"]),
                     "document": out["document"] is not None,
                     "errors": [(e["stage"], e["error_type"]) for e in out["errors"]],
+                    "leaked": sorted(_open_files() - before),
                 }
             )
         except BaseException as e:  # noqa: BLE001 - that it escaped is the finding
             conn.send({"escaped": f"{type(e).__name__}: {e}"[:500]})
+
+
+def _open_files() -> set[str]:
+    """The files this process holds open (Linux): a case that leaves one open leaks a descriptor."""
+    import os
+
+    out = set()
+    for fd in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/", "/proc/")):
+            out.add(target)
+    return out
 
 
 class Worker:
@@ -132,7 +151,7 @@ class Worker:
 
 
 def run_cases(
-    cases: list[Case], cfg_data: dict[str, Any], limit_s: float = CASE_LIMIT_S
+    cases: list[Case], cfg_data: dict[str, Any], limit_s: float = CASE_LIMIT_S, progress: bool = False
 ) -> tuple[list[Finding], dict[str, dict[str, int]]]:
     """(findings, outcome counts per format). One worker converts the cases in turn; a hung or dead
     worker is replaced and the run goes on."""
@@ -140,7 +159,9 @@ def run_cases(
     counts: dict[str, dict[str, int]] = {}
     worker = Worker(cfg_data)
     try:
-        for case in cases:
+        for done, case in enumerate(cases):
+            if progress and done % 100 == 0:
+                print(f"  {done}/{len(cases)} cases, {len(findings)} findings", file=sys.stderr, flush=True)
             kind, answer = worker.run(case.path, limit_s)
             tally = counts.setdefault(case.fmt, {"document": 0, "error rows only": 0, "finding": 0})
             if kind != "answer" or "escaped" in answer:
@@ -154,6 +175,10 @@ def run_cases(
                 continue
             if not answer["document"] and not answer["errors"]:
                 findings.append(Finding(case, "lost", "neither a document nor an error row"))
+                tally["finding"] += 1
+                continue
+            if answer.get("leaked"):
+                findings.append(Finding(case, "leak", f"left open: {', '.join(answer['leaked'])}"))
                 tally["finding"] += 1
                 continue
             tally["document" if answer["document"] else "error rows only"] += 1
@@ -194,7 +219,7 @@ def main() -> None:
     try:
         cases = make_cases(seeds, args.cases, args.seed, folder)
         cfg = {"source": {"uri": str(folder)}, "output": {"uri": str(folder / "out")}}
-        findings, counts = run_cases(cases, cfg)
+        findings, counts = run_cases(cases, cfg, progress=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for fmt, tally in sorted(counts.items()):

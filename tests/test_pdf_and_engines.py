@@ -6,7 +6,7 @@ import io
 import shutil
 
 import pytest
-from conftest import corpus, routed
+from conftest import REPO, corpus, routed
 from PIL import Image
 from unitok.actors.contract import EngineSetupError
 from unitok.actors.ocr_tesseract import TesseractEngine, find_tessdata
@@ -276,3 +276,24 @@ def test_bold_lines_apart_from_the_body_are_headings(tmp_path):
         "### Budget\n\n"
         "Spending stayed within the plan. A bold sentence inside the body stays a paragraph."
     )
+
+
+def test_an_unreadable_pdf_leaves_no_file_open(tmp_path):
+    """Found by fuzzing: pypdfium2 kept the descriptor of a PDF it could not load, one per broken file."""
+    import os
+    import random
+
+    from fuzzing import mutate
+
+    bad = tmp_path / "bad.pdf"  # the fuzz case that found it: `fuzzing.py`, pdf #5, seed 1
+    seed, other = (
+        (REPO / "sample" / "field-report.pdf").read_bytes(),
+        (REPO / "sample" / "signup-sheet.png").read_bytes(),
+    )
+    bad.write_bytes(mutate(seed, other, "bitflip", random.Random("1:pdf:5")))
+    for _ in range(3):
+        with pytest.raises(PdfOpenError, match="not a readable PDF"):
+            list(split_pdf(bad, base(bad.as_uri()), CFG))
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")]  # fmt: skip
+    assert str(bad) not in held

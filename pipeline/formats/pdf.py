@@ -259,13 +259,20 @@ def render_page_png(page: pdfium.PdfPage, dpi: int, grayscale: bool = True) -> b
 
 
 def open_pdf(path: Path) -> pdfium.PdfDocument:
+    # The file is opened here and closed here on failure: pypdfium2 left the descriptor of a PDF it could
+    # not load open (found by fuzzing: a worker that meets many broken PDFs would run out of descriptors).
+    f = open(path, "rb")  # noqa: SIM115 - handed to the document, which closes it (autoclose)
     try:
-        return pdfium.PdfDocument(path)
+        return pdfium.PdfDocument(f, autoclose=True)
     except pdfium.PdfiumError as e:
+        f.close()
         msg = str(e)
         if "password" in msg.lower():
             raise PdfOpenError("encrypted PDF: a password is required to open it") from None
         raise PdfOpenError(f"not a readable PDF ({msg})") from None
+    except BaseException:
+        f.close()
+        raise
 
 
 def page_content(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[str, list[str]]:
