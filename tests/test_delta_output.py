@@ -21,7 +21,7 @@ from unitok.pipeline.core.testhooks import release, wait_reached
 from unitok.pipeline.job import run_job
 
 SAMPLE = REPO / "sample"
-TABLES = ("segments", "documents", "errors", "objects")
+TABLES = ("segments", "documents", "chunks", "errors", "objects")
 
 
 def files(out: Path, name: str) -> dict[str, int]:
@@ -64,7 +64,7 @@ def test_an_incremental_run_commits_once_per_table_and_touches_only_the_changes(
         ("added.pdf", "insert", 2), ("report-1.pdf", "delete", 2), ("report-1.pdf", "insert", 2),
         ("report-2.pdf", "delete", 2),
     ]  # fmt: skip
-    for name in ("segments", "documents", "objects"):
+    for name in ("segments", "documents", "chunks", "objects"):
         after = files(out, name)
         for i in (0, 3):  # unchanged objects: the same files, same sizes
             key = object_key((corpus4 / f"report-{i}.pdf").as_uri())
@@ -101,12 +101,12 @@ def test_a_kill_mid_commit_leaves_each_table_whole_and_the_rerun_commits_once(tm
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert last_commit(out, "segments")["version"] == 2  # this table's commit had landed
-    for name in ("documents", "errors", "objects"):  # these had not: their previous version, whole
+    for name in ("documents", "chunks", "errors", "objects"):  # these had not: their previous version, whole
         assert last_commit(out, name)["version"] == 1 and last_commit(out, name)["run_id"] == first.run_id
 
     rerun = run_job(parse_config(spec(corpus4, out)))
     assert rerun.converted_objects == 2  # report-1 (the run state never recorded it) and broken.pdf
-    assert rerun.table_versions == {"segments": 3, "documents": 2, "errors": 2, "objects": 2}
+    assert rerun.table_versions == {"segments": 3, "documents": 2, "chunks": 2, "errors": 2, "objects": 2}
     segs = read_table(out, "segments").to_pylist()
     keys = [(r["doc_id"], r["segment_index"]) for r in segs]
     assert len(keys) == len(set(keys))
