@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -72,7 +71,7 @@ def deck_documents(folder: Path) -> list[tuple[str, Path, str]]:
 
 
 def pdf_documents(folder: Path) -> list[tuple[str, Path, str]]:
-    from test_pdf_and_engines import MIXED, hand_pdf, ruled_table, text_at
+    from handmade import MIXED, hand_pdf, mixed_direction_pdf, ruled_table, text_at
 
     docs = []
     table = folder / "table.pdf"
@@ -97,26 +96,7 @@ def pdf_documents(folder: Path) -> list[tuple[str, Path, str]]:
     ))  # fmt: skip
     docs.append(("pdf: title over two columns", two, "A Two Column Page " + " ".join(left + right)))
     if shutil.which("soffice"):
-        from pptx import Presentation
-        from pptx.util import Inches, Pt
-
-        prs = Presentation()
-        frame = (
-            prs.slides.add_slide(prs.slide_layouts[6])
-            .shapes.add_textbox(Inches(0.5), Inches(1), Inches(9), Inches(4))
-            .text_frame
-        )
-        for k, (line, rtl) in enumerate(MIXED):
-            p = frame.paragraphs[0] if k == 0 else frame.add_paragraph()
-            p.text = line
-            if rtl:
-                p._p.get_or_add_pPr().set("rtl", "1")
-            for run in p.runs:
-                run.font.size, run.font.name = Pt(24), "DejaVu Sans"
-        prs.save(folder / "mixed.pptx")
-        subprocess.run(["soffice", f"-env:UserInstallation={(folder / 'lo').as_uri()}", "--headless",
-                        "--convert-to", "pdf", "--outdir", str(folder), str(folder / "mixed.pptx")],
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        mixed_direction_pdf(folder)
         docs.append(("pdf: Arabic and Hebrew lines with Latin words", folder / "mixed.pdf",
                      " ".join(line for line, _ in MIXED)))  # fmt: skip
     return docs

@@ -19,31 +19,16 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tree_memory import measure
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' document makers
+from handmade import hand_pdf, text_at  # noqa: E402
+
 UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
 WORDS = "budget warehouse support hiring cloud launch audit forecast review office river garden".split()
 
 
 def text_pdf(text: str) -> bytes:
     """A one-page PDF with a real text layer (Helvetica), written by hand: no PDF library needed."""
-    stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
+    return hand_pdf(text_at(72, 720, text, 14))
 
 
 def make_source(folder: Path, n: int) -> dict[str, int]:

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 from conftest import REPO, corpus, routed
+from handmade import MIXED, hand_pdf, mixed_direction_pdf, ruled_table, text_at
 from PIL import Image
 from unitok.actors.contract import EngineSetupError
 from unitok.actors.ocr_tesseract import TesseractEngine, find_tessdata
@@ -108,13 +109,6 @@ def test_missing_language_data_names_the_package(tmp_path):
 
 
 # -- right-to-left and mixed-direction lines -------------------------------------------------------------
-MIXED = [
-    ("تعلم البرمجة بلغة R و Python في عام 2024", True),  # Arabic with Latin words and a number
-    ("الإنتاجية العالية للفريق", True),  # lam-alef with hamza: one glyph, two letters
-    ("שלום עולם Hello 42", True),  # Hebrew with a Latin word and a number
-    ("The word שלום means peace in 2024", False),  # a Hebrew word inside an English line
-    ("لا تقل لا", True),  # lam-alef ligatures
-]
 
 
 def test_visual_order_becomes_logical_order():
@@ -131,30 +125,7 @@ def test_visual_order_becomes_logical_order():
 def test_mixed_direction_lines_stay_whole_and_in_reading_order(tmp_path):
     """A PDF made by a real layout engine (LibreOffice, DejaVu Sans, right-to-left paragraphs): each line
     comes out as one line, in logical order, ligatures included."""
-    import subprocess
-
-    from pptx import Presentation
-    from pptx.util import Inches, Pt
-
-    prs = Presentation()
-    frame = (
-        prs.slides.add_slide(prs.slide_layouts[6])
-        .shapes.add_textbox(Inches(0.5), Inches(1), Inches(9), Inches(4))
-        .text_frame
-    )
-    frame.word_wrap = True
-    for k, (line, rtl) in enumerate(MIXED):
-        p = frame.paragraphs[0] if k == 0 else frame.add_paragraph()
-        p.text = line
-        if rtl:
-            p._p.get_or_add_pPr().set("rtl", "1")
-        for run in p.runs:
-            run.font.size, run.font.name = Pt(24), "DejaVu Sans"
-    prs.save(tmp_path / "mixed.pptx")
-    subprocess.run(["soffice", f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless",
-                    "--convert-to", "pdf", "--outdir", str(tmp_path), str(tmp_path / "mixed.pptx")],
-                   check=True, capture_output=True, timeout=180)  # fmt: skip
-    pdf = tmp_path / "mixed.pdf"
+    pdf = mixed_direction_pdf(tmp_path)
     (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
     assert seg.route == PDF_TEXT
     assert seg.text_lines == [line for line, _ in MIXED]
@@ -163,54 +134,6 @@ def test_mixed_direction_lines_stay_whole_and_in_reading_order(tmp_path):
 
 
 # -- ruled tables ---------------------------------------------------------------------------------------
-def hand_pdf(content: str) -> bytes:
-    """A one-page PDF around a content stream (Helvetica as /F1, Helvetica-Bold as /F2), written by hand:
-    every byte known."""
-    stream = content.encode("latin-1")
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
-
-
-def text_at(x: float, y: float, text: str, size: int = 11, bold: bool = False) -> str:
-    return f"BT /F{2 if bold else 1} {size} Tf {x} {y} Td ({text}) Tj ET\n"
-
-
-def ruled_table(x0: float, top: float, widths: list[float], rows: list[list[str]], height: float = 20) -> str:
-    """Text in cells and the ruling lines around them; a None cell continues the one on its left (merged)."""
-    xs = [x0]
-    for w in widths:
-        xs.append(xs[-1] + w)
-    ops = ["0.5 w\n"]
-    for r, row in enumerate(rows):
-        y_top, y_bottom = top - r * height, top - (r + 1) * height
-        for c, cell in enumerate(row):
-            if cell is not None:
-                ops.append(text_at(xs[c] + 4, y_bottom + 6, cell))
-            if c == 0 or cell is not None:  # the line on the cell's left (absent inside a merged cell)
-                ops.append(f"{xs[c]} {y_top} m {xs[c]} {y_bottom} l S\n")
-        ops.append(f"{xs[-1]} {y_top} m {xs[-1]} {y_bottom} l S\n")
-    for r in range(len(rows) + 1):
-        ops.append(f"{xs[0]} {top - r * height} m {xs[-1]} {top - r * height} l S\n")
-    return "".join(ops)
-
-
 def test_a_ruled_table_becomes_a_markdown_table_in_its_place(tmp_path):
     content = (
         text_at(72, 720, "Quarterly figures by region are below.")
