@@ -20,6 +20,7 @@ from typing import Any
 from unitok.pipeline.core.config import ChunkingConfig
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+_SECTION = re.compile(r"^#{1,2}\s", re.M)
 _TABLE_ROW = re.compile(r"^\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+\s*$")
 
@@ -88,7 +89,16 @@ class Chunker:
         capacity = max(self.cfg.max_tokens - reserve, 8)
         places = _places(md, segments)
         pieces = []
-        for start, text in self._splitter(capacity).chunk_indices(md):
+        # Sections at top-level headings (# and ##), which the splitter never puts in one chunk anyway, are
+        # split in parallel (the splitter's Rust side): its search grows faster than the text, so sections
+        # are also cheaper one by one (DA-619p: 7.0 s whole, 2.3 s in sections, the same 1,198 chunks).
+        cuts = [0] + [m.start() for m in _SECTION.finditer(md) if m.start() > 0] + [len(md)]
+        sections = [md[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+        found = self._splitter(capacity).chunk_all_indices(sections)
+        spans = [
+            (cut + start, text) for cut, parts in zip(cuts, found, strict=False) for start, text in parts
+        ]
+        for start, text in spans:
             end = start + len(text)
             header = next((h for a, b, h in tables if a < start < b and not text.startswith(h)), None)
             body = f"{header}\n{text}" if header else text
