@@ -460,7 +460,9 @@ def changes(uri: str, name: str, since: int, storage_options: dict[str, str] | N
     from deltalake import DeltaTable
 
     dt = DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
-    if since >= dt.version():
+    if since > dt.version():
+        raise OutputError(f"{name} is at version {dt.version()}: --since {since} is ahead of it")
+    if since == dt.version():
         return pa.table({})
     feed = _plain_types(pa.table(dt.load_cdf(starting_version=since + 1).read_all()))
     return feed.sort_by([("_commit_version", "ascending"), ("source_uri", "ascending")])

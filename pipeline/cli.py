@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("changes", help="what changed in an output's table since a version (JSON lines)")
     sp.add_argument("target", help="job YAML file (its output) or an output URI")
     sp.add_argument("--since", type=int, required=True, help="table version last synced (0: everything)")
-    sp.add_argument("--table", default="documents", choices=["documents", "segments", "errors", "objects"])
+    sp.add_argument(
+        "--table", default="documents", choices=["documents", "segments", "chunks", "errors", "objects"]
+    )
     sp.add_argument("--full", action="store_true", help="include markdown and spans")
     sp.add_argument("--endpoint-url", help="S3-compatible server, for an s3:// output URI")
     sp = sub.add_parser("maintain", help="vacuum old data files and checkpoint an output's tables")

@@ -194,3 +194,15 @@ def test_embeddings_on_every_driver_are_the_same_unit_vectors_and_lancedb_search
     row = local.slice(2, 1).to_pylist()[0]
     (hit,) = table.search(row["embedding"], vector_column_name="embedding").limit(1).to_list()
     assert hit["chunk_id"] == row["chunk_id"]
+
+
+def test_a_table_header_too_wide_to_repeat_keeps_every_chunk_within_the_budget():
+    """Seen on a corpus PDF: a header of 175 columns took the whole budget, and chunks went over it."""
+    header = "| " + " | ".join(f"col{i}" for i in range(175)) + " |\n|" + " --- |" * 175
+    rows = "\n".join("| " + " | ".join(f"v{r}.{i}" for i in range(175)) + " |" for r in range(3))
+    md = "# Wide\n\n" + "A paragraph about the figures. " * 40 + f"\n\n{header}\n{rows}\n\nClosing words."
+    chunks = Chunker.from_config(ChunkingConfig(max_tokens=128)).chunks(doc(md), [])
+    assert all(c["n_tokens"] <= 128 for c in chunks)
+    # no crumbs: the paragraph is cut into chunks that fill the budget, not into fragments
+    prose = [c for c in chunks if c["text"].startswith("A paragraph")]
+    assert prose and all(c["n_tokens"] > 64 for c in prose[:-1])

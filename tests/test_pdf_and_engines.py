@@ -220,3 +220,16 @@ def test_an_unreadable_pdf_leaves_no_file_open(tmp_path):
     held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}")]  # fmt: skip
     assert str(bad) not in held
+
+
+def test_a_mesh_of_lines_with_a_few_words_is_not_a_table(tmp_path):
+    """Seen on a corpus PDF: a drawing's grid (57 x 175 cells, 0.7% with text) came out as a table."""
+    lines = "".join(f"{72 + 12 * i} 700 m {72 + 12 * i} 460 l S\n" for i in range(41))
+    lines += "".join(f"72 {460 + 12 * j} m 552 {460 + 12 * j} l S\n" for j in range(21))
+    pdf = tmp_path / "mesh.pdf"
+    pdf.write_bytes(
+        hand_pdf("0.5 w\n" + lines + text_at(75, 690, "Htt", 8) + text_at(72, 420, "Below the drawing."))
+    )
+    (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
+    assert seg.structure_json is None or '"tables": []' in seg.structure_json
+    assert seg.text_lines == ["Htt", "Below the drawing."]

@@ -82,6 +82,23 @@ def _has_rule(rules: list[tuple[float, float, float]], at: float, lo: float, hi:
     return any(abs(pos - at) <= SNAP and a - SNAP <= mid <= b + SNAP for pos, a, b in rules)
 
 
+MAX_COLUMNS = 40
+MIN_FILLED = 0.3
+
+
+def _looks_like_a_table(rows: list[list[str]]) -> bool:
+    """A grid of rules is a table when text fills a fair share of its cells. A drawing's mesh of lines
+    (seen: 57 × 175 cells, 0.7% with text) is not, and writing it as a table would bury its few words."""
+    cells = [c for row in rows for c in row]
+    filled = sum(1 for c in cells if c)
+    return (
+        bool(cells)
+        and len(rows[0]) <= MAX_COLUMNS
+        and filled / len(cells) >= MIN_FILLED
+        and sum(1 for row in rows if sum(1 for c in row if c) >= 2) >= 2
+    )
+
+
 def find_tables(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> list[Table]:
     """The page's ruled tables, top to bottom, with their cells' text."""
     horizontal, vertical = _rules(page)
@@ -107,6 +124,6 @@ def find_tables(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> list[Tabl
                 row += [text] + [""] * (end - c - 1)
                 c = end
             table.rows.append(row)
-        if any(any(cell for cell in row) for row in table.rows):
+        if _looks_like_a_table(table.rows):
             tables.append(table)
     return sorted(tables, key=lambda t: -t.top)

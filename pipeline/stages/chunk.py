@@ -79,13 +79,14 @@ class Chunker:
         if not md.strip():
             return []
         headings = [(m.start(), len(m.group(1)), m.group(2)) for m in _HEADING.finditer(md)]
-        tables = _tables(md)
         # Room for what a chunk may carry beyond its own text: a continued table's header, the heading path.
+        # Each may take at most half the budget; a header or path longer than that is not repeated.
+        limit = self.cfg.max_tokens // 2
+        tables = [t for t in _tables(md) if self.count(t[2]) + 1 <= limit]
         reserve = max((self.count(header) + 1 for _, _, header in tables), default=0)
         if self.cfg.prefix_headings:
-            reserve += max(
-                (self.count(" > ".join(_path(headings, p))) + 2 for p, _, _ in headings), default=0
-            )
+            paths = [self.count(" > ".join(_path(headings, p))) + 2 for p, _, _ in headings]
+            reserve += min(max(paths, default=0), limit)
         capacity = max(self.cfg.max_tokens - reserve, 8)
         places = _places(md, segments)
         pieces = []
@@ -104,7 +105,8 @@ class Chunker:
             body = f"{header}\n{text}" if header else text
             path = _path(headings, start)
             if self.cfg.prefix_headings and path:
-                body = " > ".join(path) + "\n\n" + body
+                prefixed = " > ".join(path) + "\n\n" + body
+                body = prefixed if self.count(prefixed) <= self.cfg.max_tokens else body
             pieces.append((start, end, body, path))
         counts = [
             len(e.ids) for e in self.tokenizer.encode_batch([p[2] for p in pieces], add_special_tokens=False)
