@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from unitok.connectors.output import _plain_types, delta_files
 
 SYNC_SUFFIX = "__unitok_sync"
 
 
 def _plain(table: pa.Table) -> pa.Table:
     """Plain Arrow types, and embeddings as fixed-size vectors (what LanceDB searches) when present."""
-    from unitok.connectors.output import _plain_types
 
     table = _plain_types(table)
     if "embedding" in table.column_names and table["embedding"].null_count == table.num_rows:
@@ -45,7 +45,7 @@ def sync_lancedb(
         rows = db.open_table(f"{table_name}{SYNC_SUFFIX}").to_arrow().to_pylist()
         synced = rows[0]["chunks_version"] if rows else None
     if synced is None:  # new, or nothing to go on: load the current chunks whole
-        current = _plain(pa.table(chunks.to_pyarrow_dataset().to_table()))
+        current = _plain(delta_files(chunks, storage_options).to_table())
         db.create_table(table_name, current, mode="overwrite")
         _record(db, table_name, target)
         return {"loaded": current.num_rows, "upserted": 0, "deleted": 0, "version": target}

@@ -118,6 +118,32 @@ def _file_key(path: str) -> str:
     return path.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
+def delta_files(dt: Any, storage_options: dict[str, str] | None, paths: list[str] | None = None) -> Any:
+    """A pyarrow dataset over the table's current data files (or the given ones), in the table's schema
+    (columns a file lacks read null). Read with pyarrow itself: deltalake's own pyarrow dataset left a
+    native thread behind that aborted the interpreter at exit ("terminate called without an active
+    exception", 4 exits in 20), which would turn a committed run's exit 0 into 134."""
+    import pyarrow.fs as pafs
+
+    schema = _plain_schema(pa.schema(dt.schema().to_arrow()))
+    root = dt.table_uri.rstrip("/")
+    uris = dt.file_uris() if paths is None else [f"{root}/{p}" for p in paths]
+    if not uris or not uris[0].startswith("s3://"):
+        local = [u[len("file://") :] if u.startswith("file://") else u for u in uris]
+        return pads.dataset(local, format="parquet", schema=schema)
+    opts = storage_options or {}
+    endpoint = opts.get("AWS_ENDPOINT_URL", "")
+    fs = pafs.S3FileSystem(
+        access_key=opts.get("AWS_ACCESS_KEY_ID"),
+        secret_key=opts.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=opts.get("AWS_SESSION_TOKEN"),
+        region=opts.get("AWS_REGION"),
+        endpoint_override=endpoint.split("://", 1)[-1] or None,
+        scheme="http" if endpoint.startswith("http://") else "https",
+    )
+    return pads.dataset([u[len("s3://") :] for u in uris], format="parquet", schema=schema, filesystem=fs)
+
+
 def delta_storage_options(s3_options: dict[str, Any] | None) -> dict[str, str]:
     """delta-rs object-store settings for an s3:// output, from the job's s3 section and the AWS chain's
     environment variables."""
@@ -206,7 +232,7 @@ class RunOutput:
         self.read_versions[name] = dt.version() if dt is not None else None
         if dt is None:
             return []
-        return pa.table(dt.to_pyarrow_dataset().to_table()).to_pylist()
+        return delta_files(dt, self.storage_options).to_table().to_pylist()
 
     # -- a new run ------------------------------------------------------------------------------------
     def begin(self, run_id: str) -> Path:
@@ -306,7 +332,7 @@ class RunOutput:
             uris = f["uris"]
             if uris is None:  # no statistics to tell: read the file's source_uri column
                 if fragments is None:
-                    fragments = {fr.path: fr for fr in dt.to_pyarrow_dataset().get_fragments()}
+                    fragments = {fr.path: fr for fr in delta_files(dt, self.storage_options).get_fragments()}
                 frag = next((fr for p, fr in fragments.items() if p.endswith(f["path"])), None)
                 uris = set(frag.to_table(columns=["source_uri"])["source_uri"].to_pylist()) if frag else set()
             if not any(object_key(u) in replace or object_key(u) not in listed for u in uris):
@@ -363,11 +389,9 @@ class RunOutput:
         rewritten into files of their own when their file goes."""
         if not paths:
             return None
-        ds = dt.to_pyarrow_dataset()
-        frags = [fr for fr in ds.get_fragments() if any(fr.path.endswith(p) for p in paths)]
-        if not frags:
+        rows = delta_files(dt, self.storage_options, paths).to_table()
+        if rows.num_rows == 0:
             return None
-        rows = pa.concat_tables([fr.to_table(schema=ds.schema) for fr in frags])
         keys = pa.array([object_key(u) for u in rows["source_uri"].to_pylist()])
         keep = [k not in replace and k in listed for k in keys.to_pylist()]
         return rows.filter(pa.array(keep))
@@ -446,11 +470,8 @@ def read_table(uri: str, name: str, storage_options: dict[str, str] | None = Non
     reader does the same)."""
     from deltalake import DeltaTable
 
-    return pa.table(
-        DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
-        .to_pyarrow_dataset()
-        .to_table()
-    )
+    dt = DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
+    return delta_files(dt, storage_options).to_table()
 
 
 def changes(uri: str, name: str, since: int, storage_options: dict[str, str] | None = None) -> pa.Table:
@@ -468,17 +489,25 @@ def changes(uri: str, name: str, since: int, storage_options: dict[str, str] | N
     return feed.sort_by([("_commit_version", "ascending"), ("source_uri", "ascending")])
 
 
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    if t == pa.string_view():
+        return pa.string()
+    if t == pa.binary_view():
+        return pa.binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _plain_type(f.type)) for f in t])
+    return t
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, _plain_type(f.type)) for f in schema])
+
+
 def _plain_types(table: pa.Table) -> pa.Table:
     """delta-rs hands back string_view/binary_view columns; plain string/binary sort and compare."""
-    fields = []
-    for f in table.schema:
-        t = f.type
-        if t == pa.string_view():
-            t = pa.string()
-        elif t == pa.binary_view():
-            t = pa.binary()
-        fields.append(pa.field(f.name, t))
-    return table.cast(pa.schema(fields))
+    return table.cast(_plain_schema(table.schema))
 
 
 def maintain(
