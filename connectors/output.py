@@ -325,23 +325,18 @@ class RunOutput:
             )
         if self._evolve(dt, schema):
             read = dt.version()
+        touched = self._touched(dt, replace, listed)
+        mixed = [f for f in touched if len(f["uris"]) > 1]
+        if mixed:
+            # Files holding several objects (a compaction): first split them into files per object, in a
+            # commit without data change (the change feed shows nothing), so that the run's own commit
+            # replaces exactly its objects' files and its feed shows only them.
+            self._split(dt, uri, name, schema, run_id, mixed, metadata, read)
+            read = dt.version()
+            touched = self._touched(dt, replace, listed)
         now = int(time.time() * 1000)
-        removes, keep = [], []
-        fragments: dict[str, Any] | None = None
-        for f in self._files(dt):
-            uris = f["uris"]
-            if uris is None:  # no statistics to tell: read the file's source_uri column
-                if fragments is None:
-                    fragments = {fr.path: fr for fr in delta_files(dt, self.storage_options).get_fragments()}
-                frag = next((fr for p, fr in fragments.items() if p.endswith(f["path"])), None)
-                uris = set(frag.to_table(columns=["source_uri"])["source_uri"].to_pylist()) if frag else set()
-            if not any(object_key(u) in replace or object_key(u) not in listed for u in uris):
-                continue  # unchanged objects' file: untouched
-            removes.append(RemoveAction(f["path"], True, now, f["size"], {}))
-            if len(uris) > 1:
-                keep.append(f["path"])  # a file of several objects (compacted): its other objects stay
-        kept = self._kept_rows(dt, keep, replace, listed)
-        adds = list(self._write_files(uri, name, schema, staged, run_id, kept))
+        removes = [RemoveAction(f["path"], True, now, f["size"], {}) for f in touched]
+        adds = list(self._write_files(uri, name, schema, staged, run_id))
         props = CommitProperties(
             custom_metadata={**metadata, "table": name},
             app_transactions=[Transaction(APP_ID, read + 1)],
@@ -384,27 +379,69 @@ class RunOutput:
             dt.update_incremental()
         return bool(missing)
 
-    def _kept_rows(self, dt: Any, paths: list[str], replace: set[str], listed: set[str]) -> pa.Table | None:
-        """Rows of files holding several objects (or no statistics) that belong to unchanged objects:
-        rewritten into files of their own when their file goes."""
-        if not paths:
-            return None
-        rows = delta_files(dt, self.storage_options, paths).to_table()
-        if rows.num_rows == 0:
-            return None
-        keys = pa.array([object_key(u) for u in rows["source_uri"].to_pylist()])
-        keep = [k not in replace and k in listed for k in keys.to_pylist()]
-        return rows.filter(pa.array(keep))
+    def _touched(self, dt: Any, replace: set[str], listed: set[str]) -> list[dict[str, Any]]:
+        """The table's files that hold an object this run converts again or that is gone, with the
+        objects each holds (from statistics, else from the file's source_uri column)."""
+        out = []
+        fragments: dict[str, Any] | None = None
+        for f in self._files(dt):
+            uris = f["uris"]
+            if uris is None:
+                if fragments is None:
+                    fragments = {fr.path: fr for fr in delta_files(dt, self.storage_options).get_fragments()}
+                frag = next((fr for p, fr in fragments.items() if p.endswith(f["path"])), None)
+                uris = set(frag.to_table(columns=["source_uri"])["source_uri"].to_pylist()) if frag else set()
+            if any(object_key(u) in replace or object_key(u) not in listed for u in uris):
+                out.append({**f, "uris": uris})
+        return out
+
+    def _split(
+        self,
+        dt: Any,
+        uri: str,
+        name: str,
+        schema: pa.Schema,
+        run_id: str,
+        mixed: list[dict[str, Any]],
+        metadata: dict[str, Any],
+        read: int,
+    ) -> None:
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, RemoveAction, Transaction
+
+        rows = _plain_types(delta_files(dt, self.storage_options, [f["path"] for f in mixed]).to_table())
+        now = int(time.time() * 1000)
+        removes = [RemoveAction(f["path"], False, now, f["size"], {}) for f in mixed]
+        adds = list(self._write_files(uri, name, schema, None, f"{run_id}-split", rows, data_change=False))
+        props = CommitProperties(
+            custom_metadata={**metadata, "table": name, "unitok_operation": "split files per object"},
+            app_transactions=[Transaction(APP_ID, read + 1)],
+            max_commit_retries=0,
+        )
+        try:
+            dt.create_write_transaction(removes + adds, "append", schema, commit_properties=props)
+        except CommitFailedError as e:
+            raise ConcurrentRunError(
+                f"another run committed {name} while this run was committing ({e})"
+            ) from None
+        dt.update_incremental()
 
     def _write_files(
-        self, uri: str, name: str, schema: pa.Schema, staged: Path, run_id: str, kept: pa.Table | None = None
+        self,
+        uri: str,
+        name: str,
+        schema: pa.Schema,
+        staged: Path | None,
+        run_id: str,
+        kept: pa.Table | None = None,
+        data_change: bool = True,
     ) -> Iterator[Any]:
         """The staged rows (and kept rows of rewritten files) as data files in the table, one set per
         object; their add actions."""
         from deltalake.transaction import AddAction
 
         parts = []
-        if staged.is_dir() and any(staged.glob("*.parquet")):
+        if staged is not None and staged.is_dir() and any(staged.glob("*.parquet")):
             parts.append(_conform(pads.dataset(staged, format="parquet").to_table(), schema))
         if kept is not None and kept.num_rows:
             parts.append(_conform(_plain_types(kept), schema))
@@ -431,7 +468,7 @@ class RunOutput:
                     "nullCount": {"source_uri": 0},
                 }
             )
-            yield AddAction(rel, size, {}, int(time.time() * 1000), True, stats)
+            yield AddAction(rel, size, {}, int(time.time() * 1000), data_change, stats)
 
     def _put(self, uri: str, rel: str, part: pa.Table) -> int:
         codec = compression_codec(self.compression)
@@ -511,11 +548,17 @@ def _plain_types(table: pa.Table) -> pa.Table:
 
 
 def maintain(
-    uri: str, storage_options: dict[str, str] | None, retention_hours: int, dry_run: bool = False
+    uri: str,
+    storage_options: dict[str, str] | None,
+    retention_hours: int,
+    dry_run: bool = False,
+    compact: bool = False,
 ) -> dict[str, dict[str, int]]:
-    """Per table: vacuum data files that no version younger than retention_hours uses, write a
-    checkpoint, and drop commit log entries past the table's log retention. Returns, per table, the
-    number of files vacuumed (or that would be) and the version checkpointed."""
+    """Per table: optionally compact its small files (one file per object per run) into large ones, then
+    vacuum data files that no version younger than retention_hours uses, write a checkpoint, and drop
+    commit log entries past the table's log retention. Returns, per table, the files compacted, the files
+    vacuumed (or that would be) and the version reached. A compacted file that later holds a changed
+    object is split again by the next run's commit: only that file is rewritten."""
     from deltalake import DeltaTable
 
     report = {}
@@ -524,11 +567,15 @@ def maintain(
         if not DeltaTable.is_deltatable(table_uri, storage_options=storage_options):
             continue
         dt = DeltaTable(table_uri, storage_options=storage_options)
+        compacted = 0
+        if compact and not dry_run:
+            metrics = dt.optimize.compact()  # a commit without data change: the change feed shows none
+            compacted = int(metrics.get("numFilesRemoved", 0))
         removed = dt.vacuum(
             retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
         )
         if not dry_run:
             dt.create_checkpoint()
             dt.cleanup_metadata()
-        report[name] = {"vacuumed_files": len(removed), "version": dt.version()}
+        report[name] = {"compacted_files": compacted, "vacuumed_files": len(removed), "version": dt.version()}
     return report

@@ -158,11 +158,12 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
     uri, opts, retention = _output_target(args)
     hours = args.retention_hours if args.retention_hours is not None else retention
-    report = maintain(uri, opts, hours, dry_run=args.dry_run)
+    report = maintain(uri, opts, hours, dry_run=args.dry_run, compact=args.compact)
     verb = "would vacuum" if args.dry_run else "vacuumed"
     for name, r in report.items():
-        print(f"{name}: version {r['version']}, {verb} {r['vacuumed_files']} file(s) older than {hours} h"
-              + ("" if args.dry_run else ", checkpoint written"))  # fmt: skip
+        compacted = f"compacted {r['compacted_files']} file(s), " if args.compact and not args.dry_run else ""
+        print(f"{name}: version {r['version']}, {compacted}{verb} {r['vacuumed_files']} file(s) older than "
+              f"{hours} h" + ("" if args.dry_run else ", checkpoint written"))  # fmt: skip
     return EXIT_OK
 
 
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("target", help="job YAML file (its output) or an output URI")
     sp.add_argument("--retention-hours", type=int, help="keep files of versions this young (default: config)")
     sp.add_argument("--dry-run", action="store_true", help="say what would be vacuumed, delete nothing")
+    sp.add_argument(
+        "--compact", action="store_true", help="merge the small per-object files into large ones first"
+    )
     sp.add_argument("--endpoint-url", help="S3-compatible server, for an s3:// output URI")
     sp = sub.add_parser(
         "serve", help="convert uploads over HTTP with the job's engines (source/output unused)"

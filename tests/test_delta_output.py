@@ -192,3 +192,35 @@ def test_maintain_vacuums_what_no_version_uses_and_checkpoints(tmp_path, corpus4
     assert list((out / "segments" / "_delta_log").glob("*.checkpoint.parquet"))
     after = read_table(out, "segments").sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
     assert after.equals(rows)
+
+
+def test_compacted_tables_are_split_again_only_where_an_object_changes(tmp_path, corpus4):
+    out = tmp_path / "out"
+    first = run_job(parse_config(spec(corpus4, out)))
+    before = read_table(out, "segments").sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
+    cmd = [
+        sys.executable,
+        "-m",
+        "unitok.pipeline.cli",
+        "maintain",
+        str(out),
+        "--compact",
+        "--retention-hours",
+        "0",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "segments: version " in done.stdout and "compacted 4 file(s)" in done.stdout, done.stdout
+    assert len(files(out, "segments")) == 1  # one file of every object
+    compacted = last_commit(out, "segments")["version"]
+    assert compacted > first.table_versions["segments"]
+    assert changes(out, "segments", first.table_versions["segments"]).num_rows == 0  # no data changed
+
+    shutil.copy(SAMPLE / "scanned-memo.pdf", corpus4 / "report-1.pdf")
+    run_job(parse_config(spec(corpus4, out)))
+    after = read_table(out, "segments")
+    keys = [(r["doc_id"], r["segment_index"]) for r in after.to_pylist()]
+    assert len(keys) == len(set(keys))
+    untouched = [r for r in before.to_pylist() if not r["source_uri"].endswith("report-1.pdf")]
+    assert all(r in after.to_pylist() for r in untouched)  # the other objects' rows, the same
+    feed = changes(out, "segments", compacted).to_pylist()  # the split, then the run
+    assert {r["source_uri"].rsplit("/", 1)[-1] for r in feed} == {"report-1.pdf"}
