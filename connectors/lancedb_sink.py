@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from unitok.connectors.output import _plain_types, delta_files
+from unitok.connectors.output import delta_files, open_table, plain_types
 
 SYNC_SUFFIX = "__unitok_sync"
 
@@ -16,7 +16,7 @@ SYNC_SUFFIX = "__unitok_sync"
 def _plain(table: pa.Table) -> pa.Table:
     """Plain Arrow types, and embeddings as fixed-size vectors (what LanceDB searches) when present."""
 
-    table = _plain_types(table)
+    table = plain_types(table)
     if "embedding" in table.column_names and table["embedding"].null_count == table.num_rows:
         return table.drop_columns(["embedding"])  # embeddings off: no vector column (LanceDB infers one)
     if "embedding" in table.column_names and table.num_rows:
@@ -34,12 +34,12 @@ def sync_lancedb(
 ) -> dict[str, int]:
     """Bring LanceDB's `table_name` up to the chunks table's current version. Returns counts."""
     import lancedb
-    from deltalake import DeltaTable
 
-    chunks = DeltaTable(f"{output_uri.rstrip('/')}/chunks", storage_options=storage_options)
+    chunks = open_table(output_uri, "chunks", storage_options)
     target = chunks.version()
     db = lancedb.connect(lance_uri)
-    names = set(db.list_tables().tables) if hasattr(db.list_tables(), "tables") else set(db.table_names())
+    listed = db.list_tables()
+    names = set(listed.tables) if hasattr(listed, "tables") else set(db.table_names())
     synced = None
     if table_name in names and f"{table_name}{SYNC_SUFFIX}" in names:
         rows = db.open_table(f"{table_name}{SYNC_SUFFIX}").to_arrow().to_pylist()

@@ -34,10 +34,11 @@ import pyarrow.parquet as pq
 from unitok.connectors.local import path_from_uri
 from unitok.connectors.parquet_files import compression_codec
 from unitok.pipeline.core.redact import redact_uri
+from unitok.pipeline.core.schemas import TABLES
 from unitok.pipeline.core.testhooks import checkpoint
 
 STAGING = "_staging"
-TABLE_NAMES = ("segments", "documents", "chunks", "errors", "objects")
+TABLE_NAMES = tuple(TABLES)
 APP_ID = "unitok"
 STALE_STAGING_S = 24 * 3600  # staging of a run on another host, older than this, is removed
 OWNER = ".owner"  # which process stages in a staging folder
@@ -336,7 +337,12 @@ class RunOutput:
             touched = self._touched(dt, replace, listed)
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], True, now, f["size"], {}) for f in touched]
-        adds = list(self._write_files(uri, name, schema, staged, run_id))
+        rows = (
+            _conform(pads.dataset(staged, format="parquet").to_table(), schema)
+            if staged.is_dir() and any(staged.glob("*.parquet"))
+            else schema.empty_table()
+        )
+        adds = list(self._write_files(uri, rows, run_id))
         props = CommitProperties(
             custom_metadata={**metadata, "table": name},
             app_transactions=[Transaction(APP_ID, read + 1)],
@@ -350,7 +356,8 @@ class RunOutput:
                 f"another run committed {name} while this run was committing ({e}); "
                 "nothing more of this run was committed: rerun it"
             ) from None
-        return DeltaTable(uri, storage_options=self.storage_options).version()
+        dt.update_incremental()
+        return dt.version()
 
     @staticmethod
     def _files(dt: Any) -> list[dict[str, Any]]:
@@ -409,10 +416,10 @@ class RunOutput:
         from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import CommitProperties, RemoveAction, Transaction
 
-        rows = _plain_types(delta_files(dt, self.storage_options, [f["path"] for f in mixed]).to_table())
+        rows = delta_files(dt, self.storage_options, [f["path"] for f in mixed]).to_table()
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], False, now, f["size"], {}) for f in mixed]
-        adds = list(self._write_files(uri, name, schema, None, f"{run_id}-split", rows, data_change=False))
+        adds = list(self._write_files(uri, _conform(rows, schema), f"{run_id}-split", data_change=False))
         props = CommitProperties(
             custom_metadata={**metadata, "table": name, "unitok_operation": "split files per object"},
             app_transactions=[Transaction(APP_ID, read + 1)],
@@ -426,28 +433,10 @@ class RunOutput:
             ) from None
         dt.update_incremental()
 
-    def _write_files(
-        self,
-        uri: str,
-        name: str,
-        schema: pa.Schema,
-        staged: Path | None,
-        run_id: str,
-        kept: pa.Table | None = None,
-        data_change: bool = True,
-    ) -> Iterator[Any]:
-        """The staged rows (and kept rows of rewritten files) as data files in the table, one set per
-        object; their add actions."""
+    def _write_files(self, uri: str, table: pa.Table, run_id: str, data_change: bool = True) -> Iterator[Any]:
+        """Rows as data files in the table, one set per object; their add actions."""
         from deltalake.transaction import AddAction
 
-        parts = []
-        if staged is not None and staged.is_dir() and any(staged.glob("*.parquet")):
-            parts.append(_conform(pads.dataset(staged, format="parquet").to_table(), schema))
-        if kept is not None and kept.num_rows:
-            parts.append(_conform(_plain_types(kept), schema))
-        if not parts:
-            return
-        table = pa.concat_tables(parts)
         if table.num_rows == 0:
             return
         table = table.sort_by("source_uri")
@@ -457,9 +446,9 @@ class RunOutput:
         bounds = list(zip(starts, starts[1:] + [len(uris)], strict=True))
         for n, (a, b) in enumerate(bounds):
             part = table.slice(a, b - a)
-            rel = f"{object_key(part['source_uri'][0].as_py())}-{run_id}-{n:05d}.parquet"
-            size = self._put(uri, rel, part)
             source = part["source_uri"][0].as_py()
+            rel = f"{object_key(source)}-{run_id}-{n:05d}.parquet"
+            size = self._put(uri, rel, part)
             stats = json.dumps(
                 {
                     "numRecords": part.num_rows,
@@ -502,27 +491,29 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def open_table(uri: str | Path, name: str, storage_options: dict[str, str] | None = None) -> Any:
+    """One table of a unitok output, as a deltalake DeltaTable."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
+
+
 def read_table(uri: str, name: str, storage_options: dict[str, str] | None = None) -> pa.Table:
     """A table of a unitok output as Arrow, at its current version (tests and small tools; any Delta
     reader does the same)."""
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
-    return delta_files(dt, storage_options).to_table()
+    return delta_files(open_table(uri, name, storage_options), storage_options).to_table()
 
 
 def changes(uri: str, name: str, since: int, storage_options: dict[str, str] | None = None) -> pa.Table:
     """The table's change feed after version `since`: each row with _change_type (insert, delete),
     _commit_version and _commit_timestamp. An object converted again shows as a delete of its old rows
     and an insert of its new ones in one version."""
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options)
+    dt = open_table(uri, name, storage_options)
     if since > dt.version():
         raise OutputError(f"{name} is at version {dt.version()}: --since {since} is ahead of it")
     if since == dt.version():
         return pa.table({})
-    feed = _plain_types(pa.table(dt.load_cdf(starting_version=since + 1).read_all()))
+    feed = plain_types(pa.table(dt.load_cdf(starting_version=since + 1).read_all()))
     return feed.sort_by([("_commit_version", "ascending"), ("source_uri", "ascending")])
 
 
@@ -542,7 +533,7 @@ def _plain_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, _plain_type(f.type)) for f in schema])
 
 
-def _plain_types(table: pa.Table) -> pa.Table:
+def plain_types(table: pa.Table) -> pa.Table:
     """delta-rs hands back string_view/binary_view columns; plain string/binary sort and compare."""
     return table.cast(_plain_schema(table.schema))
 
@@ -563,10 +554,9 @@ def maintain(
 
     report = {}
     for name in TABLE_NAMES:
-        table_uri = f"{str(uri).rstrip('/')}/{name}"
-        if not DeltaTable.is_deltatable(table_uri, storage_options=storage_options):
+        if not DeltaTable.is_deltatable(f"{str(uri).rstrip('/')}/{name}", storage_options=storage_options):
             continue
-        dt = DeltaTable(table_uri, storage_options=storage_options)
+        dt = open_table(uri, name, storage_options)
         compacted = 0
         if compact and not dry_run:
             metrics = dt.optimize.compact()  # a commit without data change: the change feed shows none

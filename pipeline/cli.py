@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-from unitok.pipeline.core.config import ConfigError, JobConfig, load_config
+from unitok.pipeline.core.config import ConfigError, JobConfig, OutputConfig, load_config
 from unitok.pipeline.core.redact import redact_text, redact_uri
 from unitok.pipeline.core.version import PIPELINE_VERSION
 
@@ -136,7 +136,8 @@ def _output_target(args: argparse.Namespace) -> tuple[str, dict[str, str] | None
         opts = delta_storage_options(out.s3.model_dump()) if out.uri.startswith("s3://") else None
         return out.uri, opts, out.vacuum_retention_hours
     s3 = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-    return target, (delta_storage_options(s3) if target.startswith("s3://") else None), 168
+    retention = OutputConfig.model_fields["vacuum_retention_hours"].default
+    return target, (delta_storage_options(s3) if target.startswith("s3://") else None), retention
 
 
 def cmd_changes(args: argparse.Namespace) -> int:

@@ -111,12 +111,12 @@ def assemble_documents(
     output.write_table(staging, "documents", assemble_sorted(table, failures, cfg.audio.heading_every_s))
 
 
-def chunk_documents(output: RunOutput, staging: Path, cfg: JobConfig) -> int:
-    """documents/ (and their segments, for provenance) → chunks/, document by document."""
+def chunk_documents(staging: Path, cfg: JobConfig) -> pa.Table:
+    """documents/ (and their segments, for provenance) → the chunk rows, document by document."""
     from unitok.pipeline.stages.chunk import Chunker
 
     if not (staging / "documents").is_dir():
-        return 0
+        return CHUNKS_SCHEMA.empty_table()
     chunker = Chunker.from_config(cfg.chunking)
     segs = pads.dataset(staging / "segments", format="parquet").to_table(
         columns=["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s", "spans"]
@@ -127,15 +127,14 @@ def chunk_documents(output: RunOutput, staging: Path, cfg: JobConfig) -> int:
     rows = []
     for doc in pads.dataset(staging / "documents", format="parquet").to_table().to_pylist():
         rows.extend(chunker.chunks(doc, by_doc.get(doc["doc_id"], [])))
-    output.write_table(staging, "chunks", rows_to_table(rows, CHUNKS_SCHEMA))
-    return len(rows)
+    return rows_to_table(rows, CHUNKS_SCHEMA)
 
 
-def embed_chunks(output: RunOutput, staging: Path, cfg: JobConfig, executor: str) -> None:
-    """chunks/ with their embeddings: batches formed once, encoded in a worker (local) or Ray actors."""
+def embed_chunks(table: pa.Table, cfg: JobConfig, executor: str) -> pa.Table:
+    """The chunks with their embeddings: batches formed once (in a fixed order, whatever order the driver
+    staged the documents in), encoded in a worker (local) or Ray actors."""
     from unitok.pipeline.stages.embed import batches_of, embed_in_worker, embedder_options, with_embeddings
 
-    table = pads.dataset(staging / "chunks", format="parquet").to_table()
     table = table.sort_by([("doc_id", "ascending"), ("chunk_index", "ascending")])
     batches = batches_of(table, cfg.embedding.batch_size)
     options = embedder_options(cfg.embedding)
@@ -145,10 +144,8 @@ def embed_chunks(output: RunOutput, staging: Path, cfg: JobConfig, executor: str
         vectors, model_id = embed_ray(batches, options, cfg)
     else:
         vectors, model_id = embed_in_worker(batches, options)
-    for old in (staging / "chunks").glob("*.parquet"):
-        old.unlink()
-    output.write_table(staging, "chunks", with_embeddings(table, vectors, model_id))
     log.info("embedded %d chunks with %s", table.num_rows, model_id)
+    return with_embeddings(table, vectors, model_id)
 
 
 def _failed_objects(errors_dir: Path) -> set[str]:
@@ -235,9 +232,11 @@ def run_job(
                 if (staging / "segments").is_dir():
                     assemble_documents(output, staging, cfg, sink_args, summary.executor)
                     if cfg.chunking.enabled:
-                        summary.chunks = chunk_documents(output, staging, cfg)
-                        if cfg.embedding.enabled and summary.chunks:
-                            embed_chunks(output, staging, cfg, summary.executor)
+                        chunks = chunk_documents(staging, cfg)
+                        if cfg.embedding.enabled and chunks.num_rows:
+                            chunks = embed_chunks(chunks, cfg, summary.executor)
+                        output.write_table(staging, "chunks", chunks)
+                        summary.chunks = chunks.num_rows
             failed = _failed_objects(staging / "errors")
             output.write_table(staging, "objects", state_table(plan, failed, run_id))
             _count(summary, staging, failed)

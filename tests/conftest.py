@@ -67,9 +67,9 @@ def routed(splitter, path, base, cfg):
 
 def last_commit(out, name: str = "objects", storage_options=None) -> dict:
     """The latest commit of one of an output's Delta tables: its version and metadata (run_id, config...)."""
-    from deltalake import DeltaTable
+    from unitok.connectors.output import open_table
 
-    dt = DeltaTable(f"{str(out).rstrip('/')}/{name}", storage_options=storage_options)
+    dt = open_table(out, name, storage_options)
     return {**dt.history(1)[0], "version": dt.version()}
 
 

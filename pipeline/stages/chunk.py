@@ -82,8 +82,9 @@ class Chunker:
         # Room for what a chunk may carry beyond its own text: a continued table's header, the heading path.
         # Each may take at most half the budget; a header or path longer than that is not repeated.
         limit = self.cfg.max_tokens // 2
-        tables = [t for t in _tables(md) if self.count(t[2]) + 1 <= limit]
-        reserve = max((self.count(header) + 1 for _, _, header in tables), default=0)
+        header_tokens = {t: self.count(t[2]) + 1 for t in _tables(md)}
+        tables = [t for t, n in header_tokens.items() if n <= limit]
+        reserve = max((header_tokens[t] for t in tables), default=0)
         if self.cfg.prefix_headings:
             paths = [self.count(" > ".join(_path(headings, p))) + 2 for p, _, _ in headings]
             reserve += min(max(paths, default=0), limit)
