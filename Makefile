@@ -23,9 +23,9 @@ $(CORE):
 	$(BIN)/pip install -q -e ".[dev]"
 	rm -f $(VENV)/.core-* && touch $@
 
-# Plus Phi-4-multimodal (torch 2.13.0 CPU wheel, transformers) for the engine's CPU tests, and Ray Serve.
+# Plus Phi-4-multimodal (torch 2.13.0 CPU wheel, transformers) for the engine's CPU tests, Ray Serve and Beam.
 $(FULL): $(CORE)
-	$(BIN)/pip install -q -e ".[dev,phi4,serve]"
+	$(BIN)/pip install -q -e ".[dev,phi4,serve,beam]"
 	# transformers' image processors import torchvision; PyPI has only CUDA builds of it, so it goes in
 	# without its deps (it must not replace the CPU torch); the tests add a shim for its import.
 	$(BIN)/pip install -q --no-deps torchvision==0.28.0
