@@ -32,6 +32,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         out["source.uri"] = args.source
     if getattr(args, "output", None):
         out["output.uri"] = args.output
+    if getattr(args, "executor", None):
+        out["runtime.executor"] = args.executor
     return out
 
 
@@ -179,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("config", help="job YAML file")
         sp.add_argument("--source", help="override source.uri")
         sp.add_argument("--output", help="override output.uri")
+        sp.add_argument(
+            "--executor", choices=["auto", "local", "ray", "beam"], help="override runtime.executor"
+        )
         if name == "run":
             sp.add_argument(
                 "--fail-on-error", action="store_true", help="exit 1 if any object or segment failed"

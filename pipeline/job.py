@@ -3,6 +3,7 @@ output's Delta tables, through the one output interface (connectors.output)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import secrets
@@ -15,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+from unitok.actors.contract import EngineSetupError
 from unitok.connectors.output import RunOutput, check_output_location
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
@@ -22,16 +24,11 @@ from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import CHUNKS_SCHEMA, TABLES, rows_to_table
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
-from unitok.pipeline.stages.assemble import assemble_sorted
+from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_sorted
 from unitok.pipeline.stages.plan import check_deletions, plan_run, state_table
 from unitok.pipeline.stages.preflight import preflight
 
 log = logging.getLogger("unitok")
-_DOC_COLUMNS = [
-    "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
-    "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
-    "engine", "pipeline_version", "run_id",
-]  # fmt: skip
 
 
 @dataclass
@@ -105,9 +102,9 @@ def assemble_documents(
     if executor == "ray" and size > cfg.runtime.local_assembly_max_bytes:
         from unitok.pipeline.drivers.ray_data import assemble_ray
 
-        assemble_ray(staging, _DOC_COLUMNS, failures, sink_args, cfg.audio.heading_every_s)
+        assemble_ray(staging, DOC_COLUMNS, failures, sink_args, cfg.audio.heading_every_s)
         return
-    table = pads.dataset(seg_dir, format="parquet").to_table(columns=_DOC_COLUMNS)
+    table = pads.dataset(seg_dir, format="parquet").to_table(columns=DOC_COLUMNS)
     output.write_table(staging, "documents", assemble_sorted(table, failures, cfg.audio.heading_every_s))
 
 
@@ -176,9 +173,16 @@ def _count(summary: RunSummary, staging: Path, failed_objects: set[str]) -> None
 
 
 def check_engines(cfg: JobConfig) -> None:
-    """Preflight where this machine runs the engines; a cluster's workers check their own installs."""
+    """Preflight where this machine runs the engines; a cluster's workers check their own installs. A
+    Beam job's runner and options are checked here too, before anything is listed."""
     if not joins_cluster(cfg):
         preflight(cfg)
+    if cfg.runtime.executor == "beam":
+        if importlib.util.find_spec("apache_beam") is None:
+            raise EngineSetupError("runtime.executor: beam needs apache-beam: pip install -e '.[beam]'")
+        from unitok.pipeline.drivers.beam import check_beam
+
+        check_beam(cfg)
 
 
 def run_job(
@@ -226,11 +230,14 @@ def run_job(
             if plan.convert:
                 if summary.executor == "local":
                     from unitok.pipeline.drivers.local import execute_local as execute
+                elif summary.executor == "beam":
+                    from unitok.pipeline.drivers.beam import execute_beam as execute
                 else:
                     from unitok.pipeline.drivers.ray_data import execute_ray as execute
                 execute(plan.convert, cfg, run_id, staging, sink_args)
                 if (staging / "segments").is_dir():
-                    assemble_documents(output, staging, cfg, sink_args, summary.executor)
+                    if summary.executor != "beam":  # the Beam pipeline groups and assembles them itself
+                        assemble_documents(output, staging, cfg, sink_args, summary.executor)
                     if cfg.chunking.enabled:
                         chunks = chunk_documents(staging, cfg)
                         if cfg.embedding.enabled and chunks.num_rows:

@@ -295,13 +295,37 @@ class EmbeddingConfig(_Strict):
         return v
 
 
+BeamOption = str | int | float | bool | list[str]
+
+
+class BeamConfig(_Strict):
+    """The Beam driver (runtime.executor: beam). Listing, planning and the commit stay in the driver
+    process; the pipeline splits, converts and assembles."""
+
+    runner: str = Field(
+        default="DirectRunner",
+        min_length=1,
+        description="DirectRunner: Beam's portable Python runner in this machine's processes (never the "
+        "Prism download Beam's own DirectRunner tries first). Any other name (PrismRunner, FlinkRunner, "
+        "SparkRunner, DataflowRunner, ...) goes to Beam as written.",
+    )
+    options: dict[str, BeamOption] = Field(
+        default_factory=dict,
+        description="Beam pipeline options, passed through by their Beam names (e.g. flink_master, "
+        "project, region, temp_location, direct_num_workers). Checked against Beam's options before "
+        "anything runs.",
+    )
+
+
 class RuntimeConfig(_Strict):
-    executor: Literal["auto", "ray", "local"] = Field(
+    executor: Literal["auto", "ray", "local", "beam"] = Field(
         default="auto",
         description="ray: Ray Data (embedded local Ray, or a cluster). local: this process plus a process "
-        "pool, no Ray. auto: ray when a cluster address is set or the job is larger than local_max_objects "
-        "objects or local_max_bytes bytes, local otherwise (Ray's fixed start-up would dominate).",
+        "pool, no Ray. beam: an Apache Beam pipeline (runtime.beam). auto: ray when a cluster address is "
+        "set or the job is larger than local_max_objects objects or local_max_bytes bytes, local otherwise "
+        "(Ray's fixed start-up would dominate); auto never picks beam.",
     )
+    beam: BeamConfig = Field(default_factory=BeamConfig)
     local_max_objects: int = Field(default=8, ge=0)
     local_max_bytes: int = Field(default=256 << 20, ge=0)
     ray_address: str | None = Field(default=None, description="Join this cluster; RAY_ADDRESS also works.")

@@ -14,6 +14,12 @@ from unitok.pipeline.core.schemas import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, SEGMEN
 
 MAX_DOC_WARNINGS = 50
 _TIMED_KINDS = {"audio_window", "video_frames"}
+# The segment columns a document is assembled from.
+DOC_COLUMNS = [
+    "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
+    "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
+    "engine", "pipeline_version", "run_id",
+]  # fmt: skip
 
 
 def split_results(table: pa.Table) -> dict[str, pa.Table]:
