@@ -68,6 +68,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_pptx.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_fidelity.py
 	$(BIN)/python bench/bench_chunks.py --corpus "$(CORPUS)"
+	$(BIN)/python bench/bench_drivers.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_av.py --minutes 10 --video
 
 clean:

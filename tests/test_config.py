@@ -80,7 +80,11 @@ def test_shipped_configs_validate():
     from pathlib import Path
 
     for p in sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml")):
-        load_config(p)
+        cfg, _ = load_config(p)
+        if cfg.runtime.executor == "beam":  # its runner and options are checked against Beam too
+            from unitok.pipeline.drivers.beam import check_beam
+
+            check_beam(cfg)
 
 
 def test_auto_executor_uses_ray_for_large_jobs_and_clusters(monkeypatch):

@@ -332,3 +332,31 @@ def test_a_prefix_that_lists_nothing_stops_before_the_corpus_is_deleted(s3, tmp_
     assert committed() == (first.run_id, 3)  # nothing committed by either
     allowed = run_job(parse_config(spec), allow_mass_delete=True)
     assert allowed.deleted_objects == 2 and committed() == (allowed.run_id, 1)
+
+
+def test_beam_reads_s3_with_the_same_globs_and_plan(s3, tmp_path):
+    """The Beam driver's workers download from S3 themselves; the listing, the globs and the incremental
+    plan are the driver's, as on every executor."""
+    pytest.importorskip("apache_beam")
+    client, endpoint, _ = s3
+    put(client, "beam/memo.pdf", corpus("pdf/fake-memo.pdf"))
+    put(client, "beam/scan.png", corpus("image/DA-1p.png"))  # excluded by the include glob
+    put(client, "beam/deep/table.pdf", corpus("pdf/single_table.pdf"))
+    out = tmp_path / "out"
+    spec = {
+        "source": {"uri": f"s3://{BUCKET}/beam/", "s3": {"endpoint_url": endpoint}, "include": ["*.pdf"]},
+        "output": {"uri": str(out)},
+        "runtime": {"executor": "beam", "max_workers": 2},
+    }
+    first = run_job(parse_config(spec))
+    assert (first.executor, first.objects, first.converted_objects, first.failures) == ("beam", 2, 2, 0)
+    docs = {r["source_uri"]: r for r in rows(out, "documents")}
+    assert set(docs) == {f"s3://{BUCKET}/beam/memo.pdf", f"s3://{BUCKET}/beam/deep/table.pdf"}
+    assert "20,000 bottles" in docs[f"s3://{BUCKET}/beam/memo.pdf"]["markdown"]
+
+    put(client, "beam/memo.pdf", corpus("pdf/multi-column-2p.pdf"))
+    second = run_job(parse_config(spec))
+    assert (second.converted_objects, second.carried_objects) == (1, 1)
+    docs = {r["source_uri"]: r for r in rows(out, "documents")}
+    assert "Dense Passage Retrieval" in docs[f"s3://{BUCKET}/beam/memo.pdf"]["markdown"]
+    assert docs[f"s3://{BUCKET}/beam/deep/table.pdf"]["run_id"] == first.run_id
