@@ -107,8 +107,8 @@ def test_serve_conversion_gives_the_same_segments_as_a_job(source, tmp_path, mon
 
 def test_phi4_batches_are_the_same_on_every_driver(source, ray_local, tiny_model, tmp_path, monkeypatch):
     """A padded model's output depends on which segments share its batch: the tiny random-weight Phi-4
-    must give every segment the same text from the local driver and from Ray, which once mixed objects
-    in one batch."""
+    must give every segment the same text from the local driver, from Ray (which once mixed objects in
+    one batch) and from Beam's RunInference."""
     scans = tmp_path / "scans"
     scans.mkdir()
     for i in range(3):
@@ -119,6 +119,9 @@ def test_phi4_batches_are_the_same_on_every_driver(source, ray_local, tiny_model
     ray, _ = run(scans, tmp_path / "r", monkeypatch, "ray", 1, 2, **extra)
     assert {v["engine"] for v in local.values()} == {"phi4"}
     assert local == ray
+    pytest.importorskip("apache_beam")
+    beam, _ = run(scans, tmp_path / "b", monkeypatch, "beam", 2, 2, **extra)
+    assert beam == local
 
 
 def test_the_worker_contract_pins_blas_that_was_loaded_with_more_threads():

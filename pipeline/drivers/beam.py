@@ -32,6 +32,7 @@ from unitok.pipeline.core.schemas import (
     SEGMENTS_SCHEMA,
     rows_to_table,
 )
+from unitok.pipeline.core.testhooks import checkpoint
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_document, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
@@ -169,6 +170,7 @@ class EngineBatchHandler(ModelHandler):
         with model.lock:  # engines run one call at a time: parallelism comes from worker processes
             rows = convert_segments(list(batch), model.engines, self.run_id, self.pipeline_version)
         _SEGMENTS.inc(len(rows))
+        checkpoint("converted.batch")  # a test may kill the run here
         return [rows_to_table(rows, RESULT_SCHEMA)]
 
     def get_num_bytes(self, batch: Sequence[Segment]) -> int:
