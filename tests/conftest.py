@@ -26,6 +26,17 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+def every_modality(dst: Path) -> Path:
+    """A text PDF, a scanned PDF, an image, a deck, a recording (FLAC) and a video, copied into dst."""
+    import shutil
+
+    for name in ("field-report.pdf", "scanned-memo.pdf", "signup-sheet.png", "talk.mp4"):
+        shutil.copy(REPO / "sample" / name, dst)
+    shutil.copy(corpus("pptx/sample-presentation.pptx"), dst)
+    sh("ffmpeg", "-y", "-i", str(dst / "talk.mp4"), "-vn", "-c:a", "flac", str(dst / "talk.flac"))
+    return dst
+
+
 def corpus(rel: str) -> Path:
     p = CORPUS / rel
     if not p.exists():

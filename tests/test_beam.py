@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, corpus, sh
+from conftest import REPO, corpus, every_modality
 from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import ConfigError, parse_config
 from unitok.pipeline.core.schemas import TABLES
@@ -26,16 +26,12 @@ FIELDS = ("segment_kind", "engine", "model_id", "prompt_id", "markdown", "spans"
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    """A text PDF, a scan, a deck, an image, a recording and a video, and bad files of three kinds."""
-    src = tmp_path_factory.mktemp("beam-src")
-    for name in ("field-report.pdf", "scanned-memo.pdf", "signup-sheet.png", "talk.mp4"):
-        shutil.copy(REPO / "sample" / name, src)
-    shutil.copy(corpus("pptx/sample-presentation.pptx"), src)
+    """Every modality, and bad files of two kinds (encrypted, truncated) and a malformed deck."""
+    src = every_modality(tmp_path_factory.mktemp("beam-src"))
     shutil.copy(corpus("bad/password.pdf"), src)
     shutil.copy(corpus("bad/fake-power-point-malformed.pptx"), src)
     png = (REPO / "sample" / "signup-sheet.png").read_bytes()
     (src / "truncated.png").write_bytes(png[: len(png) // 3])
-    sh("ffmpeg", "-y", "-i", str(src / "talk.mp4"), "-vn", "-c:a", "flac", str(src / "talk.flac"))
     return src
 
 
@@ -187,40 +183,3 @@ def test_unitok_run_executor_beam_from_the_command_line(tmp_path):
     assert r.stderr.strip().splitlines() == [
         f"unitok: invalid config {bad}: runtime.beam.options.no_such_option: not a Beam pipeline option"
     ]
-
-
-def test_a_killed_beam_run_leaves_the_published_output_and_the_rerun_completes(tmp_path):
-    import signal
-
-    from conftest import committed_run
-    from unitok.pipeline.core.testhooks import wait_reached
-
-    src = tmp_path / "in"
-    src.mkdir()
-    shutil.copy(corpus("pdf/fake-memo.pdf"), src / "memo.pdf")
-    out = tmp_path / "out"
-    cfg = tmp_path / "job.yaml"
-    cfg.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}}}\nruntime: {{executor: beam}}\n")
-    unitok = [sys.executable, "-m", "unitok.pipeline.cli", "run", str(cfg)]
-    assert subprocess.run(unitok, capture_output=True).returncode == 0
-    first = committed_run(out)
-
-    shutil.copy(corpus("pdf/DA-619p.pdf"), src / "long.pdf")
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    # A worker holds after its first converted batch: the pipeline is running, nothing is committed.
-    env = {**os.environ, "UNITOK_PAUSE_AT": "converted.batch", "UNITOK_PAUSE_DIR": str(hooks)}
-    proc = subprocess.Popen(unitok, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    wait_reached(hooks, "converted.batch", alive=lambda: proc.poll() is None)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes
-    proc.wait()
-    assert committed_run(out) == first
-    assert [d["run_id"] for d in read_table(out, "documents").to_pylist()] == [first]
-
-    r = subprocess.run(unitok, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    segs = read_table(out, "segments").select(["doc_id", "segment_index"]).to_pylist()
-    keys = [(s["doc_id"], s["segment_index"]) for s in segs]
-    assert len(keys) == len(set(keys)) == 620  # 619 pages + the memo, none lost, none twice
-    assert not (out / "_staging").exists()

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, committed_run, corpus, last_commit
 from unitok.connectors.output import read_table
 from unitok.pipeline.core.testhooks import wait_reached
@@ -62,15 +63,21 @@ def test_run_with_overrides_prints_a_summary_and_keeps_secrets_out(tmp_path):
     assert r.returncode == 1
 
 
-def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_path):
+@pytest.mark.parametrize("executor", ["local", "beam"])
+def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_path, executor):
+    """Held after a converted batch (in the driver's pool, or in a Beam worker process), then the whole
+    process group is killed: nothing of the run is committed, and the rerun is complete and exact."""
     import signal
+
+    if executor == "beam":
+        pytest.importorskip("apache_beam")
 
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(corpus("pdf/fake-memo.pdf"), src / "memo.pdf")
     job = tmp_path / "job.yaml"
     out = tmp_path / "out"
-    job.write_text(f"source:\n  uri: {src}\noutput:\n  uri: {out}\nruntime:\n  executor: local\n")
+    job.write_text(f"source:\n  uri: {src}\noutput:\n  uri: {out}\nruntime:\n  executor: {executor}\n")
     assert unitok("run", str(job)).returncode == 0
     first = {"run_id": committed_run(out)}
 

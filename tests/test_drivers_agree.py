@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, corpus, sh
+from conftest import corpus, every_modality
 from phi4_tiny import tiny_engine_config
 from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import parse_config
@@ -27,12 +27,7 @@ FIELDS = ("segment_kind", "engine", "model_id", "prompt_id", "markdown", "spans"
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    src = tmp_path_factory.mktemp("agree")
-    for name in ("field-report.pdf", "scanned-memo.pdf", "signup-sheet.png", "talk.mp4"):
-        shutil.copy(REPO / "sample" / name, src)
-    shutil.copy(corpus("pptx/sample-presentation.pptx"), src)
-    sh("ffmpeg", "-y", "-i", str(src / "talk.mp4"), "-vn", "-c:a", "flac", str(src / "talk.flac"))
-    return src
+    return every_modality(tmp_path_factory.mktemp("agree"))
 
 
 def run(source, out, monkeypatch, executor: str, workers: int, blas_threads: int, **extra):
