@@ -81,7 +81,7 @@ with _quiet_beam_import():
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.ml.inference.base import ModelHandler, RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
-    from apache_beam.runners.runner import create_runner
+    from apache_beam.runners.runner import PipelineState, create_runner
 
 _SEGMENTS = Metrics.counter("unitok", "segments_converted")
 
@@ -257,7 +257,9 @@ def execute_beam(
     p = beam.Pipeline(runner=_runner(cfg, beam_options), options=beam_options)
     build_pipeline(p, listing, cfg, run_id, staging, sink_args["compression"])
     result = p.run()
-    result.wait_until_finish()
+    state = result.wait_until_finish()  # raises when a bundle failed for good on the DirectRunner
+    if state != PipelineState.DONE:  # a remote runner may report it instead
+        raise BeamRunError(f"the Beam pipeline on {cfg.runtime.beam.runner} ended {state}; nothing committed")
     _drop_empty_files(staging)
     counters = result.metrics().query(MetricsFilter().with_name("segments_converted"))["counters"]
     converted = sum(c.committed or 0 for c in counters) if counters else _staged_rows(staging)
@@ -268,8 +270,17 @@ def execute_beam(
              time.perf_counter() - t0)  # fmt: skip
 
 
+class BeamRunError(RuntimeError):
+    """The pipeline ended in a state other than DONE (failed, cancelled, drained)."""
+
+
 def _staged_rows(staging: Path) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in staging.glob("*/*.parquet"))
+    """Segment and error rows staged (for runners that report no committed metrics)."""
+    return sum(
+        pq.ParquetFile(f).metadata.num_rows
+        for name in ("segments", "errors")
+        for f in staging.glob(f"{name}/*.parquet")
+    )
 
 
 def _drop_empty_files(staging: Path) -> None:
