@@ -82,7 +82,7 @@ def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str,
     """(executor, why) for this run."""
     rt = cfg.runtime
     if rt.executor != "auto":
-        return rt.executor, "set in runtime.executor"
+        return rt.executor, "runtime.executor or --executor"
     if cluster_address(cfg):
         return "ray", "a Ray cluster address is set"
     total = sum(o["size"] for o in listing)

@@ -152,12 +152,27 @@ def test_beam_then_ray_converts_only_what_changed(source, ray_local, tmp_path):
         ({"runner": "NoSuchRunner"}, "runtime.beam.runner: NoSuchRunner cannot be loaded"),
         ({"options": {"flink_mastr": "localhost:8081"}}, "runtime.beam.options.flink_mastr: not a Beam"),
         ({"options": {"runner": "FlinkRunner"}}, "runtime.beam.options.runner: set the runner in"),
+        ({"options": {"direct_num_workers": "two"}}, "runtime.beam.options.direct_num_workers: invalid int"),
+        (
+            {"options": {"direct_running_mode": "bogus"}},
+            "runtime.beam.options.direct_running_mode: invalid ch",
+        ),
     ],
 )
 def test_a_bad_beam_runner_or_option_stops_the_job_before_it_lists(tmp_path, beam, expected):
     cfg = job(tmp_path / "missing-source", tmp_path / "out", "beam", beam=beam)
     with pytest.raises(ConfigError, match=expected):
         check_engines(cfg)
+
+
+@pytest.mark.parametrize("name", ["DirectRunner", "directrunner", "direct"])
+def test_the_direct_runner_is_named_in_any_case_as_beam_does(tmp_path, name):
+    """Beam resolves "directrunner" to its own DirectRunner (which downloads Prism): unitok takes every
+    spelling to its local worker processes."""
+    from unitok.pipeline.drivers.beam import pipeline_options
+
+    options = pipeline_options(job(tmp_path, tmp_path / "out", "beam", beam={"runner": name}))
+    assert (options["direct_running_mode"], options["direct_num_workers"]) == ("multi_processing", 2)
 
 
 def test_unitok_run_executor_beam_from_the_command_line(tmp_path):
@@ -173,6 +188,7 @@ def test_unitok_run_executor_beam_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "executor           beam" in r.stdout
     assert "documents written  1" in r.stdout
+    assert "beam (DirectRunner, " in r.stderr and "worker processes): 1 object(s) in" in r.stderr
     # Beam's own start-up chatter stays out of the log: the run's lines only.
     noise = [line for line in r.stderr.splitlines() if "apache_beam" in line or "Worker:" in line]
     assert not noise, noise[:5]

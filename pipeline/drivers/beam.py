@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -78,7 +79,6 @@ with _quiet_beam_import():
     from apache_beam import pvalue
     from apache_beam.io.parquetio import WriteToParquetBatched
     from apache_beam.metrics import Metrics
-    from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.ml.inference.base import ModelHandler, RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.runner import PipelineState, create_runner
@@ -89,6 +89,13 @@ _SEGMENTS = Metrics.counter("unitok", "segments_converted")
 # downloads the Prism binary from GitHub at run time (a scheduled job must not depend on that) and, on
 # Prism, runs every bundle in the driver process.
 DIRECT = "DirectRunner"
+
+
+def is_direct(runner: str) -> bool:
+    """Beam matches runner names without case ("direct", "directrunner"): so does unitok."""
+    return runner.lower() in ("direct", "directrunner")
+
+
 _STAGED = {"segments": SEGMENTS_SCHEMA, "errors": ERRORS_SCHEMA, "documents": DOCUMENTS_SCHEMA}
 _FAILURE_COLUMNS = ["doc_id", "segment_index", "page_number", "error_type"]
 
@@ -96,7 +103,7 @@ _FAILURE_COLUMNS = ["doc_id", "segment_index", "page_number", "error_type"]
 def check_beam(cfg: JobConfig) -> None:
     """Fail before listing anything when the runner cannot be loaded or an option is not one of Beam's."""
     beam_cfg = cfg.runtime.beam
-    if beam_cfg.runner != DIRECT:
+    if not is_direct(beam_cfg.runner):
         try:
             create_runner(beam_cfg.runner)
         except (ImportError, ValueError, AttributeError) as e:
@@ -108,6 +115,23 @@ def check_beam(cfg: JobConfig) -> None:
         raise ConfigError(f"runtime.beam.options.{unknown[0]}: not a Beam pipeline option")
     if "runner" in beam_cfg.options:
         raise ConfigError("runtime.beam.options.runner: set the runner in runtime.beam.runner")
+    try:  # the values, by Beam's own parser (which would otherwise print its usage and exit mid-run)
+        PipelineOptions.from_dictionary(dict(beam_cfg.options)).get_all_options(add_extra_args_fn=_raising)
+    except _BadOption as e:
+        m = re.match(r"argument --(\w+)[^:]*: (.*)", str(e))
+        where = f"runtime.beam.options.{m.group(1)}" if m else "runtime.beam.options"
+        raise ConfigError(f"{where}: {m.group(2) if m else e}") from None
+
+
+class _BadOption(ValueError):
+    pass
+
+
+def _raising(parser: Any) -> None:
+    def error(message: str) -> None:
+        raise _BadOption(message)
+
+    parser.error = error
 
 
 def pipeline_options(cfg: JobConfig) -> dict[str, Any]:
@@ -116,7 +140,7 @@ def pipeline_options(cfg: JobConfig) -> dict[str, Any]:
     options: dict[str, Any] = dict(cfg.runtime.beam.options)
     if not log.isEnabledFor(logging.DEBUG):
         options.setdefault("default_sdk_harness_log_level", "WARNING")  # the workers' own logs
-    if cfg.runtime.beam.runner == DIRECT:
+    if is_direct(cfg.runtime.beam.runner):
         workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
         options.setdefault("direct_running_mode", "multi_processing")
         options.setdefault("direct_num_workers", workers)
@@ -124,7 +148,7 @@ def pipeline_options(cfg: JobConfig) -> dict[str, Any]:
 
 
 def _runner(cfg: JobConfig, options: PipelineOptions) -> Any:
-    if cfg.runtime.beam.runner != DIRECT:
+    if not is_direct(cfg.runtime.beam.runner):
         return cfg.runtime.beam.runner
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
@@ -261,26 +285,20 @@ def execute_beam(
     if state != PipelineState.DONE:  # a remote runner may report it instead
         raise BeamRunError(f"the Beam pipeline on {cfg.runtime.beam.runner} ended {state}; nothing committed")
     _drop_empty_files(staging)
-    counters = result.metrics().query(MetricsFilter().with_name("segments_converted"))["counters"]
-    converted = sum(c.committed or 0 for c in counters) if counters else _staged_rows(staging)
-    where = f"{cfg.runtime.beam.runner}" + (
+    segments, errors = _staged_rows(staging, "segments"), _staged_rows(staging, "errors")
+    where = cfg.runtime.beam.runner + (
         f", {options['direct_num_workers']} worker processes" if "direct_num_workers" in options else ""
     )
-    log.info("beam (%s): %d objects → %d segment rows in %.1f s", where, len(listing), converted,
-             time.perf_counter() - t0)  # fmt: skip
+    log.info("beam (%s): %d object(s) in %.1f s: %d segment(s) converted, %d error row(s)", where,
+             len(listing), time.perf_counter() - t0, segments, errors)  # fmt: skip
 
 
 class BeamRunError(RuntimeError):
     """The pipeline ended in a state other than DONE (failed, cancelled, drained)."""
 
 
-def _staged_rows(staging: Path) -> int:
-    """Segment and error rows staged (for runners that report no committed metrics)."""
-    return sum(
-        pq.ParquetFile(f).metadata.num_rows
-        for name in ("segments", "errors")
-        for f in staging.glob(f"{name}/*.parquet")
-    )
+def _staged_rows(staging: Path, name: str) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in staging.glob(f"{name}/*.parquet"))
 
 
 def _drop_empty_files(staging: Path) -> None:
