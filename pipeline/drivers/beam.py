@@ -83,6 +83,7 @@ with _quiet_beam_import():
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.runner import PipelineState, create_runner
 
+# Reported to the runner's own monitoring (Flink's UI, Dataflow's console): progress while a run goes on.
 _SEGMENTS = Metrics.counter("unitok", "segments_converted")
 
 # "DirectRunner" runs on Beam's portable Python runner in local processes. Beam's own DirectRunner first
@@ -284,8 +285,8 @@ def execute_beam(
     state = result.wait_until_finish()  # raises when a bundle failed for good on the DirectRunner
     if state != PipelineState.DONE:  # a remote runner may report it instead
         raise BeamRunError(f"the Beam pipeline on {cfg.runtime.beam.runner} ended {state}; nothing committed")
-    _drop_empty_files(staging)
-    segments, errors = _staged_rows(staging, "segments"), _staged_rows(staging, "errors")
+    staged = _drop_empty_files(staging)
+    segments, errors = staged.get("segments", 0), staged.get("errors", 0)
     where = cfg.runtime.beam.runner + (
         f", {options['direct_num_workers']} worker processes" if "direct_num_workers" in options else ""
     )
@@ -297,19 +298,19 @@ class BeamRunError(RuntimeError):
     """The pipeline ended in a state other than DONE (failed, cancelled, drained)."""
 
 
-def _staged_rows(staging: Path, name: str) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in staging.glob(f"{name}/*.parquet"))
-
-
-def _drop_empty_files(staging: Path) -> None:
+def _drop_empty_files(staging: Path) -> dict[str, int]:
     """Beam's sink writes a file even for a dataset with no rows; the other drivers write none, and the
-    caller reads a missing folder as 'nothing staged'."""
+    caller reads a missing folder as 'nothing staged'. Returns the rows staged per dataset."""
+    rows: dict[str, int] = {}
     for name in _STAGED:
         folder = staging / name
         if not folder.is_dir():
             continue
         for f in folder.glob("*.parquet"):
-            if pq.ParquetFile(f).metadata.num_rows == 0:
+            n = pq.ParquetFile(f).metadata.num_rows
+            if n == 0:
                 f.unlink()
+            rows[name] = rows.get(name, 0) + n
         if not any(folder.iterdir()):
             folder.rmdir()
+    return rows
