@@ -58,10 +58,26 @@ def test_text_inside_nested_groups_is_kept():
     assert {line for line in md.splitlines() if len(line) == 1} == set("ABCDEFGHIJ")
 
 
-def make_deck(path: Path) -> None:
-    from pptx import Presentation
+def add_chart_slide(prs, title: str, categories: list[str], series: str, values: tuple, chart_title: str):
+    """A title-only slide holding one clustered column chart with a title."""
     from pptx.chart.data import CategoryChartData
     from pptx.enum.chart import XL_CHART_TYPE
+    from pptx.util import Inches
+
+    slide = prs.slides.add_slide(prs.slide_layouts[5])
+    slide.shapes.title.text = title
+    data = CategoryChartData()
+    data.categories = categories
+    data.add_series(series, values)
+    chart = slide.shapes.add_chart(
+        XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(1), Inches(1.5), Inches(6), Inches(4), data
+    ).chart
+    chart.has_title = True
+    chart.chart_title.text_frame.text = chart_title
+
+
+def make_deck(path: Path) -> None:
+    from pptx import Presentation
     from pptx.util import Inches
 
     prs = Presentation()
@@ -78,16 +94,7 @@ def make_deck(path: Path) -> None:
     pic = s.shapes.add_picture(io.BytesIO(buf.getvalue()), Inches(7), Inches(1.5))
     pic._element.nvPicPr.cNvPr.set("descr", "Red company logo")
     s.notes_slide.notes_text_frame.text = "Mention the merger in Q2."
-    s2 = prs.slides.add_slide(prs.slide_layouts[5])
-    s2.shapes.title.text = "Sales chart"
-    data = CategoryChartData()
-    data.categories = ["Jan", "Feb"]
-    data.add_series("Units", (3, 5))
-    chart = s2.shapes.add_chart(
-        XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(1), Inches(1.5), Inches(6), Inches(4), data
-    ).chart
-    chart.has_title = True
-    chart.chart_title.text_frame.text = "Units sold"
+    add_chart_slide(prs, "Sales chart", ["Jan", "Feb"], "Units", (3, 5), "Units sold")
     prs.save(path)
 
 
@@ -255,8 +262,6 @@ def edit_deck(
 
 def make_odd_deck(path: Path) -> None:
     from pptx import Presentation
-    from pptx.chart.data import CategoryChartData
-    from pptx.enum.chart import XL_CHART_TYPE
     from pptx.util import Inches
 
     prs = Presentation()
@@ -265,16 +270,7 @@ def make_odd_deck(path: Path) -> None:
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), (20, 90, 200)).save(buf, format="PNG")
     s1.shapes.add_picture(io.BytesIO(buf.getvalue()), Inches(7), Inches(6))  # descr: the file name
-    s2 = prs.slides.add_slide(prs.slide_layouts[5])
-    s2.shapes.title.text = "Odd chart"
-    data = CategoryChartData()
-    data.categories = ["North", "South"]
-    data.add_series("Revenue", (120, 95.5))
-    chart = s2.shapes.add_chart(
-        XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(1), Inches(1.5), Inches(6), Inches(4), data
-    ).chart
-    chart.has_title = True
-    chart.chart_title.text_frame.text = "Sales by region"
+    add_chart_slide(prs, "Odd chart", ["North", "South"], "Revenue", (120, 95.5), "Sales by region")
     prs.save(path)
 
     alternate = (
