@@ -2,21 +2,23 @@
 Polars, Spark, Trino, Ray Data and `deltalake` read it with nothing else.
 
 Layout under the output URI:
-  segments/ documents/ errors/ objects/   Delta tables (change data feed on)
-  _staging/<run_id>/                      a run in progress, local folders only (never read by consumers)
+  segments/ documents/ chunks/ errors/ objects/   Delta tables (change data feed on)
+  _staging/<run_id>/                              a run's scratch (never read by consumers)
 
-A run stages its new rows as Parquet in a local work folder, then commits each table once
-(segments, documents, errors, then objects, the run state, last). Each object's rows live in data files of
-their own (`<key>-<run_id>-<n>.parquet`, key a hash of the source URI), so a commit replaces exactly the
-files of the objects it converted or that are gone, and never rewrites an unchanged object's rows: bytes
-written grow with the change, not with the corpus. Every commit carries the run id, pipeline version and
-counts in its metadata and an application transaction ("unitok"), so of two runs overlapping on one
-output the later committer fails cleanly (Delta's optimistic concurrency) instead of interleaving.
+Workers write each object's rows of every table as data files inside the tables' folders
+(connectors.table_files: `<key>-<run_id>-<n>.parquet`, key a hash of the source URI) and hand the driver
+their metadata; the driver commits it as the run goes, each commit covering whole objects in every table
+(segments, documents, chunks, errors, then objects, the run state, last). A commit replaces exactly the
+files of the objects it covers (and, in a run's last commit, of objects gone from the listing), never an
+unchanged object's rows: bytes written grow with the change, not with the corpus. Every commit carries the
+run id, pipeline version and counts in its metadata and an application transaction ("unitok"), so of two
+runs overlapping on one output the later committer fails cleanly (Delta's optimistic concurrency) instead
+of interleaving. Files a killed run wrote but never committed are referenced by no version: readers never
+see them, and `unitok maintain` vacuums them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,15 +26,13 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 from unitok.connectors.local import path_from_uri
-from unitok.connectors.parquet_files import compression_codec
+from unitok.connectors.table_files import TableFiles, object_key
 from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import TABLES
 from unitok.pipeline.core.testhooks import checkpoint
@@ -110,15 +110,6 @@ def _explain_store(exc: BaseException) -> str:
     return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
-def object_key(source_uri: str) -> str:
-    """The part of a data file's name that says whose rows it holds."""
-    return hashlib.sha256(source_uri.encode()).hexdigest()[:20]
-
-
-def _file_key(path: str) -> str:
-    return path.rsplit("/", 1)[-1].split("-", 1)[0]
-
-
 def delta_files(dt: Any, storage_options: dict[str, str] | None, paths: list[str] | None = None) -> Any:
     """A pyarrow dataset over the table's current data files (or the given ones), in the table's schema
     (columns a file lacks read null). Read with pyarrow itself: deltalake's own pyarrow dataset left a
@@ -172,9 +163,11 @@ class RunOutput:
         s3_options: dict[str, Any] | None = None,
         compression: str = "zstd",
         table_config: dict[str, str] | None = None,
+        rows_per_file: int = 100_000,
     ):
         self.uri = uri.rstrip("/")
         self.compression = compression
+        self.rows_per_file = rows_per_file
         self.remote = uri.startswith("s3://")
         self.s3_options = s3_options or {}
         self.storage_options: dict[str, str] | None = None
@@ -194,7 +187,7 @@ class RunOutput:
                 raise OutputError(
                     f"output.uri {redact_uri(uri)}: cannot write there ({_os_reason(e)})"
                 ) from None
-        self._client = None
+        self.committed: list[tuple[str, int]] = []  # (table, version) of each commit this run landed
 
     def __enter__(self) -> RunOutput:
         return self
@@ -254,32 +247,32 @@ class RunOutput:
             ) from None
         return staging
 
-    def write_table(self, staging: Path, name: str, table: pa.Table, part: str = "part-00000") -> None:
-        (staging / name).mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            table, staging / name / f"{part}.parquet", compression=compression_codec(self.compression)
-        )
+    @property
+    def files(self) -> TableFiles:
+        """Where workers write this output's data files (an absolute folder path or the S3 prefix)."""
+        where = self.uri if self.remote else str(self.dir)
+        return TableFiles(where, self.s3_options, self.compression, self.rows_per_file)
 
     def commit(
         self,
-        staging: Path,
+        metas: list[dict[str, Any]],
         run_id: str,
         schemas: dict[str, pa.Schema],
-        replace_uris: set[str],
-        listed_uris: set[str],
         metadata: dict[str, Any],
+        listed_uris: set[str] | None = None,
     ) -> dict[str, int]:
-        """Commit each table once, in the order given (the run state last): the staged rows are added in
-        files per object; the files of objects in replace_uris, and of objects no longer listed, are
-        removed. Returns each table's new version."""
-        replace = {object_key(u) for u in replace_uris}
-        listed = {object_key(u) for u in listed_uris}
+        """One commit of each table, in the order given (the run state last), of the objects in `metas`
+        (what workers wrote: each object's files per table): their files are added, and the files that
+        held their earlier rows removed. With listed_uris (a run's last commit), the files of objects no
+        longer listed are removed too. Returns each table's new version. self.committed records each
+        table commit that landed, so a failure part-way can say what is committed."""
+        replace = {object_key(m["uri"]) for m in metas}
+        listed = None if listed_uris is None else {object_key(u) for u in listed_uris}
         versions = {}
         for name, schema in schemas.items():
-            versions[name] = self._commit_table(
-                name, schema, staging / name, run_id, replace, listed, metadata
-            )
-        self.discard(run_id)
+            adds = [f for m in metas for f in m["files"].get(name, [])]
+            versions[name] = self._commit_table(name, schema, adds, run_id, replace, listed, metadata)
+            self.committed.append((name, versions[name]))
         return versions
 
     def discard(self, run_id: str) -> None:
@@ -293,10 +286,10 @@ class RunOutput:
         self,
         name: str,
         schema: pa.Schema,
-        staged: Path,
+        files: list[dict[str, Any]],
         run_id: str,
         replace: set[str],
-        listed: set[str],
+        listed: set[str] | None,
         metadata: dict[str, Any],
     ) -> int:
         from deltalake import DeltaTable
@@ -307,22 +300,27 @@ class RunOutput:
         dt = self.table(name)
         created = dt is None
         if created:
-            dt = DeltaTable.create(
-                uri,
-                schema=schema,
-                name=name,
-                configuration=self.table_config,
-                storage_options=self.storage_options,
-            )
-        # The version this run planned from (None: the table did not exist then).
+            try:
+                dt = DeltaTable.create(
+                    uri,
+                    schema=schema,
+                    name=name,
+                    configuration=self.table_config,
+                    storage_options=self.storage_options,
+                )
+            except Exception as e:  # noqa: BLE001 - one line
+                raise OutputError(
+                    f"output.uri {redact_uri(self.uri)}: cannot create {name} ({_explain_store(e)})"
+                ) from None
+        # The version this run planned from, or last committed (None: the table did not exist then).
         read = self.read_versions.get(name, dt.version()) if not created else self.read_versions.get(name)
         if read is None and created:
             read = dt.version()
         if read is None or dt.version() != read:
             raise ConcurrentRunError(
                 f"another run committed {name} (now at version {dt.version()}) while this run, which planned "
-                f"from {'no table' if read is None else f'version {read}'}, was converting; nothing of this "
-                f"run was committed to {name}: rerun it"
+                f"from {'no table' if read is None else f'version {read}'}, was converting; nothing more of "
+                f"this run was committed to {name}: rerun it"
             )
         if self._evolve(dt, schema):
             read = dt.version()
@@ -332,17 +330,12 @@ class RunOutput:
             # Files holding several objects (a compaction): first split them into files per object, in a
             # commit without data change (the change feed shows nothing), so that the run's own commit
             # replaces exactly its objects' files and its feed shows only them.
-            self._split(dt, uri, name, schema, run_id, mixed, metadata, read)
+            self._split(dt, name, schema, run_id, mixed, metadata, read)
             read = dt.version()
             touched = self._touched(dt, replace, listed)
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], True, now, f["size"], {}) for f in touched]
-        rows = (
-            _conform(pads.dataset(staged, format="parquet").to_table(), schema)
-            if staged.is_dir() and any(staged.glob("*.parquet"))
-            else schema.empty_table()
-        )
-        adds = list(self._write_files(uri, rows, run_id))
+        adds = [_add_action(f) for f in files]
         props = CommitProperties(
             custom_metadata={**metadata, "table": name},
             app_transactions=[Transaction(APP_ID, read + 1)],
@@ -354,9 +347,18 @@ class RunOutput:
         except CommitFailedError as e:
             raise ConcurrentRunError(
                 f"another run committed {name} while this run was committing ({e}); "
-                "nothing more of this run was committed: rerun it"
+                f"nothing more of this run was committed to {name}: rerun it"
+            ) from None
+        except OSError as e:
+            raise OutputError(
+                f"output.uri {redact_uri(self.uri)}: cannot commit {name} ({_os_reason(e)})"
+            ) from None
+        except Exception as e:  # noqa: BLE001 - delta-rs's store errors: one line
+            raise OutputError(
+                f"output.uri {redact_uri(self.uri)}: cannot commit {name} ({_explain_store(e)})"
             ) from None
         dt.update_incremental()
+        self.read_versions[name] = dt.version()  # this run's next commit builds on its own
         return dt.version()
 
     @staticmethod
@@ -386,7 +388,7 @@ class RunOutput:
             dt.update_incremental()
         return bool(missing)
 
-    def _touched(self, dt: Any, replace: set[str], listed: set[str]) -> list[dict[str, Any]]:
+    def _touched(self, dt: Any, replace: set[str], listed: set[str] | None) -> list[dict[str, Any]]:
         """The table's files that hold an object this run converts again or that is gone, with the
         objects each holds (from statistics, else from the file's source_uri column)."""
         out = []
@@ -398,14 +400,15 @@ class RunOutput:
                     fragments = {fr.path: fr for fr in delta_files(dt, self.storage_options).get_fragments()}
                 frag = next((fr for p, fr in fragments.items() if p.endswith(f["path"])), None)
                 uris = set(frag.to_table(columns=["source_uri"])["source_uri"].to_pylist()) if frag else set()
-            if any(object_key(u) in replace or object_key(u) not in listed for u in uris):
+            if any(
+                object_key(u) in replace or (listed is not None and object_key(u) not in listed) for u in uris
+            ):
                 out.append({**f, "uris": uris})
         return out
 
     def _split(
         self,
         dt: Any,
-        uri: str,
         name: str,
         schema: pa.Schema,
         run_id: str,
@@ -419,76 +422,28 @@ class RunOutput:
         rows = delta_files(dt, self.storage_options, [f["path"] for f in mixed]).to_table()
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], False, now, f["size"], {}) for f in mixed]
-        adds = list(self._write_files(uri, _conform(rows, schema), f"{run_id}-split", data_change=False))
+        files = self.files.write(name, rows, f"{run_id}-split", schema, data_change=False)
         props = CommitProperties(
             custom_metadata={**metadata, "table": name, "unitok_operation": "split files per object"},
             app_transactions=[Transaction(APP_ID, read + 1)],
             max_commit_retries=0,
         )
         try:
-            dt.create_write_transaction(removes + adds, "append", schema, commit_properties=props)
+            dt.create_write_transaction(
+                removes + [_add_action(f) for f in files], "append", schema, commit_properties=props
+            )
         except CommitFailedError as e:
             raise ConcurrentRunError(
                 f"another run committed {name} while this run was committing ({e})"
             ) from None
         dt.update_incremental()
 
-    def _write_files(self, uri: str, table: pa.Table, run_id: str, data_change: bool = True) -> Iterator[Any]:
-        """Rows as data files in the table, one set per object; their add actions."""
-        from deltalake.transaction import AddAction
 
-        if table.num_rows == 0:
-            return
-        table = table.sort_by("source_uri")
-        uris = table["source_uri"]
-        # Boundaries between objects in the sorted table.
-        starts = [0] + [i for i in range(1, len(uris)) if uris[i] != uris[i - 1]]
-        bounds = list(zip(starts, starts[1:] + [len(uris)], strict=True))
-        for n, (a, b) in enumerate(bounds):
-            part = table.slice(a, b - a)
-            source = part["source_uri"][0].as_py()
-            rel = f"{object_key(source)}-{run_id}-{n:05d}.parquet"
-            size = self._put(uri, rel, part)
-            stats = json.dumps(
-                {
-                    "numRecords": part.num_rows,
-                    "minValues": {"source_uri": source},
-                    "maxValues": {"source_uri": source},
-                    "nullCount": {"source_uri": 0},
-                }
-            )
-            yield AddAction(rel, size, {}, int(time.time() * 1000), data_change, stats)
+def _add_action(f: dict[str, Any]) -> Any:
+    """A worker's file metadata (connectors.table_files) as a Delta add action."""
+    from deltalake.transaction import AddAction
 
-    def _put(self, uri: str, rel: str, part: pa.Table) -> int:
-        codec = compression_codec(self.compression)
-        if not self.remote:
-            path = Path(uri) / rel
-            pq.write_table(part, path, compression=codec)
-            return path.stat().st_size
-        local = self.dir / "_upload" / rel
-        local.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, local, compression=codec)
-        size = local.stat().st_size
-        from unitok.connectors.s3 import _explain, make_client, split_s3_uri
-
-        if self._client is None:
-            self._client = make_client(**self.s3_options)
-        bucket, key = split_s3_uri(f"{uri}/{rel}")
-        try:
-            self._client.upload_file(str(local), bucket, key)
-        except Exception as e:  # noqa: BLE001
-            raise _explain(e, self.uri, self.s3_options.get("endpoint_url")) from None
-        local.unlink()
-        return size
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Staged rows in the table's schema (columns in order, types as declared)."""
-    n = table.num_rows
-    cols = [
-        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema
-    ]
-    return pa.Table.from_arrays(cols, schema=schema)
+    return AddAction(f["path"], f["size"], {}, f["modification_time"], f["data_change"], f["stats"])
 
 
 def open_table(uri: str | Path, name: str, storage_options: dict[str, str] | None = None) -> Any:

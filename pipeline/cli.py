@@ -23,7 +23,8 @@ from unitok.pipeline.core.config import ConfigError, JobConfig, OutputConfig, lo
 from unitok.pipeline.core.redact import redact_text, redact_uri
 from unitok.pipeline.core.version import PIPELINE_VERSION
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# 0: all committed; 1: committed, with failures (--fail-on-error); 2: nothing committed; 3: part committed.
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -62,6 +63,11 @@ def format_summary(s: Any) -> str:
         ("chunks written", s.chunks),
         ("failed objects", s.failed_objects),
         ("failed segments", s.failed_segments),
+        (
+            "committed",
+            f"{s.commits} commit(s)"
+            + (f", the first {s.first_commit_s:.1f} s in" if s.first_commit_s is not None else ""),
+        ),
         ("elapsed", f"{s.elapsed_s:.1f} s ({rate:.1f} segments/s, start-up included)"),
         ("output", f"{s.output_uri}  (Delta tables segments/ documents/ chunks/ errors/ objects/)"),
     ]
@@ -261,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         print("unitok: interrupted; nothing was committed by this run", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - every stop is one line and exit 2; 1 is --fail-on-error's
+        from unitok.pipeline.stages.commit import PartialCommitError
+
+        if isinstance(
+            e, PartialCommitError
+        ):  # part of the run is committed: what, and that a rerun completes it
+            print(f"unitok: {redact_text(str(e))}", file=sys.stderr)
+            return EXIT_PARTIAL
         if isinstance(e, _expected_errors()):
             print(f"unitok: {redact_text(str(e))}", file=sys.stderr)
             return EXIT_CONFIG

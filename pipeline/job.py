@@ -1,5 +1,6 @@
-"""One run of a job: list → plan → execute (local pool or Ray Data) → assemble documents → commit to the
-output's Delta tables, through the one output interface (connectors.output)."""
+"""One run of a job: list → plan → execute (local pool, Ray Data or Beam: each object split, converted,
+assembled, chunked and written as data files in a worker) → progress commits of the workers' file metadata
+to the output's Delta tables (connectors.output), the deletions with the last."""
 
 from __future__ import annotations
 
@@ -8,24 +9,20 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from unitok.actors.contract import EngineSetupError
 from unitok.connectors.output import RunOutput, check_output_location
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.redact import redact_uri
-from unitok.pipeline.core.schemas import CHUNKS_SCHEMA, TABLES, rows_to_table
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
-from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_sorted
-from unitok.pipeline.stages.plan import check_deletions, plan_run, state_table
+from unitok.pipeline.stages.commit import PartialCommitError, ProgressCommits
+from unitok.pipeline.stages.plan import check_deletions, plan_run
 from unitok.pipeline.stages.preflight import preflight
 
 log = logging.getLogger("unitok")
@@ -51,8 +48,23 @@ class RunSummary:
     error_rows: int = 0
     elapsed_s: float = 0.0
     committed: bool = False
+    commits: int = 0  # commits of every table (progress commits and the last one)
+    first_commit_s: float | None = None  # seconds from the start to the first committed object
+    bytes_written: int = 0  # data files the workers wrote
     table_versions: dict[str, int] = field(default_factory=dict)  # each table's version after the commit
     lancedb: dict[str, int] = field(default_factory=dict)  # rows loaded, upserted and deleted in LanceDB
+
+    def add(self, meta: dict[str, Any]) -> None:
+        """Counts of one finished object (its metadata from stages.per_object)."""
+        self.segments += meta["segments"]
+        for engine, n in meta["by_engine"].items():
+            self.segments_by_engine[engine] = self.segments_by_engine.get(engine, 0) + n
+        self.error_rows += meta["error_rows"]
+        self.failed_segments += meta["failed_segments"]
+        self.failed_objects += int(meta["failed"])
+        self.documents += meta["documents"]
+        self.chunks += meta["chunks"]
+        self.bytes_written += meta["bytes"]
 
     @property
     def failures(self) -> int:
@@ -64,18 +76,6 @@ class RunSummary:
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def _failures_by_doc(errors_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    if not errors_dir.is_dir():
-        return {}
-    table = pads.dataset(errors_dir, format="parquet").to_table(
-        columns=["doc_id", "segment_index", "page_number", "error_type"]
-    )
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in table.to_pylist():
-        out.setdefault(row["doc_id"], []).append(row)
-    return out
 
 
 def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str, str]:
@@ -91,87 +91,6 @@ def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str,
     return "ray", f"{len(listing)} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
 
 
-def assemble_documents(
-    output: RunOutput, staging: Path, cfg: JobConfig, sink_args: dict[str, Any], executor: str
-) -> None:
-    """segments/ → documents/. A run whose segments fit comfortably in memory is assembled in-process
-    (a Ray shuffle costs seconds of fixed overhead); a larger one is grouped by doc_id on the cluster."""
-    failures = _failures_by_doc(staging / "errors")
-    seg_dir = staging / "segments"
-    size = sum(p.stat().st_size for p in seg_dir.glob("*.parquet"))
-    if executor == "ray" and size > cfg.runtime.local_assembly_max_bytes:
-        from unitok.pipeline.drivers.ray_data import assemble_ray
-
-        assemble_ray(staging, DOC_COLUMNS, failures, sink_args, cfg.audio.heading_every_s)
-        return
-    table = pads.dataset(seg_dir, format="parquet").to_table(columns=DOC_COLUMNS)
-    output.write_table(staging, "documents", assemble_sorted(table, failures, cfg.audio.heading_every_s))
-
-
-def chunk_documents(staging: Path, cfg: JobConfig) -> pa.Table:
-    """documents/ (and their segments, for provenance) → the chunk rows, document by document."""
-    from unitok.pipeline.stages.chunk import Chunker
-
-    if not (staging / "documents").is_dir():
-        return CHUNKS_SCHEMA.empty_table()
-    chunker = Chunker.from_config(cfg.chunking)
-    segs = pads.dataset(staging / "segments", format="parquet").to_table(
-        columns=["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s", "spans"]
-    )
-    by_doc: dict[str, list[dict[str, Any]]] = {}
-    for row in segs.to_pylist():
-        by_doc.setdefault(row["doc_id"], []).append(row)
-    rows = []
-    for doc in pads.dataset(staging / "documents", format="parquet").to_table().to_pylist():
-        rows.extend(chunker.chunks(doc, by_doc.get(doc["doc_id"], [])))
-    return rows_to_table(rows, CHUNKS_SCHEMA)
-
-
-def embed_chunks(table: pa.Table, cfg: JobConfig, executor: str) -> pa.Table:
-    """The chunks with their embeddings: batches formed once (in a fixed order, whatever order the driver
-    staged the documents in), encoded in a worker (local) or Ray actors."""
-    from unitok.pipeline.stages.embed import batches_of, embed_in_worker, embedder_options, with_embeddings
-
-    table = table.sort_by([("doc_id", "ascending"), ("chunk_index", "ascending")])
-    batches = batches_of(table, cfg.embedding.batch_size)
-    options = embedder_options(cfg.embedding)
-    if executor == "ray":
-        from unitok.pipeline.drivers.ray_data import embed_ray
-
-        vectors, model_id = embed_ray(batches, options, cfg)
-    else:
-        vectors, model_id = embed_in_worker(batches, options)
-    log.info("embedded %d chunks with %s", table.num_rows, model_id)
-    return with_embeddings(table, vectors, model_id)
-
-
-def _failed_objects(errors_dir: Path) -> set[str]:
-    if not errors_dir.is_dir():
-        return set()
-    errs = pads.dataset(errors_dir, format="parquet").to_table(columns=["source_uri", "segment_index"])
-    return set(errs.filter(pc.less(errs["segment_index"], 0))["source_uri"].to_pylist())
-
-
-def _rows(staging: Path, name: str, columns: list[str]) -> pa.Table:
-    folder = staging / name
-    if not folder.is_dir():
-        return TABLES[name].empty_table().select(columns)
-    return pads.dataset(folder, format="parquet").to_table(columns=columns)
-
-
-def _count(summary: RunSummary, staging: Path, failed_objects: set[str]) -> None:
-    """What this run wrote (unchanged objects' rows stay in the tables and are not counted)."""
-    segs = _rows(staging, "segments", ["engine"])
-    summary.segments = segs.num_rows
-    for item in pc.value_counts(segs["engine"]).to_pylist():
-        summary.segments_by_engine[item["values"] or "none"] = item["counts"]
-    errs = _rows(staging, "errors", ["segment_index"])
-    summary.error_rows = errs.num_rows
-    summary.failed_objects = len(failed_objects)
-    summary.failed_segments = pc.sum(pc.greater_equal(errs["segment_index"], 0)).as_py() or 0
-    summary.documents = _rows(staging, "documents", ["doc_id"]).num_rows
-
-
 def check_engines(cfg: JobConfig) -> None:
     """Preflight where this machine runs the engines; a cluster's workers check their own installs. A
     Beam job's runner and options are checked here too, before anything is listed."""
@@ -185,6 +104,34 @@ def check_engines(cfg: JobConfig) -> None:
         check_beam(cfg)
 
 
+def _executor(name: str) -> Callable[..., Iterator[dict[str, Any]]]:
+    if name == "local":
+        from unitok.pipeline.drivers.local import execute_local
+
+        return execute_local
+    if name == "beam":
+        from unitok.pipeline.drivers.beam import execute_beam
+
+        return execute_beam
+    from unitok.pipeline.drivers.ray_data import execute_ray
+
+    return execute_ray
+
+
+def _with_progress(metas: Iterator[dict[str, Any]], n_objects: int) -> Iterator[dict[str, Any]]:
+    """A progress bar on a terminal (objects, and the segments they held), silent in logs and cron jobs,
+    where the end-of-run summary speaks."""
+    from tqdm import tqdm
+
+    segments = 0
+    with tqdm(total=n_objects, desc="converting", unit=" objects", disable=None) as bar:
+        for meta in metas:
+            segments += meta["segments"]
+            bar.set_postfix_str(f"{segments} segments")
+            bar.update(1)
+            yield meta
+
+
 def run_job(
     cfg: JobConfig,
     raw_config: dict[str, Any] | None = None,
@@ -193,7 +140,7 @@ def run_job(
 ) -> RunSummary:
     """List, plan, convert and commit one run. Raises MassDeleteError (before converting anything) when
     the run would delete more than runtime.max_delete_fraction of the last run's objects, unless
-    allow_mass_delete."""
+    allow_mass_delete; PartialCommitError when it stops after committing part of its output."""
     t0 = time.perf_counter()
     started_at = datetime.now(UTC)
     run_id = run_id or new_run_id()
@@ -208,8 +155,9 @@ def run_job(
     listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
     summary.objects = len(listing)
     log.info("listed %d objects under %s", len(listing), summary.source_uri)
+    out = cfg.output
     with RunOutput(
-        cfg.output.uri, cfg.output.s3.model_dump(), cfg.output.compression, cfg.output.table_config
+        out.uri, out.s3.model_dump(), out.compression, out.table_config, out.max_rows_per_file
     ) as output:
         summary.mode = cfg.run_mode
         plan = plan_run(listing, output.previous_rows("objects"), summary.mode)
@@ -224,32 +172,10 @@ def run_job(
         summary.executor, why = choose_executor(cfg, plan.convert)
         log.info("executor %s (%s)", summary.executor, why)
 
-        staging = output.begin(run_id)
-        sink_args = {"compression": cfg.output.compression, "rows_per_file": cfg.output.max_rows_per_file}
-        try:
-            if plan.convert:
-                if summary.executor == "local":
-                    from unitok.pipeline.drivers.local import execute_local as execute
-                elif summary.executor == "beam":
-                    from unitok.pipeline.drivers.beam import execute_beam as execute
-                else:
-                    from unitok.pipeline.drivers.ray_data import execute_ray as execute
-                execute(plan.convert, cfg, run_id, staging, sink_args)
-                if (staging / "segments").is_dir():
-                    if summary.executor != "beam":  # the Beam pipeline groups and assembles them itself
-                        assemble_documents(output, staging, cfg, sink_args, summary.executor)
-                    if cfg.chunking.enabled:
-                        chunks = chunk_documents(staging, cfg)
-                        if cfg.embedding.enabled and chunks.num_rows:
-                            chunks = embed_chunks(chunks, cfg, summary.executor)
-                        output.write_table(staging, "chunks", chunks)
-                        summary.chunks = chunks.num_rows
-            failed = _failed_objects(staging / "errors")
-            output.write_table(staging, "objects", state_table(plan, failed, run_id))
-            _count(summary, staging, failed)
+        def metadata() -> dict[str, Any]:
+            """Each commit carries the run: who, what, and the config as written (never resolved)."""
             summary.elapsed_s = round(time.perf_counter() - t0, 3)
-            # Each table's commit carries the run: who, what, and the config as written (never resolved).
-            metadata = {
+            return {
                 "run_id": run_id,
                 "pipeline_version": PIPELINE_VERSION,
                 "started_at": started_at.isoformat(),
@@ -257,19 +183,41 @@ def run_job(
                 "config": json.dumps(raw_config or {}, default=str),
                 "summary": json.dumps(summary.as_dict()),
             }
-            converted = {o["uri"] for o in plan.convert}
-            listed = {o["uri"] for o in listing}
-            summary.table_versions = output.commit(staging, run_id, TABLES, converted, listed, metadata)
-            summary.committed = True
-            log.info("committed run %s to %s", run_id, summary.output_uri)
-            if cfg.output.lancedb is not None and cfg.chunking.enabled:
-                from unitok.connectors.lancedb_sink import sync_lancedb
 
-                lance = cfg.output.lancedb
-                summary.lancedb = sync_lancedb(cfg.output.uri, output.storage_options, lance.uri, lance.table)
-                log.info("LanceDB %s/%s in step with chunks version %d", redact_uri(lance.uri), lance.table,
-                         summary.lancedb["version"])  # fmt: skip
-            return summary
-        except BaseException:
+        commits = ProgressCommits(output, run_id, metadata, out.commit_every_s, out.commit_every_objects)
+        staging = output.begin(run_id)
+        try:
+            if plan.convert:
+                execute = _executor(summary.executor)
+                metas = execute(plan.convert, cfg, run_id, output.files, staging)
+                for meta in _with_progress(metas, len(plan.convert)):
+                    summary.add(meta)
+                    commits.add(meta)
+            commits.flush(listed_uris={o["uri"] for o in listing})  # the last commit: deletions too
+        except BaseException as e:
             output.discard(run_id)
+            partial = commits.partial(e)
+            if partial is not None:
+                raise partial from e
             raise
+        output.discard(run_id)
+        summary.table_versions = commits.versions
+        summary.commits, summary.first_commit_s = commits.rounds, commits.first_commit_s
+        summary.committed = True
+        summary.elapsed_s = round(time.perf_counter() - t0, 3)
+        log.info("committed run %s to %s in %d commit(s)", run_id, summary.output_uri, commits.rounds)
+        if out.lancedb is not None and cfg.chunking.enabled:
+            from unitok.connectors.lancedb_sink import sync_lancedb
+
+            lance = out.lancedb
+            try:
+                summary.lancedb = sync_lancedb(out.uri, output.storage_options, lance.uri, lance.table)
+            except Exception as e:  # noqa: BLE001 - the Delta tables stand; the next run syncs LanceDB
+                raise PartialCommitError(
+                    f"the Delta tables are committed (run {run_id}), but LanceDB {redact_uri(lance.uri)}/"
+                    f"{lance.table} was not brought in step ({type(e).__name__}: "
+                    f"{(str(e).strip().splitlines() or [''])[0]}); the next run syncs it"
+                ) from e
+            log.info("LanceDB %s/%s in step with chunks version %d", redact_uri(lance.uri), lance.table,
+                     summary.lancedb["version"])  # fmt: skip
+        return summary

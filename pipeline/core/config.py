@@ -69,7 +69,17 @@ class OutputConfig(_Strict):
     )
     s3: S3Config = Field(default_factory=S3Config)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
-    max_rows_per_file: int = Field(default=100_000, ge=1)
+    max_rows_per_file: int = Field(
+        default=100_000, ge=1, description="An object with more rows in a table gets several data files."
+    )
+    commit_every_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Commit the objects finished so far once the oldest of them has waited this long.",
+    )
+    commit_every_objects: int = Field(
+        default=1000, ge=1, description="Commit once this many finished objects are waiting."
+    )
     checkpoint_interval: int = Field(
         default=10, ge=1, description="A Delta checkpoint every this many commits (readers replay less log)."
     )
@@ -343,11 +353,8 @@ class RuntimeConfig(_Strict):
         description="A run that would delete more than this share of the objects the last run listed, or "
         "lists none where it listed some, stops before committing (exit 2) unless --allow-mass-delete.",
     )
-    local_assembly_max_bytes: int = Field(
-        default=512 << 20,
-        ge=0,
-        description="Runs with less staged segment data assemble documents in-process.",
-    )
+    # Accepted so older configs validate; documents are now assembled per object in the workers.
+    local_assembly_max_bytes: int = Field(default=512 << 20, ge=0, description="Ignored.")
 
     @model_validator(mode="after")
     def _bounds(self) -> RuntimeConfig:

@@ -1,43 +1,30 @@
-"""The Apache Beam driver: listed objects → split into engine batches → RunInference (a ModelHandler over
-the unitok engines) → segments and errors, documents grouped by doc_id → staged Parquet.
+"""The Apache Beam driver: listed objects → a ParDo converting whole objects (stages.per_object: split,
+engines, document, chunks, data files written where the tables live) → each object's file metadata.
 
 The driver process lists, plans and commits (pipeline.job), as for every executor; the pipeline does the
-work in between, from the same stage functions as the local and Ray drivers. Staged files are written by
-Beam's Parquet sink (temporary files, renamed once a bundle has committed), so a retried bundle never
-leaves its rows twice.
+work in between, from the same stage functions as the local and Ray drivers. Workers write the tables'
+data files themselves; the metadata goes through Beam's text sink into the run's staging folder, which
+a remote runner's workers must therefore share (a folder output on shared storage, or an S3 output with
+the staging folder on shared storage).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from unitok.actors.registry import engine_options
+from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import ConfigError, JobConfig
-from unitok.pipeline.core.records import Segment
-from unitok.pipeline.core.schemas import (
-    DOCUMENTS_SCHEMA,
-    ERRORS_SCHEMA,
-    RESULT_SCHEMA,
-    SEGMENTS_SCHEMA,
-    rows_to_table,
-)
-from unitok.pipeline.core.testhooks import checkpoint
-from unitok.pipeline.core.version import PIPELINE_VERSION
-from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_document, split_results
-from unitok.pipeline.stages.convert import EnginePool, convert_segments
-from unitok.pipeline.stages.work import object_batches
+from unitok.pipeline.stages.per_object import ObjectConverter
 
 log = logging.getLogger("unitok")
 
@@ -76,14 +63,12 @@ def _quiet_beam_import() -> Iterator[None]:
 
 with _quiet_beam_import():
     import apache_beam as beam
-    from apache_beam import pvalue
-    from apache_beam.io.parquetio import WriteToParquetBatched
     from apache_beam.metrics import Metrics
-    from apache_beam.ml.inference.base import ModelHandler, RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.runner import PipelineState, create_runner
 
 # Reported to the runner's own monitoring (Flink's UI, Dataflow's console): progress while a run goes on.
+_OBJECTS = Metrics.counter("unitok", "objects_converted")
 _SEGMENTS = Metrics.counter("unitok", "segments_converted")
 
 # "DirectRunner" runs on Beam's portable Python runner in local processes. Beam's own DirectRunner first
@@ -95,10 +80,6 @@ DIRECT = "DirectRunner"
 def is_direct(runner: str) -> bool:
     """Beam matches runner names without case ("direct", "directrunner"): so does unitok."""
     return runner.lower() in ("direct", "directrunner")
-
-
-_STAGED = {"segments": SEGMENTS_SCHEMA, "errors": ERRORS_SCHEMA, "documents": DOCUMENTS_SCHEMA}
-_FAILURE_COLUMNS = ["doc_id", "segment_index", "page_number", "error_type"]
 
 
 def check_beam(cfg: JobConfig) -> None:
@@ -177,101 +158,47 @@ def _runner(cfg: JobConfig, options: PipelineOptions) -> Any:
     return LocalRunner(provision_info=info)
 
 
-class EngineBatchHandler(ModelHandler):
-    """RunInference over the unitok engines. The 'model' is one EnginePool per worker process (engines
-    loaded on first use, as in a Ray actor); each element is one engine batch (stages.work), so Beam does
-    no batching of its own and a padded model sees the batches every other driver gives it."""
-
-    def __init__(self, options: dict[str, dict[str, Any]], run_id: str, pipeline_version: str):
-        super().__init__()
-        self.options, self.run_id, self.pipeline_version = options, run_id, pipeline_version
-
-    def load_model(self) -> _Replica:
-        return _Replica(EnginePool(self.options))
-
-    def run_inference(
-        self, batch: Sequence[Segment], model: _Replica, inference_args: dict[str, Any] | None = None
-    ) -> list[pa.Table]:
-        with model.lock:  # engines run one call at a time: parallelism comes from worker processes
-            rows = convert_segments(list(batch), model.engines, self.run_id, self.pipeline_version)
-        _SEGMENTS.inc(len(rows))
-        checkpoint("converted.batch")  # a test may kill the run here
-        return [rows_to_table(rows, RESULT_SCHEMA)]
-
-    def get_num_bytes(self, batch: Sequence[Segment]) -> int:
-        return sum(
-            len(s.image_png or b"") + len(s.audio_f32 or b"") + sum(map(len, s.frames_png))
-            + sum(map(len, s.text_lines))
-            for s in batch
-        )  # fmt: skip
-
-    def get_metrics_namespace(self) -> str:
-        return "unitok"
+_lock = threading.Lock()
+_converters: dict[str, ObjectConverter] = {}  # this worker process's one converter, by run
 
 
-class _Replica:
-    """A worker's engines and the lock that keeps them to one call at a time: a runner may run several
-    bundles of one worker process in threads, and OCR and Whisper handles are not thread-safe."""
+class ConvertObjects(beam.DoFn):
+    """stages.per_object in a Beam worker: one ObjectConverter per worker process (engines loaded on first
+    use, as in a Ray actor), shared by the DoFn instances a runner may run in threads, one object at a
+    time (OCR and Whisper handles are not thread-safe). Yields each object's metadata as JSON."""
 
-    def __init__(self, engines: EnginePool):
-        self.engines = engines
-        self.lock = threading.Lock()
+    def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles):
+        self.cfg_data, self.run_id, self.files = cfg_data, run_id, files
 
-
-def _split(obj: dict[str, Any], cfg_data: dict[str, Any]) -> Iterator[list[Segment]]:
-    yield from object_batches(obj, JobConfig.model_validate(cfg_data))
-
-
-def _by_doc(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
-    for doc_id in pc.unique(table["doc_id"]).to_pylist():
-        yield doc_id, table.filter(pc.equal(table["doc_id"], doc_id))
-
-
-def _results_by_dataset(table: pa.Table) -> Iterator[Any]:
-    for name, sub in split_results(table).items():
-        if sub.num_rows:
-            yield pvalue.TaggedOutput(name, sub)
+    def process(self, obj: dict[str, Any]) -> Iterator[str]:
+        with _lock:
+            if self.run_id not in _converters:
+                _converters[self.run_id] = ObjectConverter(self.cfg_data, self.run_id, self.files)
+            meta = _converters[self.run_id](obj)
+        _OBJECTS.inc()
+        _SEGMENTS.inc(meta["segments"])
+        yield json.dumps(meta)
 
 
-def _assemble(item: tuple[str, dict[str, list[Any]]], heading_every_s: float) -> Iterator[pa.Table]:
-    """One doc_id's segment tables (and its failed segments' rows) → its document row."""
-    doc_id, parts = item
-    if not parts["segments"]:  # a file that failed whole: its error row says so, and there is no document
-        return iter(())
-    failures = [row for t in parts["errors"] for row in t.select(_FAILURE_COLUMNS).to_pylist()]
-    group = pa.concat_tables(parts["segments"]).select(DOC_COLUMNS)
-    return iter([assemble_document(group, {doc_id: failures}, heading_every_s)])
-
-
-def build_pipeline(p: Any, listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, staging: Path,
-                   compression: str) -> None:  # fmt: skip
-    """The transforms, applied to the Pipeline `p`."""
-    handler = EngineBatchHandler(engine_options(cfg), run_id, PIPELINE_VERSION).with_no_batching()
-    results = (
+def build_pipeline(p: Any, listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles,
+                   staging: Path) -> None:  # fmt: skip
+    """The transforms, applied to the Pipeline `p`: the objects' metadata lands as JSON lines in the
+    run's staging folder (Beam's text sink: temporary files, renamed once a bundle has committed, so a
+    retried bundle never reports an object twice)."""
+    (
         p
         | "List objects" >> beam.Create(listing)  # reshuffled: objects spread over the workers
-        | "Split into engine batches" >> beam.FlatMap(_split, cfg.model_dump())
-        | "Convert" >> RunInference(handler)
-        | "Segments and errors" >> beam.FlatMap(_results_by_dataset).with_outputs("segments", "errors")
+        | "Convert objects" >> beam.ParDo(ConvertObjects(cfg.model_dump(), run_id, files))
+        | "Write file metadata"
+        >> beam.io.WriteToText(str(staging / "files" / "part"), file_name_suffix=".jsonl")
     )
-    segments = results.segments | "Segments by doc" >> beam.FlatMap(_by_doc)
-    errors = results.errors | "Errors by doc" >> beam.FlatMap(_by_doc)
-    documents = (
-        {"segments": segments, "errors": errors}
-        | "Group by doc" >> beam.CoGroupByKey()
-        | "Assemble documents" >> beam.FlatMap(_assemble, cfg.audio.heading_every_s)
-    )
-    for name, pcoll in (("segments", results.segments), ("errors", results.errors), ("documents", documents)):
-        pcoll | f"Write {name}" >> WriteToParquetBatched(
-            str(staging / name / "part"), _STAGED[name], codec=compression, file_name_suffix=".parquet"
-        )
 
 
 def execute_beam(
-    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, staging: Path, sink_args: dict[str, Any]
-) -> None:
-    """Run the pipeline to the end; staged segments/, errors/ and documents/ are then committed by the
-    caller like any driver's."""
+    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+) -> Iterator[dict[str, Any]]:
+    """Run the pipeline to the end, then each object's metadata (committed by the caller like any
+    driver's: a Beam run commits once the pipeline is done)."""
     if not log.isEnabledFor(logging.DEBUG):
         # Beam narrates its own machinery at INFO (type hints, servers, worker start-up): not this run's
         # story. -v shows it.
@@ -280,37 +207,21 @@ def execute_beam(
     t0 = time.perf_counter()
     beam_options = PipelineOptions.from_dictionary(options)
     p = beam.Pipeline(runner=_runner(cfg, beam_options), options=beam_options)
-    build_pipeline(p, listing, cfg, run_id, staging, sink_args["compression"])
+    build_pipeline(p, listing, cfg, run_id, files, staging)
     result = p.run()
     state = result.wait_until_finish()  # raises when a bundle failed for good on the DirectRunner
     if state != PipelineState.DONE:  # a remote runner may report it instead
         raise BeamRunError(f"the Beam pipeline on {cfg.runtime.beam.runner} ended {state}; nothing committed")
-    staged = _drop_empty_files(staging)
-    segments, errors = staged.get("segments", 0), staged.get("errors", 0)
     where = cfg.runtime.beam.runner + (
         f", {options['direct_num_workers']} worker processes" if "direct_num_workers" in options else ""
     )
-    log.info("beam (%s): %d object(s) in %.1f s: %d segment(s) converted, %d error row(s)", where,
-             len(listing), time.perf_counter() - t0, segments, errors)  # fmt: skip
+    log.info("beam (%s): %d object(s) in %.1f s", where, len(listing), time.perf_counter() - t0)
+    for part in sorted((staging / "files").glob("part*.jsonl")):
+        with part.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
 
 
 class BeamRunError(RuntimeError):
     """The pipeline ended in a state other than DONE (failed, cancelled, drained)."""
-
-
-def _drop_empty_files(staging: Path) -> dict[str, int]:
-    """Beam's sink writes a file even for a dataset with no rows; the other drivers write none, and the
-    caller reads a missing folder as 'nothing staged'. Returns the rows staged per dataset."""
-    rows: dict[str, int] = {}
-    for name in _STAGED:
-        folder = staging / name
-        if not folder.is_dir():
-            continue
-        for f in folder.glob("*.parquet"):
-            n = pq.ParquetFile(f).metadata.num_rows
-            if n == 0:
-                f.unlink()
-            rows[name] = rows.get(name, 0) + n
-        if not any(folder.iterdir()):
-            folder.rmdir()
-    return rows

@@ -1,6 +1,7 @@
-"""The local driver: the same stage functions without Ray. This process splits objects into engine
-batches (streaming); a process pool (one engine set per worker process, like one per Ray actor) converts
-them, with a bounded number of batches in flight so memory stays flat on long documents.
+"""The local driver: the same stage functions without Ray. A process pool (one engine set per worker
+process, like one per Ray actor) takes listed objects one at a time; each worker splits, converts,
+assembles, chunks and writes its object's data files (stages.per_object) and hands back their metadata,
+with a bounded number of objects in flight.
 
 For single machines and small jobs, where Ray's fixed start-up cost (seconds) would dominate the run.
 """
@@ -9,84 +10,50 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from unitok.actors.registry import engine_options
-from unitok.connectors.parquet_files import StagedWriter
+from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.records import Segment
-from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
-from unitok.pipeline.core.testhooks import checkpoint
-from unitok.pipeline.core.version import PIPELINE_VERSION
-from unitok.pipeline.stages.assemble import split_results
-from unitok.pipeline.stages.convert import EnginePool, convert_segments
-from unitok.pipeline.stages.work import object_batches
+from unitok.pipeline.stages.per_object import ObjectConverter
 
-_worker: tuple[EnginePool, str] | None = None  # (engines, run_id) of this worker process
+_worker: ObjectConverter | None = None  # this worker process's engines and output
 
 
-def _init_worker(options: dict[str, dict[str, Any]], run_id: str) -> None:
+def _init_worker(cfg_data: dict[str, Any], run_id: str, files: TableFiles) -> None:
     global _worker
-    _worker = (EnginePool(options), run_id)  # EnginePool applies the worker environment contract
+    _worker = ObjectConverter(cfg_data, run_id, files)  # applies the worker environment contract
 
 
-def _convert_batch(batch: list[Segment]) -> pa.Table:
+def _convert_object(obj: dict[str, Any]) -> dict[str, Any]:
     assert _worker is not None, "worker not initialised"
-    engines, run_id = _worker
-    return rows_to_table(convert_segments(batch, engines, run_id, PIPELINE_VERSION), RESULT_SCHEMA)
-
-
-def _batches(listing: list[dict[str, Any]], cfg: JobConfig) -> Iterator[list[Segment]]:
-    for obj in listing:
-        yield from object_batches(obj, cfg)
+    return _worker(obj)
 
 
 def execute_local(
-    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, staging: Path, sink_args: dict[str, Any]
-) -> None:
+    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+) -> Iterator[dict[str, Any]]:
+    """Each object's metadata as its worker finishes it."""
     workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
-    options = engine_options(cfg)
-
-    def results() -> Iterator[pa.Table]:
-        # Engines never run in this process, even with one worker: a fork of a process whose engines have
-        # run native thread pools can deadlock on a lock held by a thread that is gone (seen here: an
-        # in-process run, then a pool). Forked, not spawned: spawn re-imports the caller's main module,
-        # which breaks scripts that call run_job without a __main__ guard.
-        fork = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(
-            workers, mp_context=fork, initializer=_init_worker, initargs=(options, run_id)
-        ) as pool:
-            inflight: deque[Future[pa.Table]] = deque()
-            for batch in _batches(listing, cfg):
-                inflight.append(pool.submit(_convert_batch, batch))
-                if len(inflight) >= 2 * workers:  # backpressure: rendered pages wait in the splitter
-                    yield inflight.popleft().result()
-            while inflight:
-                yield inflight.popleft().result()
-
-    StagedWriter(staging, split_results, **sink_args).write(_with_progress(results(), len(listing)))
-
-
-def _with_progress(tables: Iterator[pa.Table], n_objects: int) -> Iterator[pa.Table]:
-    """A progress bar on a terminal (segments converted, and how much of the recordings), silent in logs
-    and cron jobs, where the end-of-run summary speaks."""
-    from tqdm import tqdm
-
-    media_s = 0.0
-    with tqdm(desc=f"converting {n_objects} object(s)", unit=" segments", disable=None) as bar:
-        for table in tables:
-            kinds = table["segment_kind"].to_pylist()
-            starts, ends = table["time_start_s"].to_pylist(), table["time_end_s"].to_pylist()
-            media_s += sum(
-                e - s for k, s, e in zip(kinds, starts, ends, strict=True) if k == "audio_window" and e
-            )
-            bar.update(table.num_rows)
-            if media_s:
-                bar.set_postfix_str(f"{media_s / 60:.1f} min of audio")
-            yield table
-            checkpoint("converted.batch")  # staged: a test may kill the run here
+    # Engines never run in this process, even with one worker: a fork of a process whose engines have
+    # run native thread pools can deadlock on a lock held by a thread that is gone (seen here: an
+    # in-process run, then a pool). Forked, not spawned: spawn re-imports the caller's main module,
+    # which breaks scripts that call run_job without a __main__ guard.
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=fork, initializer=_init_worker, initargs=(cfg.model_dump(), run_id, files)
+    ) as pool:
+        todo = iter(listing)
+        inflight: set[Future[dict[str, Any]]] = set()
+        while True:
+            for obj in todo:  # a few objects queued per worker, never the whole listing
+                inflight.add(pool.submit(_convert_object, obj))
+                if len(inflight) >= 2 * workers:
+                    break
+            if not inflight:
+                return
+            done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()

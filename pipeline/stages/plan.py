@@ -12,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-from unitok.pipeline.core.schemas import OBJECTS_SCHEMA, rows_to_table
-
 
 def listing_version(obj: dict[str, Any]) -> str:
     return obj.get("version") or f"size:{obj['size']}/mtime:{obj['modified_at']:.6f}"
@@ -70,17 +67,13 @@ def check_deletions(plan: Plan, n_listed: int, source_uri: str, max_fraction: fl
         )
 
 
-def state_table(plan: Plan, failed_uris: set[str], run_id: str) -> pa.Table:
-    """The objects table's rows for the objects this run converted (the others' rows stay as they are)."""
-    rows = [
-        {
-            "source_uri": obj["uri"],
-            "listing_version": listing_version(obj),
-            "size": obj["size"],
-            "modified_at": obj["modified_at"],
-            "status": "failed" if obj["uri"] in failed_uris else "ok",
-            "run_id": run_id,
-        }
-        for obj in plan.convert
-    ]
-    return rows_to_table(rows, OBJECTS_SCHEMA)
+def state_row(obj: dict[str, Any], failed: bool, run_id: str) -> dict[str, Any]:
+    """The objects table's row for one object this run converted."""
+    return {
+        "source_uri": obj["uri"],
+        "listing_version": listing_version(obj),
+        "size": obj["size"],
+        "modified_at": obj["modified_at"],
+        "status": "failed" if failed else "ok",
+        "run_id": run_id,
+    }

@@ -1,0 +1,119 @@
+"""Data files of the output tables, written where the tables live (the output folder or the S3 prefix) by
+whichever process converted the rows, on whichever machine: the driver gets back only what a Delta add
+action needs (path, size, statistics). The commit (connectors.output) turns that metadata into actions.
+
+One set of files per object and table, named `<key>-<run_id>-<n>.parquet` (key: a hash of the source
+URI), so a commit replaces exactly an object's files, and a task retried for the same object overwrites
+its own files instead of leaving a second copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from unitok.connectors.parquet_files import compression_codec
+
+_clients: dict[str, Any] = {}  # one boto3 client per process and endpoint (clients do not pickle)
+
+
+def object_key(source_uri: str) -> str:
+    """The part of a data file's name that says whose rows it holds."""
+    return hashlib.sha256(source_uri.encode()).hexdigest()[:20]
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rows in the table's schema (columns in order, types as declared, missing columns null)."""
+    n = table.num_rows
+    cols = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """Where an output's tables live, as every worker needs it: the output URI (an absolute folder path
+    or s3://bucket/prefix), the S3 client options and the Parquet codec. Small and picklable."""
+
+    uri: str
+    s3_options: dict[str, Any] = field(default_factory=dict)
+    compression: str = "zstd"
+    rows_per_file: int = 100_000
+
+    @property
+    def remote(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    def table_uri(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def write(
+        self, name: str, rows: pa.Table, run_id: str, schema: pa.Schema, data_change: bool = True
+    ) -> list[dict[str, Any]]:
+        """Rows of one table, files per object in them (sorted by source URI); the add actions'
+        fields, as plain values: path (relative to the table), size, modification_time, data_change,
+        stats (Delta's JSON statistics: row count and the file's one source_uri)."""
+        if rows.num_rows == 0:
+            return []
+        rows = conform(rows, schema).sort_by("source_uri")
+        uris = rows["source_uri"].to_pylist()
+        starts = [0] + [i for i in range(1, len(uris)) if uris[i] != uris[i - 1]]
+        cuts = [  # each object's rows, in files of at most rows_per_file rows
+            (i, min(i + self.rows_per_file, b))
+            for a, b in zip(starts, starts[1:] + [len(uris)], strict=True)
+            for i in range(a, b, self.rows_per_file)
+        ]
+        out = []
+        for n, (a, b) in enumerate(cuts):
+            part = rows.slice(a, b - a)
+            source = uris[a]
+            rel = f"{object_key(source)}-{run_id}-{n:05d}.parquet"
+            size = self._put(name, rel, part)
+            stats = {
+                "numRecords": part.num_rows,
+                "minValues": {"source_uri": source},
+                "maxValues": {"source_uri": source},
+                "nullCount": {"source_uri": 0},
+            }
+            out.append(
+                {
+                    "path": rel,
+                    "size": size,
+                    "modification_time": int(time.time() * 1000),
+                    "data_change": data_change,
+                    "stats": json.dumps(stats),
+                    "rows": part.num_rows,
+                }
+            )
+        return out
+
+    def _put(self, name: str, rel: str, part: pa.Table) -> int:
+        codec = compression_codec(self.compression)
+        if not self.remote:
+            folder = Path(self.table_uri(name))
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / rel
+            pq.write_table(part, path, compression=codec)
+            return path.stat().st_size
+        from unitok.connectors.s3 import _explain, make_client, split_s3_uri
+
+        buf = io.BytesIO()
+        pq.write_table(part, buf, compression=codec)
+        endpoint = self.s3_options.get("endpoint_url") or ""
+        client = _clients.get(endpoint)
+        if client is None:
+            client = _clients[endpoint] = make_client(**self.s3_options)
+        bucket, key = split_s3_uri(f"{self.table_uri(name)}/{rel}")
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+        except Exception as e:  # noqa: BLE001 - one line that names the store
+            raise _explain(e, self.uri, endpoint or None) from None
+        return buf.tell()
