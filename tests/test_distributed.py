@@ -1,0 +1,154 @@
+"""A Ray cluster of two machines, as a production user runs one: a head node with 0 CPUs where the driver
+runs (as in a KubeRay RayJob), and a worker node in its own mount namespace with a private /tmp, so it
+sees nothing of the driver's /tmp, as any separate machine. Both nodes are bound to 127.0.0.1, each with a
+temp dir of its own; SeaweedFS on 127.0.0.1 is the bucket for source and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BUCKET, REPO, every_modality, put
+from unitok.connectors.output import delta_storage_options, read_table
+
+from infra.local_s3 import free_port
+
+VOLATILE = {"run_id", "processed_at", "elapsed_ms", "at"}  # differ between any two runs
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _alive_nodes(address: str, env: dict[str, str]) -> int:
+    probe = "import ray; ray.init(address='%s', logging_level='ERROR'); " % address
+    probe += "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
+
+
+def _stop_head(temp_dir: Path) -> None:
+    """Stop the head's processes only (`ray stop` would stop every Ray on the machine, the suite's too):
+    each of them names its session folder, which lives under this test's temp dir."""
+    subprocess.run(["pkill", "-TERM", "-f", str(temp_dir)], check=False)
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True).returncode == 0:
+        if time.monotonic() > deadline:
+            subprocess.run(["pkill", "-KILL", "-f", str(temp_dir)], check=False)
+            break
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(s3, tmp_path_factory):
+    """(Ray address, environment for the driver) of a running two-node cluster."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a second node with a private /tmp needs root and unshare")
+    temp = tmp_path_factory.mktemp("ray-head")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([RAY, "start", "--head", "--num-cpus=0", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it.
+    worker_cmd = (f"mount -t tmpfs tmpfs /tmp && exec {RAY} start --address={address} "
+                  "--node-ip-address=127.0.0.1 --num-cpus=2 --temp-dir=/tmp/ray-node --block "
+                  "--disable-usage-stats")  # fmt: skip
+    worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", worker_cmd], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while _alive_nodes(address, env) < 2:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the worker node never joined the head")
+        yield address, {**env, "RAY_ADDRESS": address}
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        _stop_head(temp)
+
+
+def unitok(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unitok.pipeline.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def rows(out: str, name: str, opts: dict[str, str] | None = None) -> list[dict]:
+    table = read_table(out, name, opts)
+    table = table.drop_columns([c for c in table.column_names if c in VOLATILE])
+    return sorted((r for r in table.to_pylist()), key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def test_two_nodes_s3_in_and_out_land_every_document_as_the_local_driver_does(two_nodes, s3, tmp_path):
+    address, env = two_nodes
+    client, endpoint, _ = s3
+    src = tmp_path / "src"
+    src.mkdir()
+    every_modality(src)
+    shutil.copy(REPO / "sample" / "not-really-a.pdf", src)  # a broken file: an error row, the job goes on
+    for f in sorted(src.iterdir()):
+        put(client, f"cluster/in/{f.name}", f)
+    out = f"s3://{BUCKET}/cluster/out"
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({
+        "source": {"uri": f"s3://{BUCKET}/cluster/in/", "s3": {"endpoint_url": endpoint}},
+        "output": {"uri": out, "s3": {"endpoint_url": endpoint}},
+        "chunking": {"enabled": True},
+    }))  # fmt: skip
+    r = unitok(env, "run", str(job))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "executor           ray" in r.stdout
+
+    # The same objects through the local driver, into a folder: the same bytes in every table.
+    local = tmp_path / "local"
+    r2 = unitok({k: v for k, v in env.items() if k != "RAY_ADDRESS"}, "run", str(job), "--executor", "local",
+                "--output", str(local))  # fmt: skip
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    opts = delta_storage_options({"endpoint_url": endpoint})
+    docs = rows(out, "documents", opts)
+    assert len(docs) == 6 and all(d["markdown"].strip() for d in docs)
+    for name in ("documents", "segments", "chunks", "errors", "objects"):
+        assert rows(out, name, opts) == rows(str(local), name), name
+    (error,) = rows(out, "errors", opts)
+    assert error["source_uri"].endswith("not-really-a.pdf")
+
+    # Nothing lost for good: the next run finds every object converted, and the tables unchanged.
+    again = unitok(env, "run", str(job))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "mode               incremental: 1 converted, 6 unchanged" in again.stdout  # the failed one
+    assert rows(out, "documents", opts) == docs
+
+
+def test_a_folder_output_the_worker_node_cannot_see_is_refused_before_converting(two_nodes, s3, tmp_path):
+    _, env = two_nodes
+    client, endpoint, _ = s3
+    put(client, "cluster-folder/in/memo.pdf", REPO / "sample" / "field-report.pdf")
+    out = tmp_path / "out"  # under this machine's /tmp: the worker node has its own
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({
+        "source": {"uri": f"s3://{BUCKET}/cluster-folder/in/", "s3": {"endpoint_url": endpoint}},
+        "output": {"uri": str(out)},
+    }))  # fmt: skip
+    r = unitok(env, "run", str(job))
+    assert r.returncode == 2, r.stderr[-3000:]
+    (line,) = r.stderr.strip().splitlines()[-1:]
+    assert "does not share with this machine" in line and "use an s3:// output" in line, r.stderr[-3000:]
+    assert not (out / "documents").exists() and not (out / "objects").exists()  # nothing converted
+
+    # A folder source the worker node cannot see is refused the same way.
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(REPO / "sample" / "field-report.pdf", src)
+    job.write_text(json.dumps({"source": {"uri": str(src)},
+                               "output": {"uri": f"s3://{BUCKET}/cluster-folder/out", "s3": {"endpoint_url": endpoint}}}))  # fmt: skip
+    r = unitok(env, "run", str(job))
+    assert r.returncode == 2 and "cannot see" in r.stderr.strip().splitlines()[-1], r.stderr[-3000:]
