@@ -1,7 +1,7 @@
 """A Ray cluster of two machines, as a production user runs one: a head node with 0 CPUs where the driver
 runs (as in a KubeRay RayJob), and a worker node in its own mount namespace with a private /tmp, so it
-sees nothing of the driver's /tmp, as any separate machine. Both nodes are bound to 127.0.0.1, each with a
-temp dir of its own; SeaweedFS on 127.0.0.1 is the bucket for source and output."""
+sees nothing of the driver's /tmp, as any separate machine. Both nodes are on the loopback range, each
+with a temp dir of its own; SeaweedFS on 127.0.0.1 is the bucket for source and output."""
 
 from __future__ import annotations
 
@@ -22,11 +22,14 @@ from infra.local_s3 import free_port
 
 VOLATILE = {"run_id", "processed_at", "elapsed_ms", "at"}  # differ between any two runs
 RAY = str(Path(sys.executable).parent / "ray")
+# Ray replaces a node address of 127.0.0.1 with the machine's outward address; another loopback address
+# it keeps, so every node registers, and is reached, on the loopback range.
+NODE_IP = "127.0.0.2"
 
 
 def _alive_nodes(address: str, env: dict[str, str]) -> int:
-    probe = "import ray; ray.init(address='%s', logging_level='ERROR'); " % address
-    probe += "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    probe = (f"import ray; ray.init(address='{address}', logging_level='ERROR'); "
+             "print(sum(1 for n in ray.nodes() if n['Alive']))")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
 
@@ -50,17 +53,19 @@ def two_nodes(s3, tmp_path_factory):
         pytest.skip("a second node with a private /tmp needs root and unshare")
     temp = tmp_path_factory.mktemp("ray-head")
     port = free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"{NODE_IP}:{port}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([RAY, "start", "--head", "--num-cpus=0", "--node-ip-address=127.0.0.1", f"--port={port}",
+    subprocess.run([RAY, "start", "--head", "--num-cpus=0", f"--node-ip-address={NODE_IP}", f"--port={port}",
                     f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True)  # fmt: skip
     # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it.
     worker_cmd = (f"mount -t tmpfs tmpfs /tmp && exec {RAY} start --address={address} "
-                  "--node-ip-address=127.0.0.1 --num-cpus=2 --temp-dir=/tmp/ray-node --block "
+                  f"--node-ip-address={NODE_IP} --num-cpus=2 --temp-dir=/tmp/ray-node --block "
                   "--disable-usage-stats")  # fmt: skip
-    worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", worker_cmd], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    worker = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", worker_cmd],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while _alive_nodes(address, env) < 2:
@@ -148,7 +153,7 @@ def test_a_folder_output_the_worker_node_cannot_see_is_refused_before_converting
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(REPO / "sample" / "field-report.pdf", src)
-    job.write_text(json.dumps({"source": {"uri": str(src)},
-                               "output": {"uri": f"s3://{BUCKET}/cluster-folder/out", "s3": {"endpoint_url": endpoint}}}))  # fmt: skip
+    s3_out = {"uri": f"s3://{BUCKET}/cluster-folder/out", "s3": {"endpoint_url": endpoint}}
+    job.write_text(json.dumps({"source": {"uri": str(src)}, "output": s3_out}))
     r = unitok(env, "run", str(job))
     assert r.returncode == 2 and "cannot see" in r.stderr.strip().splitlines()[-1], r.stderr[-3000:]

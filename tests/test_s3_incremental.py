@@ -16,6 +16,7 @@ from unitok.pipeline.job import run_job
 
 from infra.local_s3 import free_port
 
+
 def job(endpoint, out, **extra):
     return parse_config(
         {
