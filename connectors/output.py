@@ -101,7 +101,9 @@ def _os_reason(exc: OSError) -> str:
 def _explain_store(exc: BaseException) -> str:
     """delta-rs's object-store errors (many lines, colour codes) as one reason."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    if re.search(r"(?i)connection refused|tcp connect|dns error|timed out|connect timeout", text):
+    if re.search(
+        r"(?i)connection refused|tcp connect|dns error|timed out|connect timeout|error sending request", text
+    ):
         return "cannot reach the endpoint"
     if re.search(r"NoSuchBucket|bucket does not exist", text):
         return "bucket does not exist"

@@ -193,7 +193,8 @@ def run_job(
                 for meta in _with_progress(metas, len(plan.convert)):
                     summary.add(meta)
                     commits.add(meta)
-            commits.flush(listed_uris={o["uri"] for o in listing})  # the last commit: deletions too
+            # The last commit, with the deletions: only now has the run converted all it should.
+            commits.flush(listed_uris={o["uri"] for o in listing}, deletes=bool(plan.deleted))
         except BaseException as e:
             output.discard(run_id)
             partial = commits.partial(e)

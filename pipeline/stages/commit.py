@@ -55,10 +55,11 @@ class ProgressCommits:
         if len(self.pending) >= self.every_objects or self.clock() - self.oldest >= self.every_s:
             self.flush()
 
-    def flush(self, listed_uris: set[str] | None = None) -> None:
-        """Commit what is pending; with listed_uris (the run's last commit), the deletions too. The last
-        commit always lands, even with nothing pending, so every table records the run."""
-        if not self.pending and listed_uris is None:
+    def flush(self, listed_uris: set[str] | None = None, deletes: bool = False) -> None:
+        """Commit what is pending; with listed_uris (the run's last commit), the deletions too. A run's
+        last commit lands even with nothing pending when it deletes or made no commit yet, so every
+        table records every run."""
+        if not self.pending and (listed_uris is None or (self.rounds and not deletes)):
             return
         self.versions = self.output.commit(self.pending, self.run_id, TABLES, self.metadata(), listed_uris)
         self.rounds += 1
@@ -82,13 +83,16 @@ class ProgressCommits:
         # Tables of the round that failed part-way (the rounds before it landed whole).
         tables = list(TABLES)
         done_in_round = [t for t, _ in landed[len(landed) - len(landed) % len(tables) :]]
-        whole = f"{self.objects_committed} object(s) committed in every table"
+        parts = (
+            [f"{self.objects_committed} object(s) committed in every table"] if self.objects_committed else []
+        )
         if done_in_round:
             missing = [t for t in tables if t not in done_in_round]
-            whole += (
-                f"; {len(self.pending)} more in {', '.join(done_in_round)} but not in {', '.join(missing)}"
+            parts.append(
+                f"{len(self.pending)} object(s) committed in {', '.join(done_in_round)} but not in "
+                f"{', '.join(missing)}"
             )
         return PartialCommitError(
-            f"the run stopped after committing part of its output ({reason}): {whole}; the rest of the run "
-            "is not committed; the next run completes the tables"
+            f"the run stopped after committing part of its output ({reason}): {'; '.join(parts)}; the rest "
+            "of the run is not committed; the next run completes the tables"
         )
