@@ -40,15 +40,25 @@ def measure(
     cmd: list[str], env: dict[str, str] | None = None
 ) -> tuple[float, float, subprocess.CompletedProcess]:
     """Wall seconds and peak tree PSS (MiB) of a command."""
-    peak = 0
+    wall, peak, _, done = measure_driver(cmd, env)
+    return wall, peak, done
+
+
+def measure_driver(
+    cmd: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, float, subprocess.CompletedProcess]:
+    """Wall seconds, peak tree PSS and peak PSS of the command's own process (the driver, apart from the
+    workers and services it starts), in MiB."""
+    peak = own = 0
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, own
         while not done.is_set():
             peak = max(peak, sum(_pss_kib(p) for p in _children(proc.pid)))
+            own = max(own, _pss_kib(proc.pid))
             time.sleep(0.1)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -57,4 +67,4 @@ def measure(
     wall = time.perf_counter() - t0
     done.set()
     t.join()
-    return wall, peak / 1024, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return wall, peak / 1024, own / 1024, subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -51,6 +51,7 @@ class RunSummary:
     commits: int = 0  # commits of every table (progress commits and the last one)
     first_commit_s: float | None = None  # seconds from the start to the first committed object
     bytes_written: int = 0  # data files the workers wrote
+    metadata_bytes: int = 0  # what reached the driver instead: the objects' file metadata, as JSON
     table_versions: dict[str, int] = field(default_factory=dict)  # each table's version after the commit
     lancedb: dict[str, int] = field(default_factory=dict)  # rows loaded, upserted and deleted in LanceDB
 
@@ -192,6 +193,7 @@ def run_job(
                 metas = execute(plan.convert, cfg, run_id, output.files, staging)
                 for meta in _with_progress(metas, len(plan.convert)):
                     summary.add(meta)
+                    summary.metadata_bytes += len(json.dumps(meta))
                     commits.add(meta)
             # The last commit, with the deletions: only now has the run converted all it should.
             commits.flush(listed_uris={o["uri"] for o in listing}, deletes=bool(plan.deleted))
