@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from unitok.actors.contract import EngineSetupError
@@ -61,9 +60,3 @@ class TextEmbedder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
         return pooled.cpu().numpy().astype(np.float32)
-
-
-def embed_batches(batches: list[list[str]], options: dict[str, Any]) -> tuple[list[np.ndarray], str]:
-    """Every batch embedded by one embedder (the local path: called in a worker process)."""
-    embedder = TextEmbedder(**options)
-    return [embedder(texts) for texts in batches], embedder.model_id

@@ -19,9 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from unitok.connectors.parquet_files import compression_codec
 
 _clients: dict[str, Any] = {}  # one boto3 client per process and endpoint (clients do not pickle)
+
+
+def compression_codec(name: str) -> str | None:
+    return None if name == "none" else name
 
 
 def object_key(source_uri: str) -> str:

@@ -224,3 +224,18 @@ def test_compacted_tables_are_split_again_only_where_an_object_changes(tmp_path,
     assert all(r in after.to_pylist() for r in untouched)  # the other objects' rows, the same
     feed = changes(out, "segments", compacted).to_pylist()  # the split, then the run
     assert {r["source_uri"].rsplit("/", 1)[-1] for r in feed} == {"report-1.pdf"}
+
+
+def test_an_objects_rows_are_data_files_of_its_own_cut_at_max_rows_per_file(tmp_path, corpus4):
+    from deltalake import DeltaTable
+
+    out = tmp_path / "out"
+    run_job(parse_config(spec(corpus4, out, output={"uri": str(out), "max_rows_per_file": 1})))
+    segs = read_table(out, "segments")
+    per_object = {u: segs["source_uri"].to_pylist().count(u) for u in set(segs["source_uri"].to_pylist())}
+    assert len(per_object) == 4 and all(n >= 2 for n in per_object.values())  # 4 reports, several pages
+    actions = pa.table(DeltaTable(str(out / "segments")).get_add_actions(flatten=True)).to_pylist()
+    assert len(actions) == segs.num_rows  # one row a file here
+    for a in actions:  # each file names its one object in its statistics and its name
+        assert a["num_records"] == 1 and a["min.source_uri"] == a["max.source_uri"]
+        assert a["path"].startswith(object_key(a["min.source_uri"]))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import corpus, every_modality
+from conftest import every_modality
 from phi4_tiny import tiny_engine_config
 from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import parse_config
@@ -132,25 +132,3 @@ def test_the_worker_contract_pins_blas_that_was_loaded_with_more_threads():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     before, after = out.stdout.strip().split("} {")
     assert "'openblas': 2" in before and "'openblas': 1" in after, out.stdout
-
-
-def test_work_tables_carry_every_segment_exactly(source, tmp_path):
-    """Ray moves engine batches as Arrow rows; the local pool passes the objects. Any lossy column (a
-    float32 line gap that turned 0.6 into 0.6000000238 once broke a paragraph on Ray only) would make the
-    drivers disagree, so a segment must come back from its work row equal in every field."""
-    from unitok.connectors.objects import ObjectInfo
-    from unitok.pipeline.core.schemas import WORK_BATCH_SCHEMA, rows_to_table
-    from unitok.pipeline.stages.work import batch_rows, file_batches
-
-    shutil.copy(corpus("bad/invalid-pdf-structure-pdfminer-one-page.pdf"), tmp_path / "repaired.pdf")
-    cfg = parse_config({"source": {"uri": str(source)}, "output": {"uri": str(tmp_path / "out")}})
-    paths = sorted(source.iterdir()) + [tmp_path / "repaired.pdf"]
-    seen = 0
-    for path in paths:
-        obj = ObjectInfo(uri=path.as_uri(), key=path.name, size=path.stat().st_size, modified_at=0.0)
-        for group in file_batches(path, obj, cfg):
-            row = {"doc_id": group[0].doc_id, "segments": [seg.to_row() for seg in group]}
-            [back] = batch_rows(rows_to_table([row], WORK_BATCH_SCHEMA))
-            assert back == group, path.name
-            seen += len(group)
-    assert seen >= 10

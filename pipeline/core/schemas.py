@@ -26,29 +26,6 @@ _STATUS = [
     ("error_message", pa.string()),
 ]
 
-SEGMENT_WORK_SCHEMA = pa.schema(
-    _SOURCE
-    + [("content", pa.string()), ("route", pa.string()), ("batch", pa.int32())]
-    + _PLACE
-    + [
-        ("text_lines", pa.list_(pa.string())),
-        ("line_sizes", pa.list_(pa.float64())),
-        ("line_gaps", pa.list_(pa.float64())),
-        ("structure_json", pa.string()),
-        ("image_png", pa.binary()),
-        ("frames_png", pa.list_(pa.binary())),
-        ("frame_times_s", pa.list_(pa.float64())),
-        ("audio_f32", pa.binary()),
-        ("warnings", pa.list_(pa.string())),
-    ]
-    + _STATUS
-)
-
-# One engine batch per row (stages.work): a driver that moves rows around can never split or merge batches.
-WORK_BATCH_SCHEMA = pa.schema(
-    [("doc_id", pa.string()), ("segments", pa.list_(pa.struct(list(SEGMENT_WORK_SCHEMA))))]
-)
-
 # Timed pieces of a segment's text, in seconds from the start of the recording: a transcript's phrases
 # as the ASR engine found them (null where an engine gives no times). Deep links and the document's
 # timeline use them.

@@ -190,21 +190,3 @@ def assemble_document(
         "processed_at": datetime.now(UTC),
     }
     return rows_to_table([doc], DOCUMENTS_SCHEMA)
-
-
-def assemble_sorted(
-    segments: pa.Table, failures: dict[str, list[dict[str, Any]]], heading_every_s: float = 300.0
-) -> pa.Table:
-    """Assemble every document of an in-memory segments table (the small-run path; same function as
-    the distributed groupby path, applied per doc_id slice)."""
-    if segments.num_rows == 0:
-        return DOCUMENTS_SCHEMA.empty_table()
-    segments = segments.sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
-    ids = segments["doc_id"].to_pylist()
-    docs: list[pa.Table] = []
-    start = 0
-    for i in range(1, len(ids) + 1):
-        if i == len(ids) or ids[i] != ids[start]:
-            docs.append(assemble_document(segments.slice(start, i - start), failures, heading_every_s))
-            start = i
-    return pa.concat_tables(docs)

@@ -3,8 +3,6 @@ batches and writes the same bytes), run in a worker process (local driver) or a 
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,15 +18,6 @@ def batches_of(table: pa.Table, batch_size: int) -> list[list[str]]:
     """The chunk texts in table order, cut into the batches every driver uses."""
     texts = table["text"].to_pylist()
     return [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-
-
-def embed_in_worker(batches: list[list[str]], options: dict[str, Any]) -> tuple[list[np.ndarray], str]:
-    """The local path: the encoder loads in a forked worker, never in the driver (a fork after torch
-    started its threads is what deadlocks)."""
-    from unitok.actors.embedder import embed_batches
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork")) as pool:
-        return pool.submit(embed_batches, batches, options).result()
 
 
 def with_embeddings(table: pa.Table, vectors: list[np.ndarray], model_id: str) -> pa.Table:

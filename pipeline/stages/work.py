@@ -11,12 +11,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from unitok.actors.routing import batch_size, renditions, route
 from unitok.connectors.objects import ObjectInfo
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import Segment
-from unitok.pipeline.core.schemas import WORK_BATCH_SCHEMA, rows_to_table
 from unitok.pipeline.core.testhooks import checkpoint
 from unitok.pipeline.formats.split import split_file, split_object
 
@@ -49,20 +47,6 @@ def object_batches(obj: dict[str, Any], cfg: JobConfig) -> Iterator[list[Segment
     """A listed object (a listing row) → its engine batches."""
     checkpoint("split.object")
     yield from engine_batches(split_object(ObjectInfo(**obj), cfg, renditions(cfg)), cfg)
-
-
-def split_batch(batch: pa.Table, cfg_data: dict[str, Any]) -> Iterator[pa.Table]:
-    """Listed objects → work tables of one row per engine batch (a generator UDF in Ray Data)."""
-    cfg = JobConfig.model_validate(cfg_data)
-    for obj_row in batch.to_pylist():
-        for group in object_batches(obj_row, cfg):
-            row = {"doc_id": group[0].doc_id, "segments": [seg.to_row() for seg in group]}
-            yield rows_to_table([row], WORK_BATCH_SCHEMA)
-
-
-def batch_rows(table: pa.Table) -> list[list[Segment]]:
-    """A work table's engine batches."""
-    return [[Segment.from_row(s) for s in row["segments"]] for row in table.to_pylist()]
 
 
 def file_batches(path: Path, obj: ObjectInfo, cfg: JobConfig) -> Iterator[list[Segment]]:
