@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from unitok.connectors.local import path_from_uri
-from unitok.connectors.table_files import TableFiles, object_key
+from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import TABLES
 from unitok.pipeline.core.testhooks import checkpoint
@@ -217,9 +218,9 @@ class RunOutput:
         except Exception as e:  # noqa: BLE001 - an unreachable store: one line
             raise OutputError(f"output.uri {redact_uri(self.uri)}: {_explain_store(e)}") from None
 
-    def previous_rows(self, name: str) -> list[dict[str, Any]]:
-        """The table's rows as of now. Every table's version is remembered here, where the run plans: a
-        commit on top of another run's later commit to any of them is refused."""
+    def previous_rows(self, name: str, columns: list[str]) -> pa.Table:
+        """The table's rows as of now (those columns). Every table's version is remembered here, where the
+        run plans: a commit on top of another run's later commit to any of them is refused."""
         for other in TABLE_NAMES:
             if other != name:
                 found = self.table(other)
@@ -227,8 +228,8 @@ class RunOutput:
         dt = self.table(name)
         self.read_versions[name] = dt.version() if dt is not None else None
         if dt is None:
-            return []
-        return delta_files(dt, self.storage_options).to_table().to_pylist()
+            return TABLES[name].empty_table().select(columns)
+        return plain_types(delta_files(dt, self.storage_options).to_table(columns=columns))
 
     # -- a new run ------------------------------------------------------------------------------------
     def begin(self, run_id: str) -> Path:
@@ -261,15 +262,15 @@ class RunOutput:
         run_id: str,
         schemas: dict[str, pa.Schema],
         metadata: dict[str, Any],
-        listed_uris: set[str] | None = None,
+        listed_uris: pa.Array | None = None,
     ) -> dict[str, int]:
         """One commit of each table, in the order given (the run state last), of the objects in `metas`
         (what workers wrote: each object's files per table): their files are added, and the files that
         held their earlier rows removed. With listed_uris (a run's last commit), the files of objects no
         longer listed are removed too. Returns each table's new version. self.committed records each
         table commit that landed, so a failure part-way can say what is committed."""
-        replace = {object_key(m["uri"]) for m in metas}
-        listed = None if listed_uris is None else {object_key(u) for u in listed_uris}
+        replace = {m["uri"] for m in metas}
+        listed = None if listed_uris is None else listed_uris.cast(pa.string())
         versions = {}
         for name, schema in schemas.items():
             adds = [f for m in metas for f in m["files"].get(name, [])]
@@ -291,7 +292,7 @@ class RunOutput:
         files: list[dict[str, Any]],
         run_id: str,
         replace: set[str],
-        listed: set[str] | None,
+        listed: pa.Array | None,
         metadata: dict[str, Any],
     ) -> int:
         from deltalake import DeltaTable
@@ -363,19 +364,6 @@ class RunOutput:
         self.read_versions[name] = dt.version()  # this run's next commit builds on its own
         return dt.version()
 
-    @staticmethod
-    def _files(dt: Any) -> list[dict[str, Any]]:
-        """The table's data files with the objects they hold: from the file's source_uri statistics
-        (one object when min equals max), else None (to be read)."""
-        actions = pa.table(dt.get_add_actions(flatten=True))
-        out = []
-        cols = actions.column_names
-        for f in actions.to_pylist():
-            lo, hi = f.get("min.source_uri"), f.get("max.source_uri")
-            uris = {lo} if lo is not None and lo == hi and "min.source_uri" in cols else None
-            out.append({"path": f["path"], "size": f["size_bytes"], "uris": uris})
-        return out
-
     def _evolve(self, dt: Any, schema: pa.Schema) -> bool:
         """Columns added to a table's schema since it was created are added to the table (old rows read
         null). Whether it did."""
@@ -390,22 +378,38 @@ class RunOutput:
             dt.update_incremental()
         return bool(missing)
 
-    def _touched(self, dt: Any, replace: set[str], listed: set[str] | None) -> list[dict[str, Any]]:
-        """The table's files that hold an object this run converts again or that is gone, with the
-        objects each holds (from statistics, else from the file's source_uri column)."""
-        out = []
-        fragments: dict[str, Any] | None = None
-        for f in self._files(dt):
-            uris = f["uris"]
-            if uris is None:
-                if fragments is None:
-                    fragments = {fr.path: fr for fr in delta_files(dt, self.storage_options).get_fragments()}
+    def _touched(self, dt: Any, replace: set[str], listed: pa.Array | None) -> list[dict[str, Any]]:
+        """The table's files that hold an object this run converts again (replace: source URIs) or that
+        is no longer listed (listed: every listed URI, in a run's last commit), with the objects each
+        holds: from the file's source_uri statistics (one object when min equals max), vectorized over
+        the table's files; else from the file's source_uri column."""
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        if actions.num_rows == 0:
+            return []
+        if "min.source_uri" in actions.column_names:
+            lo = actions["min.source_uri"].cast(pa.string())
+            single = pc.fill_null(pc.equal(lo, actions["max.source_uri"].cast(pa.string())), False)
+        else:
+            lo, single = pa.nulls(actions.num_rows, pa.string()), pa.repeat(False, actions.num_rows)
+
+        def hits(uris: Any) -> Any:
+            hit = pc.is_in(uris, value_set=pa.array(sorted(replace), pa.string()))
+            if listed is not None:
+                hit = pc.or_(hit, pc.invert(pc.is_in(uris, value_set=listed)))
+            return pc.fill_null(hit, False)
+
+        files = actions.select(["path", "size_bytes"]).append_column("uri", lo)
+        picked = files.filter(pc.and_(single, hits(lo))).to_pylist()
+        out = [{"path": f["path"], "size": f["size_bytes"], "uris": {f["uri"]}} for f in picked]
+        unknown = files.filter(pc.invert(single)).to_pylist()  # several objects, or no statistics
+        if unknown:
+            fragments = {fr.path: fr for fr in delta_files(dt, self.storage_options).get_fragments()}
+            for f in unknown:
                 frag = next((fr for p, fr in fragments.items() if p.endswith(f["path"])), None)
-                uris = set(frag.to_table(columns=["source_uri"])["source_uri"].to_pylist()) if frag else set()
-            if any(
-                object_key(u) in replace or (listed is not None and object_key(u) not in listed) for u in uris
-            ):
-                out.append({**f, "uris": uris})
+                empty = pa.chunked_array([], pa.string())
+                uris = frag.to_table(columns=["source_uri"])["source_uri"] if frag else empty
+                if pc.any(hits(uris.cast(pa.string()))).as_py():
+                    out.append({"path": f["path"], "size": f["size_bytes"], "uris": set(uris.to_pylist())})
         return out
 
     def _split(

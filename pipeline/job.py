@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from unitok.actors.contract import EngineSetupError
 from unitok.connectors.output import RunOutput, check_output_location
 from unitok.connectors.store import open_store
@@ -22,7 +24,7 @@ from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
 from unitok.pipeline.stages.commit import PartialCommitError, ProgressCommits
-from unitok.pipeline.stages.plan import check_deletions, plan_run
+from unitok.pipeline.stages.plan import check_deletions, listing_table, plan_run
 from unitok.pipeline.stages.preflight import preflight
 
 log = logging.getLogger("unitok")
@@ -79,17 +81,17 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def choose_executor(cfg: JobConfig, listing: list[dict[str, Any]]) -> tuple[str, str]:
+def choose_executor(cfg: JobConfig, listing: pa.Table) -> tuple[str, str]:
     """(executor, why) for this run."""
     rt = cfg.runtime
     if rt.executor != "auto":
         return rt.executor, "runtime.executor or --executor"
     if cluster_address(cfg):
         return "ray", "a Ray cluster address is set"
-    total = sum(o["size"] for o in listing)
-    if len(listing) <= rt.local_max_objects and total <= rt.local_max_bytes:
-        return "local", f"{len(listing)} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
-    return "ray", f"{len(listing)} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
+    n, total = listing.num_rows, pc.sum(listing["size"]).as_py() or 0
+    if n <= rt.local_max_objects and total <= rt.local_max_bytes:
+        return "local", f"{n} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
+    return "ray", f"{n} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
 
 
 def check_engines(cfg: JobConfig) -> None:
@@ -153,23 +155,25 @@ def run_job(
     check_output_location(cfg.source.uri, cfg.output.uri)
 
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
-    listing = [o.to_row() for o in store.list_objects(cfg.source.include, cfg.source.exclude)]
-    summary.objects = len(listing)
-    log.info("listed %d objects under %s", len(listing), summary.source_uri)
+    listing = listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))
+    summary.objects = listing.num_rows
+    log.info("listed %d objects under %s", listing.num_rows, summary.source_uri)
     out = cfg.output
     with RunOutput(
         out.uri, out.s3.model_dump(), out.compression, out.table_config, out.max_rows_per_file
     ) as output:
         summary.mode = cfg.run_mode
-        plan = plan_run(listing, output.previous_rows("objects"), summary.mode)
-        summary.converted_objects, summary.carried_objects = len(plan.convert), len(plan.carried)
+        previous = output.previous_rows("objects", ["source_uri", "listing_version", "status"])
+        plan = plan_run(listing, previous, summary.mode)
+        del previous
+        summary.converted_objects, summary.carried_objects = plan.convert.num_rows, plan.carried
         summary.deleted_objects = len(plan.deleted)
         log.info(
             "%s run: %d objects to convert, %d unchanged, %d deleted since the last run",
-            summary.mode, len(plan.convert), len(plan.carried), len(plan.deleted),
+            summary.mode, plan.convert.num_rows, plan.carried, len(plan.deleted),
         )  # fmt: skip
         if not allow_mass_delete:
-            check_deletions(plan, len(listing), summary.source_uri, cfg.runtime.max_delete_fraction)
+            check_deletions(plan, listing.num_rows, summary.source_uri, cfg.runtime.max_delete_fraction)
         summary.executor, why = choose_executor(cfg, plan.convert)
         log.info("executor %s (%s)", summary.executor, why)
 
@@ -185,18 +189,18 @@ def run_job(
                 "summary": json.dumps(summary.as_dict()),
             }
 
-        commits = ProgressCommits(output, run_id, metadata, out.commit_every_s, out.commit_every_objects)
+        commits = ProgressCommits(output, run_id, metadata, out.commit_every_s, out.commit_every_objects, t0)
         staging = output.begin(run_id)
         try:
-            if plan.convert:
+            if plan.convert.num_rows:
                 execute = _executor(summary.executor)
                 metas = execute(plan.convert, cfg, run_id, output.files, staging)
-                for meta in _with_progress(metas, len(plan.convert)):
+                for meta in _with_progress(metas, plan.convert.num_rows):
                     summary.add(meta)
                     summary.metadata_bytes += len(json.dumps(meta))
                     commits.add(meta)
             # The last commit, with the deletions: only now has the run converted all it should.
-            commits.flush(listed_uris={o["uri"] for o in listing}, deletes=bool(plan.deleted))
+            commits.flush(listed_uris=listing["uri"].combine_chunks(), deletes=bool(len(plan.deleted)))
         except BaseException as e:
             output.discard(run_id)
             partial = commits.partial(e)

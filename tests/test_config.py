@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from unitok.pipeline.core.config import ConfigError, load_config, parse_config
 
@@ -92,10 +93,14 @@ def test_auto_executor_uses_ray_for_large_jobs_and_clusters(monkeypatch):
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = parse_config({"source": {"uri": "/a"}, "output": {"uri": "/b"}})
-    small = [{"size": 1000}] * 3
+
+    def listing(*sizes):
+        return pa.table({"size": pa.array(sizes, pa.int64())})
+
+    small = listing(1000, 1000, 1000)
     assert choose_executor(cfg, small)[0] == "local"
-    assert choose_executor(cfg, [{"size": 1000}] * 9)[0] == "ray"
-    assert choose_executor(cfg, [{"size": 300 << 20}])[0] == "ray"
+    assert choose_executor(cfg, listing(*[1000] * 9))[0] == "ray"
+    assert choose_executor(cfg, listing(300 << 20))[0] == "ray"
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     assert choose_executor(cfg, small) == ("ray", "a Ray cluster address is set")
     forced = parse_config(

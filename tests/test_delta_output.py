@@ -16,7 +16,8 @@ import pyarrow.dataset  # noqa: F401 - pa.dataset
 import pytest
 from conftest import REPO, committed_run, last_commit
 from deltalake import DeltaTable
-from unitok.connectors.output import changes, object_key, read_table
+from unitok.connectors.output import changes, read_table
+from unitok.connectors.table_files import object_key
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.testhooks import release, wait_reached
 from unitok.pipeline.job import run_job

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 from conftest import BUCKET, REPO, committed_run, corpus, deleted_by_last_run, last_commit, put
-from unitok.connectors.output import object_key, read_table
+from unitok.connectors.output import read_table
+from unitok.connectors.table_files import object_key
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.testhooks import wait_reached
 from unitok.pipeline.job import run_job

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import ConfigError, JobConfig
 from unitok.pipeline.stages.per_object import ObjectConverter
@@ -180,14 +181,14 @@ class ConvertObjects(beam.DoFn):
         yield json.dumps(meta)
 
 
-def build_pipeline(p: Any, listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles,
+def build_pipeline(p: Any, listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles,
                    staging: Path) -> None:  # fmt: skip
     """The transforms, applied to the Pipeline `p`: the objects' metadata lands as JSON lines in the
     run's staging folder (Beam's text sink: temporary files, renamed once a bundle has committed, so a
     retried bundle never reports an object twice)."""
     (
         p
-        | "List objects" >> beam.Create(listing)  # reshuffled: objects spread over the workers
+        | "List objects" >> beam.Create(listing.to_pylist())  # reshuffled: objects spread over the workers
         | "Convert objects" >> beam.ParDo(ConvertObjects(cfg.model_dump(), run_id, files))
         | "Write file metadata"
         >> beam.io.WriteToText(str(staging / "files" / "part"), file_name_suffix=".jsonl")
@@ -195,7 +196,7 @@ def build_pipeline(p: Any, listing: list[dict[str, Any]], cfg: JobConfig, run_id
 
 
 def execute_beam(
-    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+    listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
 ) -> Iterator[dict[str, Any]]:
     """Run the pipeline to the end, then each object's metadata (committed by the caller like any
     driver's: a Beam run commits once the pipeline is done)."""
@@ -215,7 +216,7 @@ def execute_beam(
     where = cfg.runtime.beam.runner + (
         f", {options['direct_num_workers']} worker processes" if "direct_num_workers" in options else ""
     )
-    log.info("beam (%s): %d object(s) in %.1f s", where, len(listing), time.perf_counter() - t0)
+    log.info("beam (%s): %d object(s) in %.1f s", where, listing.num_rows, time.perf_counter() - t0)
     for part in sorted((staging / "files").glob("part*.jsonl")):
         with part.open(encoding="utf-8") as f:
             for line in f:

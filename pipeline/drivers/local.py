@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.stages.per_object import ObjectConverter
@@ -32,8 +33,13 @@ def _convert_object(obj: dict[str, Any]) -> dict[str, Any]:
     return _worker(obj)
 
 
+def _objects(listing: pa.Table) -> Iterator[dict[str, Any]]:
+    for batch in listing.to_batches(max_chunksize=1024):  # a few rows as Python objects at a time
+        yield from batch.to_pylist()
+
+
 def execute_local(
-    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+    listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
 ) -> Iterator[dict[str, Any]]:
     """Each object's metadata as its worker finishes it."""
     workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
@@ -45,15 +51,19 @@ def execute_local(
     with ProcessPoolExecutor(
         workers, mp_context=fork, initializer=_init_worker, initargs=(cfg.model_dump(), run_id, files)
     ) as pool:
-        todo = iter(listing)
+        todo = _objects(listing)
         inflight: set[Future[dict[str, Any]]] = set()
-        while True:
-            for obj in todo:  # a few objects queued per worker, never the whole listing
-                inflight.add(pool.submit(_convert_object, obj))
-                if len(inflight) >= 2 * workers:
-                    break
-            if not inflight:
-                return
-            done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        try:
+            while True:
+                for obj in todo:  # a few objects queued per worker, never the whole listing
+                    inflight.add(pool.submit(_convert_object, obj))
+                    if len(inflight) >= 2 * workers:
+                        break
+                if not inflight:
+                    return
+                done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:  # the run stopped early (a failed commit, an interrupt): queued objects are not started
+            for future in inflight:
+                future.cancel()

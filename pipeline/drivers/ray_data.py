@@ -61,7 +61,7 @@ class ObjectWorker:
 
 
 def execute_ray(
-    listing: list[dict[str, Any]], cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+    listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
 ) -> Iterator[dict[str, Any]]:
     """Each object's metadata as an actor finishes it (streamed: the driver commits as the run goes)."""
     import ray.data
@@ -80,12 +80,14 @@ def execute_ray(
             max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, int(gpus / num_gpus))
         else:
             log.warning("engine phi4: no GPU in the Ray cluster, replicas run on CPU (slow; for tests)")
-    max_workers = max(1, min(max_workers, len(listing)))
+    max_workers = max(1, min(max_workers, listing.num_rows))
     min_workers = min(cfg.runtime.min_workers, max_workers)
     # On the embedded local Ray the machine is ours: start the whole pool rather than wait for the
     # autoscaler (short jobs end before it scales up). On a shared cluster start small and grow.
     initial = min_workers if joins_cluster(cfg) else max_workers
-    ds = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
+    # The listing goes to the object store as Arrow blocks of about 1,000 objects, never as Python rows.
+    blocks = listing.to_batches(max_chunksize=1000)
+    ds = ray.data.from_arrow([pa.Table.from_batches([b]) for b in blocks])
     # One object per call: its split, engines, document, chunks and files stay in one actor (no
     # object-store hop for pages, nothing to regroup by doc_id); parallelism is across objects.
     ds = ds.map_batches(

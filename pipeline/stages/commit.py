@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
 from unitok.connectors.output import RunOutput
 from unitok.pipeline.core.schemas import TABLES
 from unitok.pipeline.core.testhooks import checkpoint
@@ -35,7 +36,8 @@ class ProgressCommits:
         metadata: Callable[[], dict[str, Any]],
         every_s: float,
         every_objects: int,
-        clock: Callable[[], float] = time.monotonic,
+        started: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         self.output, self.run_id, self.metadata = output, run_id, metadata
         self.every_s, self.every_objects, self.clock = every_s, every_objects, clock
@@ -44,8 +46,8 @@ class ProgressCommits:
         self.objects_committed = 0
         self.rounds = 0
         self.versions: dict[str, int] = {}
-        self.first_commit_s: float | None = None  # seconds from start to the first committed row
-        self._t0 = clock()
+        self.first_commit_s: float | None = None  # seconds from the run's start to its first commit
+        self._t0 = clock() if started is None else started
 
     def add(self, meta: dict[str, Any]) -> None:
         """An object the workers finished; commits when the pending objects are due."""
@@ -55,7 +57,7 @@ class ProgressCommits:
         if len(self.pending) >= self.every_objects or self.clock() - self.oldest >= self.every_s:
             self.flush()
 
-    def flush(self, listed_uris: set[str] | None = None, deletes: bool = False) -> None:
+    def flush(self, listed_uris: pa.Array | None = None, deletes: bool = False) -> None:
         """Commit what is pending; with listed_uris (the run's last commit), the deletions too. A run's
         last commit lands even with nothing pending when it deletes or made no commit yet, so every
         table records every run."""
