@@ -85,9 +85,11 @@ def execute_ray(
     # On the embedded local Ray the machine is ours: start the whole pool rather than wait for the
     # autoscaler (short jobs end before it scales up). On a shared cluster start small and grow.
     initial = min_workers if joins_cluster(cfg) else max_workers
-    # The listing goes to the object store as Arrow blocks of about 1,000 objects, never as Python rows.
-    blocks = listing.to_batches(max_chunksize=1000)
-    ds = ray.data.from_arrow([pa.Table.from_batches([b]) for b in blocks])
+    # The listing goes to the object store as Arrow blocks, never as Python rows: up to 1,000 blocks, so
+    # that a small run still has a block per object to spread over the actors (one block goes to one).
+    per_block = -(-listing.num_rows // 1000)
+    blocks = [listing.slice(i, per_block) for i in range(0, listing.num_rows, per_block)]
+    ds = ray.data.from_arrow(blocks)
     # One object per call: its split, engines, document, chunks and files stay in one actor (no
     # object-store hop for pages, nothing to regroup by doc_id); parallelism is across objects.
     ds = ds.map_batches(
