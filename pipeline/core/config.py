@@ -294,8 +294,13 @@ class EmbeddingConfig(_Strict):
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=512, ge=8, description="Tokens of a chunk the encoder reads.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_gpus: float = Field(default=0, ge=0, description="GPUs per Ray actor (0: CPU actors).")
-    max_workers: int | None = Field(default=None, ge=1, description="Ray actor pool upper bound.")
+    num_gpus: float = Field(
+        default=0,
+        ge=0,
+        description="GPUs per Ray object worker for the encoder (0: the CPU, or the engine's GPU).",
+    )
+    # Accepted so older configs validate; chunks are embedded in the object workers (runtime.max_workers).
+    max_workers: int | None = Field(default=None, ge=1, description="Ignored.")
 
     @field_validator("model")
     @classmethod

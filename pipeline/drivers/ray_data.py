@@ -80,6 +80,11 @@ def execute_ray(
             max_workers = cfg.runtime.max_workers or max(cfg.runtime.min_workers, int(gpus / num_gpus))
         else:
             log.warning("engine phi4: no GPU in the Ray cluster, replicas run on CPU (slow; for tests)")
+    emb = cfg.embedding
+    if emb.enabled and emb.num_gpus and resources.get("GPU", 0) and emb.num_gpus > num_gpus:
+        # Embeddings are made in the object workers: they ask for the encoder's GPU share.
+        num_gpus = emb.num_gpus
+        max_workers = min(max_workers, max(1, int(resources["GPU"] / num_gpus)))
     max_workers = max(1, min(max_workers, listing.num_rows))
     min_workers = min(cfg.runtime.min_workers, max_workers)
     # On the embedded local Ray the machine is ours: start the whole pool rather than wait for the
