@@ -37,6 +37,17 @@ def every_modality(dst: Path) -> Path:
     return dst
 
 
+def reports(dst: Path, n: int) -> Path:
+    """n copies of a two-page text PDF (report-0.pdf ...) and one broken file (broken.pdf) in a new folder."""
+    import shutil
+
+    dst.mkdir()
+    for i in range(n):
+        shutil.copy(REPO / "sample" / "field-report.pdf", dst / f"report-{i}.pdf")
+    (dst / "broken.pdf").write_text("not a PDF")
+    return dst
+
+
 def corpus(rel: str) -> Path:
     p = CORPUS / rel
     if not p.exists():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset  # noqa: F401 - pa.dataset
 import pytest
-from conftest import REPO, committed_run, last_commit
+from conftest import REPO, committed_run, last_commit, reports
 from deltalake import DeltaTable
 from unitok.connectors.output import changes, read_table
 from unitok.connectors.table_files import object_key
@@ -33,12 +33,7 @@ def files(out: Path, name: str) -> dict[str, int]:
 
 @pytest.fixture
 def corpus4(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(4):
-        shutil.copy(SAMPLE / "field-report.pdf", src / f"report-{i}.pdf")
-    (src / "broken.pdf").write_text("not a PDF")
-    return src
+    return reports(tmp_path / "in", 4)
 
 
 def spec(src: Path, out: Path, **extra) -> dict:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ACCESS, BUCKET, REPO, SECRET
+from conftest import ACCESS, BUCKET, REPO, SECRET, reports
 from unitok.connectors.output import changes, delta_storage_options, read_table
 from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.core.testhooks import release, wait_reached
@@ -22,18 +21,12 @@ from unitok.pipeline.job import run_job
 
 from infra.local_s3 import local_s3, weed_binary
 
-SAMPLE = REPO / "sample"
 VOLATILE = {"run_id", "processed_at", "elapsed_ms", "at"}
 
 
 @pytest.fixture
 def corpus6(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(5):
-        shutil.copy(SAMPLE / "field-report.pdf", src / f"report-{i}.pdf")
-    (src / "broken.pdf").write_text("not a PDF")
-    return src
+    return reports(tmp_path / "in", 5)
 
 
 def write_job(tmp_path: Path, src: str, out: str, **extra) -> Path:
