@@ -56,8 +56,30 @@ class ObjectWorker:
         self.convert = ObjectConverter(cfg_data, run_id, files)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        metas = [json.dumps(self.convert(obj)) for obj in batch.to_pylist()]
+        """batch: rows of `objects`, each a few listed objects as Arrow IPC bytes (see execute_ray)."""
+        metas = [
+            json.dumps(self.convert(obj))
+            for item in batch.column("objects").to_pylist()
+            for obj in pa.ipc.open_stream(item).read_all().to_pylist()
+        ]
         return pa.table({"meta": pa.array(metas, pa.string())})
+
+
+def _items(listing: pa.Table) -> list[dict[str, bytes]]:
+    """The listing as Ray Data items, each a few objects as Arrow IPC bytes: one object an item up to
+    1,000 objects (each actor call is one object), at most 100 an item past that (a million objects are
+    10,000 small items, never a Python dict per object). ray.data.from_arrow would keep them Arrow too,
+    but it runs a metadata task per table, and one of those lease requests crashed the raylet in the
+    suite (`Check failed: binary.size() == T::Size()` in HandleRequestWorkerLease)."""
+    per_item = min(100, -(-listing.num_rows // 1000))
+    items = []
+    for start in range(0, listing.num_rows, per_item):
+        sink = pa.BufferOutputStream()
+        part = listing.slice(start, per_item)
+        with pa.ipc.new_stream(sink, part.schema) as writer:
+            writer.write_table(part)
+        items.append({"objects": sink.getvalue().to_pybytes()})
+    return items
 
 
 def execute_ray(
@@ -90,11 +112,9 @@ def execute_ray(
     # On the embedded local Ray the machine is ours: start the whole pool rather than wait for the
     # autoscaler (short jobs end before it scales up). On a shared cluster start small and grow.
     initial = min_workers if joins_cluster(cfg) else max_workers
-    # The listing goes to the object store as Arrow blocks, never as Python rows: up to 1,000 blocks, so
-    # that a small run still has a block per object to spread over the actors (one block goes to one).
-    per_block = -(-listing.num_rows // 1000)
-    blocks = [listing.slice(i, per_block) for i in range(0, listing.num_rows, per_block)]
-    ds = ray.data.from_arrow(blocks)
+    items = _items(listing)
+    # Up to 1,000 blocks, so that a small run has a block per object to spread over the actors.
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
     # One object per call: its split, engines, document, chunks and files stay in one actor (no
     # object-store hop for pages, nothing to regroup by doc_id); parallelism is across objects.
     ds = ds.map_batches(
