@@ -93,6 +93,18 @@ def check_output_location(source_uri: str, output_uri: str) -> None:
         )
 
 
+def check_lancedb_location(uri: str) -> None:
+    """A local LanceDB database path with a file in the way would fail only after the whole run: say so
+    before converting (remote URIs are LanceDB's to check)."""
+    if "://" in uri and not uri.startswith("file://"):
+        return
+    path = path_from_uri(uri)
+    if path.exists() and not path.is_dir():
+        raise OutputError(
+            f"output.lancedb.uri {redact_uri(uri)}: a file is in the way: the LanceDB database is a folder"
+        )
+
+
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return "a file is in the way: the output must be a folder"

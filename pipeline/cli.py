@@ -2,10 +2,11 @@
 output's Delta tables `unitok changes JOB.yaml|URI --since N` and `unitok maintain JOB.yaml|URI`.
 
 Exit codes: 0 the run committed (failed objects are error rows, counted in the summary); 1 only with
---fail-on-error and at least one failed object or segment; 2 the job could not run or commit (a bad config,
-an unreachable source, an output that cannot be written, a guarded mass deletion, or an unexpected
-failure), always with one line on stderr; the traceback of an unexpected failure goes to a log file
-(named in that line) or, with --debug, to the terminal.
+--fail-on-error and at least one failed object or segment; 2 the job could not run or commit and nothing
+was committed (a bad config, an unreachable source, an output that cannot be written, a guarded mass
+deletion, or an unexpected failure); 3 part of the run was committed before it stopped (the next run
+completes it); 130 interrupted before any commit. Each stop is one line on stderr; the traceback of an
+unexpected failure goes to a log file (named in that line) or, with --debug, to the terminal.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from unitok.actors.contract import EngineSetupError
-from unitok.connectors.output import RunOutput, check_output_location
+from unitok.connectors.output import RunOutput, check_lancedb_location, check_output_location
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.redact import redact_uri
@@ -153,6 +153,8 @@ def run_job(
     )
     check_engines(cfg)
     check_output_location(cfg.source.uri, cfg.output.uri)
+    if cfg.output.lancedb is not None and cfg.chunking.enabled:
+        check_lancedb_location(cfg.output.lancedb.uri)
 
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
     listing = listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))

@@ -180,6 +180,14 @@ def test_a_lancedb_sync_failing_after_the_commit_exits_3_and_the_next_run_syncs_
     chunks = read_table(str(out), "chunks").num_rows
     assert chunks > 0
 
+    # A file in the way from the start is refused before anything converts.
+    r = subprocess.run([sys.executable, "-m", "unitok.pipeline.cli", "run", str(job)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (
+        r.returncode == 2
+        and "output.lancedb.uri" in one_line(r.stderr)
+        and "a file is in the way" in r.stderr
+    )
     lance.unlink()
     again = run_job(parse_config(json.loads(job.read_text())))
     assert again.converted_objects == 1  # the broken file, retried; the rest is committed
