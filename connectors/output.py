@@ -202,7 +202,7 @@ class RunOutput:
                 raise OutputError(
                     f"output.uri {redact_uri(uri)}: cannot write there ({_os_reason(e)})"
                 ) from None
-        self.committed: list[tuple[str, int]] = []  # (table, version) of each commit this run landed
+        self.committing: list[str] = []  # tables of the commit under way that have landed
 
     def __enter__(self) -> RunOutput:
         return self
@@ -279,15 +279,16 @@ class RunOutput:
         """One commit of each table, in the order given (the run state last), of the objects in `metas`
         (what workers wrote: each object's files per table): their files are added, and the files that
         held their earlier rows removed. With listed_uris (a run's last commit), the files of objects no
-        longer listed are removed too. Returns each table's new version. self.committed records each
-        table commit that landed, so a failure part-way can say what is committed."""
+        longer listed are removed too. Returns each table's new version. self.committing holds the tables
+        whose commit has landed while one is under way, so a failure part-way can say what is committed."""
         replace = {m["uri"] for m in metas}
         listed = None if listed_uris is None else listed_uris.cast(pa.string())
         versions = {}
         for name, schema in schemas.items():
             adds = [f for m in metas for f in m["files"].get(name, [])]
             versions[name] = self._commit_table(name, schema, adds, run_id, replace, listed, metadata)
-            self.committed.append((name, versions[name]))
+            self.committing.append(name)
+        self.committing = []
         return versions
 
     def discard(self, run_id: str) -> None:

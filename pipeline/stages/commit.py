@@ -76,15 +76,13 @@ class ProgressCommits:
     def partial(self, exc: BaseException) -> PartialCommitError | None:
         """What a failure at this point means for the output: None where nothing of this run was
         committed (exit 2), else the exit-3 error that says what is and is not committed."""
-        landed = self.output.committed
-        if not landed:
+        done_in_round = self.output.committing  # the tables of a commit cut short that had landed
+        if not self.rounds and not done_in_round:
             return None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, KeyboardInterrupt):
             reason = "interrupted"
-        # Tables of the round that failed part-way (the rounds before it landed whole).
         tables = list(TABLES)
-        done_in_round = [t for t, _ in landed[len(landed) - len(landed) % len(tables) :]]
         parts = (
             [f"{self.objects_committed} object(s) committed in every table"] if self.objects_committed else []
         )
