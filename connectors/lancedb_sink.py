@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from unitok.connectors.output import delta_files, open_table, plain_types
 
 SYNC_SUFFIX = "__unitok_sync"
@@ -45,27 +46,83 @@ def sync_lancedb(
         rows = db.open_table(f"{table_name}{SYNC_SUFFIX}").to_arrow().to_pylist()
         synced = rows[0]["chunks_version"] if rows else None
     if synced is None:  # new, or nothing to go on: load the current chunks whole
-        current = _plain(delta_files(chunks, storage_options).to_table())
-        db.create_table(table_name, current, mode="overwrite")
-        _record(db, table_name, target)
-        return {"loaded": current.num_rows, "upserted": 0, "deleted": 0, "version": target}
+        return _load(db, chunks, storage_options, table_name, target)
     if synced >= target:
         return {"loaded": 0, "upserted": 0, "deleted": 0, "version": target}
-    feed = _plain(pa.table(chunks.load_cdf(starting_version=synced + 1, ending_version=target).read_all()))
+    feed = plain_types(
+        pa.table(chunks.load_cdf(starting_version=synced + 1, ending_version=target).read_all())
+    )
     table = db.open_table(table_name)
-    inserted = feed.filter(pa.compute.equal(feed["_change_type"], "insert"))
-    deleted_ids = set(feed.filter(pa.compute.equal(feed["_change_type"], "delete"))["chunk_id"].to_pylist())
+    inserted = feed.filter(pc.equal(feed["_change_type"], "insert"))
+    rows = _plain(inserted.drop_columns([c for c in inserted.column_names if c.startswith("_")]))
+    if rows.num_rows and not _same_columns(pa.schema(table.schema), rows.schema):
+        # The chunks' schema changed (embeddings turned on or off, another dimension): LanceDB's table
+        # follows it, reloaded whole from the chunks table (every chunk was rewritten anyway).
+        return _load(db, chunks, storage_options, table_name, target)
+    deleted_ids = set(feed.filter(pc.equal(feed["_change_type"], "delete"))["chunk_id"].to_pylist())
     # An object converted again keeps the ids of unchanged chunks: those are upserted, not deleted.
     gone = sorted(deleted_ids - set(inserted["chunk_id"].to_pylist()))
     for i in range(0, len(gone), 500):
         ids = ", ".join("'" + c.replace("'", "''") + "'" for c in gone[i : i + 500])
         table.delete(f"chunk_id IN ({ids})")
-    if inserted.num_rows:
-        rows = inserted.drop_columns([c for c in inserted.column_names if c.startswith("_")])
+    if rows.num_rows:
         table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
     _record(db, table_name, target)
-    return {"loaded": 0, "upserted": inserted.num_rows, "deleted": len(gone), "version": target}
+    return {"loaded": 0, "upserted": rows.num_rows, "deleted": len(gone), "version": target}
+
+
+def _same_columns(have: pa.Schema, rows: pa.Schema) -> bool:
+    if set(have.names) != set(rows.names):
+        return False
+    return "embedding" not in rows.names or have.field("embedding").type == rows.field("embedding").type
+
+
+def _load(
+    db: Any, chunks: Any, storage_options: dict[str, str] | None, name: str, version: int
+) -> dict[str, int]:
+    current = _plain(delta_files(chunks, storage_options).to_table())
+    db.create_table(name, current, mode="overwrite")
+    _record(db, name, version)
+    return {"loaded": current.num_rows, "upserted": 0, "deleted": 0, "version": version}
 
 
 def _record(db: Any, table_name: str, version: int) -> None:
     db.create_table(f"{table_name}{SYNC_SUFFIX}", pa.table({"chunks_version": [version]}), mode="overwrite")
+
+
+def maintain_lancedb(
+    lance_uri: str, table_name: str, index_min_rows: int, retention_hours: int
+) -> dict[str, Any]:
+    """Compact the LanceDB table's fragments (and drop versions older than retention_hours), then, once it
+    holds index_min_rows rows with vectors, build its vector index (IVF-PQ, cosine: the embeddings are
+    unit length) if it has none, or bring the index up to date. Below that size a flat search is exact
+    and fast enough, and an index would need retraining as the table grows. Returns what it did."""
+    from datetime import timedelta
+
+    import lancedb
+
+    db = lancedb.connect(lance_uri)
+    table = db.open_table(table_name)
+    table.optimize(cleanup_older_than=timedelta(hours=retention_hours))
+    rows = table.count_rows()
+    schema = pa.schema(table.schema)
+    report: dict[str, Any] = {"rows": rows, "index": None, "index_min_rows": index_min_rows}
+    if "embedding" not in schema.names or not pa.types.is_fixed_size_list(schema.field("embedding").type):
+        report["index"] = "none (no vector column)"
+        return report
+    indexed = any("embedding" in list(ix.columns) for ix in table.list_indices())
+    if indexed:
+        report["index"] = "up to date"  # optimize() above added new rows to it
+    elif rows >= index_min_rows:
+        dim = schema.field("embedding").type.list_size
+        table.create_index(
+            metric="cosine",
+            vector_column_name="embedding",
+            index_type="IVF_PQ",
+            num_partitions=max(1, int(rows**0.5)),
+            num_sub_vectors=next(d for d in (16, 8, 4, 2, 1) if dim % d == 0),
+        )
+        report["index"] = "created"
+    else:
+        report["index"] = f"none ({rows} rows, below index_min_rows {index_min_rows})"
+    return report

@@ -54,5 +54,6 @@ class LocalStore:
                     yield p
 
     @contextmanager
-    def local_path(self, obj: ObjectInfo) -> Iterator[Path]:
-        yield path_from_uri(obj.uri)
+    def fetch(self, obj: ObjectInfo) -> Iterator[tuple[Path, ObjectInfo]]:
+        """The file itself; its version is its content hash, taken by whoever reads it (None here)."""
+        yield path_from_uri(obj.uri), obj

@@ -30,8 +30,10 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     def list_objects(self, include: list[str], exclude: list[str]) -> Iterator[ObjectInfo]: ...
 
-    def local_path(self, obj: ObjectInfo) -> AbstractContextManager[Path]:
-        """A local file with the object's bytes for the duration of the context."""
+    def fetch(self, obj: ObjectInfo) -> AbstractContextManager[tuple[Path, ObjectInfo]]:
+        """A local file with the object's bytes for the duration of the context, and obj as those bytes
+        are: the version read (which may be newer than the listed one), or None where the reader
+        hashes the file."""
         ...
 
 

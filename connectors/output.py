@@ -156,10 +156,12 @@ def delta_storage_options(s3_options: dict[str, Any] | None) -> dict[str, str]:
     environment variables."""
     opts = {k: v for k, v in os.environ.items() if k.startswith("AWS_") and v}
     s3 = s3_options or {}
-    if s3.get("endpoint_url"):
-        opts["AWS_ENDPOINT_URL"] = s3["endpoint_url"]
-        if s3["endpoint_url"].startswith("http://"):
-            opts["AWS_ALLOW_HTTP"] = "true"
+    # The endpoint as boto3 finds it: the config's, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL.
+    endpoint = s3.get("endpoint_url") or opts.get("AWS_ENDPOINT_URL_S3") or opts.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"  # the object store refuses plain http unless told
     if s3.get("region"):
         opts["AWS_REGION"] = s3["region"]
     opts.setdefault("AWS_REGION", "us-east-1")
@@ -241,7 +243,31 @@ class RunOutput:
         self.read_versions[name] = dt.version() if dt is not None else None
         if dt is None:
             return TABLES[name].empty_table().select(columns)
-        return plain_types(delta_files(dt, self.storage_options).to_table(columns=columns))
+        have = set(
+            pa.schema(dt.schema().to_arrow()).names
+        )  # a table written by an older version lacks new columns
+        table = plain_types(
+            delta_files(dt, self.storage_options).to_table(columns=[c for c in columns if c in have])
+        )
+        for c in columns:
+            if c not in have:
+                table = table.append_column(
+                    TABLES[name].field(c), pa.nulls(table.num_rows, TABLES[name].field(c).type)
+                )
+        return table.select(columns)
+
+    def object_files(self, name: str, uris: pa.Array) -> dict[str, list[str]]:
+        """The table's data files (paths relative to it) that hold rows of these objects: what a worker
+        reads to re-chunk or re-embed an object without converting it."""
+        dt = self.table(name)
+        if dt is None or not len(uris):
+            return {}
+        wanted = set(uris.to_pylist())
+        out: dict[str, list[str]] = {}
+        for f in self._touched(dt, wanted, None):
+            for uri in f["uris"] & wanted:
+                out.setdefault(uri, []).append(f["path"])
+        return out
 
     # -- a new run ------------------------------------------------------------------------------------
     def begin(self, run_id: str) -> Path:
@@ -278,13 +304,15 @@ class RunOutput:
     ) -> dict[str, int]:
         """One commit of each table, in the order given (the run state last), of the objects in `metas`
         (what workers wrote: each object's files per table): their files are added, and the files that
-        held their earlier rows removed. With listed_uris (a run's last commit), the files of objects no
-        longer listed are removed too. Returns each table's new version. self.committing holds the tables
-        whose commit has landed while one is under way, so a failure part-way can say what is committed."""
-        replace = {m["uri"] for m in metas}
+        held their earlier rows removed, in the tables each object's "tables" names (default: all).
+        With listed_uris (a run's last commit), the files of objects no longer listed are removed too.
+        Returns each table's new version. self.committing holds the tables whose commit has landed while
+        one is under way, so a failure part-way can say what is committed."""
         listed = None if listed_uris is None else listed_uris.cast(pa.string())
         versions = {}
         for name, schema in schemas.items():
+            # An object re-chunked replaces its chunks only: its other tables' rows stand.
+            replace = {m["uri"] for m in metas if name in m.get("tables", TABLE_NAMES)}
             adds = [f for m in metas for f in m["files"].get(name, [])]
             versions[name] = self._commit_table(name, schema, adds, run_id, replace, listed, metadata)
             self.committing.append(name)
@@ -480,15 +508,28 @@ def read_table(uri: str, name: str, storage_options: dict[str, str] | None = Non
 
 def changes(uri: str, name: str, since: int, storage_options: dict[str, str] | None = None) -> pa.Table:
     """The table's change feed after version `since`: each row with _change_type (insert, delete),
-    _commit_version and _commit_timestamp. An object converted again shows as a delete of its old rows
-    and an insert of its new ones in one version."""
+    _commit_version and _commit_timestamp, in the order of feed_order. An object converted again shows
+    as a delete of its old rows and an insert of its new ones in one version."""
     dt = open_table(uri, name, storage_options)
     if since > dt.version():
         raise OutputError(f"{name} is at version {dt.version()}: --since {since} is ahead of it")
     if since == dt.version():
         return pa.table({})
     feed = plain_types(pa.table(dt.load_cdf(starting_version=since + 1).read_all()))
-    return feed.sort_by([("_commit_version", "ascending"), ("source_uri", "ascending")])
+    return feed_order(feed)
+
+
+# The change feed's contract: versions in order; within a version every delete before any insert (a
+# consumer applying rows in order never deletes a row that version inserted), then by source URI.
+_CHANGE_RANK = pa.array(["delete", "update_preimage", "update_postimage", "insert"])
+
+
+def feed_order(feed: pa.Table) -> pa.Table:
+    rank = pc.index_in(feed["_change_type"], value_set=_CHANGE_RANK)
+    keys = [("_commit_version", "ascending"), ("_rank", "ascending"), ("source_uri", "ascending")]
+    sort_key = [c for c in ("chunk_id", "segment_index") if c in feed.column_names]
+    keys += [(c, "ascending") for c in sort_key]
+    return feed.append_column("_rank", rank).sort_by(keys).drop_columns(["_rank"])
 
 
 def _plain_type(t: pa.DataType) -> pa.DataType:

@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class S3Store:
         self.bucket, self.prefix = split_s3_uri(uri)
         self.endpoint_url = endpoint_url
         self.client = make_client(endpoint_url, **client_options)
+        self.max_attempts = int(client_options.get("max_attempts", 8))
 
     def _base(self) -> str:
         if not self.prefix or self.prefix.endswith("/"):
@@ -134,22 +136,47 @@ class S3Store:
             raise _explain(e, self.uri, self.endpoint_url) from None
 
     @contextmanager
-    def local_path(self, obj: ObjectInfo) -> Iterator[Path]:
+    def fetch(self, obj: ObjectInfo) -> Iterator[tuple[Path, ObjectInfo]]:
+        """The object's bytes in a temporary file, and obj with the version of those bytes: the version
+        the GET returned, which differs from the listed one when the key was overwritten after listing
+        (unversioned buckets; a versioned bucket's listed version is read exactly). Streamed to disk in
+        1 MiB blocks, never whole in memory; a read that breaks resumes where it stopped, from the same
+        version (If-Match on its ETag)."""
         key = obj.uri[len(f"s3://{self.bucket}/") :]
         fd, name = tempfile.mkstemp(prefix="unitok-", suffix=Path(key).suffix)
         os.close(fd)
         try:
             try:
-                # Ranged multipart download straight to disk: never the whole object in memory.
-                # The listed version exactly, even if the key is overwritten meanwhile.
-                extra = (
-                    {"VersionId": obj.version.split()[0][8:]}
-                    if (obj.version or "").startswith("version:")
-                    else None
-                )
-                self.client.download_file(self.bucket, key, name, ExtraArgs=extra)
+                version = self._download(key, obj, name)
             except Exception as e:  # noqa: BLE001
                 raise _explain(e, obj.uri, self.endpoint_url) from None
-            yield Path(name)
+            size = os.path.getsize(name)
+            yield Path(name), replace(obj, version=version, size=size)
         finally:
             os.unlink(name)
+
+    def _download(self, key: str, obj: ObjectInfo, name: str) -> str:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if (obj.version or "").startswith("version:"):
+            args["VersionId"] = obj.version.split()[0][len("version:") :]
+        attempts = self.max_attempts
+        etag = version_id = None
+        with open(name, "wb") as f:
+            for attempt in range(attempts):
+                ranged = {"Range": f"bytes={f.tell()}-", "IfMatch": etag} if etag else {}
+                try:
+                    response = self.client.get_object(**args, **ranged)
+                    etag, version_id = response["ETag"], response.get("VersionId")
+                    for block in response["Body"].iter_chunks(1 << 20):
+                        f.write(block)
+                    break
+                except Exception as e:  # noqa: BLE001 - a dropped body: resume, a bounded number of times
+                    import botocore.exceptions as bex
+
+                    broken = isinstance(e, bex.ReadTimeoutError | bex.ResponseStreamingError)
+                    if etag is None or not broken or attempt == attempts - 1:
+                        raise
+        version = "etag:" + str(etag).strip('"')
+        if version_id and version_id != "null":
+            version = f"version:{version_id} {version}"
+        return version

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 _clients: dict[str, Any] = {}  # one boto3 client per process and endpoint (clients do not pickle)
@@ -108,6 +109,14 @@ class TableFiles:
             )
         return out
 
+    def _client(self) -> Any:
+        from unitok.connectors.s3 import make_client
+
+        endpoint = self.s3_options.get("endpoint_url") or ""
+        if endpoint not in _clients:
+            _clients[endpoint] = make_client(**self.s3_options)
+        return _clients[endpoint]
+
     def _put(self, name: str, rel: str, part: pa.Table) -> int:
         codec = compression_codec(self.compression)
         if not self.remote:
@@ -116,17 +125,35 @@ class TableFiles:
             path = folder / rel
             pq.write_table(part, path, compression=codec, write_statistics=_stat_columns(part.schema))
             return path.stat().st_size
-        from unitok.connectors.s3 import _explain, make_client, split_s3_uri
+        from unitok.connectors.s3 import _explain, split_s3_uri
 
         buf = io.BytesIO()
         pq.write_table(part, buf, compression=codec, write_statistics=_stat_columns(part.schema))
         endpoint = self.s3_options.get("endpoint_url") or ""
-        client = _clients.get(endpoint)
-        if client is None:
-            client = _clients[endpoint] = make_client(**self.s3_options)
         bucket, key = split_s3_uri(f"{self.table_uri(name)}/{rel}")
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+            self._client().put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
         except Exception as e:  # noqa: BLE001 - one line that names the store
             raise _explain(e, self.uri, endpoint or None) from None
         return buf.tell()
+
+    def read(self, name: str, paths: list[str], source_uri: str, schema: pa.Schema) -> pa.Table:
+        """One object's committed rows of a table, from the data files that hold them (paths relative to
+        the table, as its add actions name them), in the table's schema: what a re-chunk or re-embed
+        starts from, read by the worker, never the driver."""
+        parts = []
+        for rel in paths:
+            if self.remote:
+                from unitok.connectors.s3 import _explain, split_s3_uri
+
+                endpoint = self.s3_options.get("endpoint_url") or ""
+                bucket, key = split_s3_uri(f"{self.table_uri(name)}/{rel}")
+                try:
+                    body = self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+                except Exception as e:  # noqa: BLE001 - one line that names the store
+                    raise _explain(e, self.uri, endpoint or None) from None
+                table = pq.read_table(io.BytesIO(body))
+            else:
+                table = pq.read_table(Path(self.table_uri(name)) / rel)
+            parts.append(conform(table.filter(pc.equal(table["source_uri"], source_uri)), schema))
+        return pa.concat_tables(parts) if parts else schema.empty_table()

@@ -174,7 +174,23 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         compacted = f"compacted {r['compacted_files']} file(s), " if args.compact and not args.dry_run else ""
         print(f"{name}: version {r['version']}, {compacted}{verb} {r['vacuumed_files']} file(s) older than "
               f"{hours} h" + ("" if args.dry_run else ", checkpoint written"))  # fmt: skip
+    lance = _lancedb_target(args)
+    if lance is not None and not args.dry_run:
+        from unitok.connectors.lancedb_sink import maintain_lancedb
+
+        r = maintain_lancedb(lance.uri, lance.table, lance.index_min_rows, hours)
+        print(f"lancedb {lance.table}: {r['rows']} rows, compacted, vector index {r['index']}")
     return EXIT_OK
+
+
+def _lancedb_target(args: argparse.Namespace) -> Any:
+    """The job's LanceDB table, when the target is a job file that has one."""
+    target = args.target
+    if target.endswith((".yaml", ".yml")) and os.path.isfile(target):
+        cfg, _ = load_config(target)
+        if cfg.output.lancedb is not None and cfg.chunking.enabled:
+            return cfg.output.lancedb
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,11 +20,22 @@ from unitok.actors.contract import EngineSetupError
 from unitok.connectors.output import RunOutput, check_lancedb_location, check_output_location
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.fingerprint import fingerprints
 from unitok.pipeline.core.redact import redact_uri
+from unitok.pipeline.core.schemas import OBJECTS_SCHEMA
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
 from unitok.pipeline.stages.commit import PartialCommitError, ProgressCommits
-from unitok.pipeline.stages.plan import check_deletions, listing_table, plan_run
+from unitok.pipeline.stages.plan import (
+    CONVERT,
+    EMBED,
+    REASONS,
+    RECHUNK,
+    REFRESH,
+    check_deletions,
+    listing_table,
+    plan_run,
+)
 from unitok.pipeline.stages.preflight import preflight
 
 log = logging.getLogger("unitok")
@@ -38,8 +49,12 @@ class RunSummary:
     executor: str = "ray"
     mode: str = "full"
     objects: int = 0
-    converted_objects: int = 0
-    carried_objects: int = 0
+    converted_objects: int = 0  # split and converted (every table's rows of it replaced)
+    rechunked_objects: int = 0  # chunked again from the stored document
+    reembedded_objects: int = 0  # its stored chunks embedded again
+    refreshed_objects: int = 0  # listed differently (touched) but the same content: state refreshed
+    carried_objects: int = 0  # left as they were (refreshed ones included)
+    reasons: dict[str, int] = field(default_factory=dict)  # why objects were worked on (stages.plan)
     deleted_objects: int = 0
     documents: int = 0
     chunks: int = 0
@@ -59,6 +74,10 @@ class RunSummary:
 
     def add(self, meta: dict[str, Any]) -> None:
         """Counts of one finished object (its metadata from stages.per_object)."""
+        action = meta.get("action", CONVERT)
+        counter = {CONVERT: "converted_objects", RECHUNK: "rechunked_objects", EMBED: "reembedded_objects",
+                   REFRESH: "refreshed_objects"}[action]  # fmt: skip
+        setattr(self, counter, getattr(self, counter) + 1)
         self.segments += meta["segments"]
         for engine, n in meta["by_engine"].items():
             self.segments_by_engine[engine] = self.segments_by_engine.get(engine, 0) + n
@@ -68,6 +87,25 @@ class RunSummary:
         self.documents += meta["documents"]
         self.chunks += meta["chunks"]
         self.bytes_written += meta["bytes"]
+
+    def describe_work(self) -> list[str]:
+        """What the run did beside converting, and why: 'chunking settings changed: 15 documents
+        re-chunked'."""
+        lines = []
+        if self.rechunked_objects:
+            lines.append(f"chunking settings changed: {self.rechunked_objects} documents re-chunked")
+        if self.reembedded_objects:
+            lines.append(
+                f"embedding settings changed: {self.reembedded_objects} documents' chunks re-embedded"
+            )
+        if self.refreshed_objects:
+            lines.append(
+                f"touched but unchanged (same content hash): {self.refreshed_objects} objects carried"
+            )
+        for key in ("convert_settings", "pipeline"):
+            if self.reasons.get(key):
+                lines.append(f"{REASONS[key]}: {self.reasons[key]} objects converted again")
+        return lines
 
     @property
     def failures(self) -> int:
@@ -135,6 +173,37 @@ def _with_progress(metas: Iterator[dict[str, Any]], n_objects: int) -> Iterator[
             yield meta
 
 
+def with_stored_files(convert: pa.Table, output: RunOutput) -> pa.Table:
+    """The plan's rows with a `stored` column: for an object re-chunked or re-embedded, the data files
+    (JSON: table -> paths) its worker reads its stored rows from."""
+    reuse = convert.filter(pc.is_in(convert["action"], value_set=pa.array([RECHUNK, EMBED])))
+    stored: dict[str, dict[str, list[str]]] = {}
+    if reuse.num_rows:
+        uris = reuse["uri"].combine_chunks()
+        for name in ("documents", "segments", "chunks"):
+            for uri, paths in output.object_files(name, uris).items():
+                stored.setdefault(uri, {})[name] = paths
+    column = [json.dumps(stored[u]) if u in stored else None for u in convert["uri"].to_pylist()]
+    return convert.append_column("stored", pa.array(column, pa.string()))
+
+
+def with_environment_endpoints(cfg: JobConfig) -> JobConfig:
+    """S3 endpoints set the standard way (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL), written into the
+    config the workers get: a worker on another machine does not have the driver's environment."""
+    import os
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return cfg
+    update = {}
+    for name in ("source", "output"):
+        section = getattr(cfg, name)
+        if section.uri.startswith("s3://") and not section.s3.endpoint_url:
+            s3 = section.s3.model_copy(update={"endpoint_url": endpoint})
+            update[name] = section.model_copy(update={"s3": s3})
+    return cfg.model_copy(update=update) if update else cfg
+
+
 def run_job(
     cfg: JobConfig,
     raw_config: dict[str, Any] | None = None,
@@ -146,6 +215,7 @@ def run_job(
     allow_mass_delete; PartialCommitError when it stops after committing part of its output."""
     t0 = time.perf_counter()
     started_at = datetime.now(UTC)
+    cfg = with_environment_endpoints(cfg)
     run_id = run_id or new_run_id()
     # Every URI this run writes (summary, manifest, logs) is redacted; the config is kept as written.
     summary = RunSummary(
@@ -165,15 +235,21 @@ def run_job(
         out.uri, out.s3.model_dump(), out.compression, out.table_config, out.max_rows_per_file
     ) as output:
         summary.mode = cfg.run_mode
-        previous = output.previous_rows("objects", ["source_uri", "listing_version", "status"])
-        plan = plan_run(listing, previous, summary.mode)
+        previous = output.previous_rows("objects", OBJECTS_SCHEMA.names)
+        rt = cfg.runtime
+        plan = plan_run(
+            listing, previous, summary.mode, fingerprints(cfg), PIPELINE_VERSION, rt.on_pipeline_upgrade
+        )
         del previous
-        summary.converted_objects, summary.carried_objects = plan.convert.num_rows, plan.carried
+        plan.convert = with_stored_files(plan.convert, output)
+        summary.carried_objects, summary.reasons = plan.carried, plan.reasons
         summary.deleted_objects = len(plan.deleted)
         log.info(
-            "%s run: %d objects to convert, %d unchanged, %d deleted since the last run",
+            "%s run: %d objects to work on, %d unchanged, %d deleted since the last run",
             summary.mode, plan.convert.num_rows, plan.carried, len(plan.deleted),
         )  # fmt: skip
+        for line in plan.describe():
+            log.info("  %s", line)
         if not allow_mass_delete:
             check_deletions(plan, listing.num_rows, summary.source_uri, cfg.runtime.max_delete_fraction)
         summary.executor, why = choose_executor(cfg, plan.convert)
@@ -210,6 +286,9 @@ def run_job(
                 raise partial from e
             raise
         output.discard(run_id)
+        summary.carried_objects += summary.refreshed_objects  # touched, content unchanged
+        for line in summary.describe_work():
+            log.info("%s", line)
         summary.table_versions = commits.versions
         summary.commits, summary.first_commit_s = commits.rounds, commits.first_commit_s
         summary.committed = True

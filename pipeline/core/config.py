@@ -40,6 +40,11 @@ class SourceConfig(_Strict):
     uri: str = Field(description="Folder path, file:// URI or s3://bucket/prefix.")
     include: list[str] = Field(default_factory=lambda: ["**"], description="Globs on the relative path.")
     exclude: list[str] = Field(default_factory=list)
+    follow_symlinks: bool = Field(
+        default=False,
+        description="Folder sources: convert what symbolic links point to (files and folders, inside the "
+        "source or not). Off: links are skipped and counted in the summary.",
+    )
     s3: S3Config = Field(default_factory=S3Config)
 
     @field_validator("uri")
@@ -60,6 +65,12 @@ class LanceDBConfig(_Strict):
 
     uri: str = Field(description="LanceDB database: a folder, or s3://... as LanceDB accepts it.")
     table: str = Field(default="chunks", pattern=r"^[A-Za-z0-9_\-]+$")
+    index_min_rows: int = Field(
+        default=100_000,
+        ge=256,
+        description="`unitok maintain` builds the vector index once the table holds this many rows (below "
+        "it a flat search is exact and fast).",
+    )
 
 
 class OutputConfig(_Strict):
@@ -357,6 +368,11 @@ class RuntimeConfig(_Strict):
         le=1,
         description="A run that would delete more than this share of the objects the last run listed, or "
         "lists none where it listed some, stops before committing (exit 2) unless --allow-mass-delete.",
+    )
+    on_pipeline_upgrade: Literal["reconvert", "keep"] = Field(
+        default="reconvert",
+        description="An incremental run of a newer pipeline version converts again what an older one "
+        "converted (reconvert), or keeps those rows until the object changes (keep).",
     )
     # Accepted so older configs validate; documents are now assembled per object in the workers.
     local_assembly_max_bytes: int = Field(default=512 << 20, ge=0, description="Ignored.")

@@ -88,16 +88,22 @@ DOCUMENTS_SCHEMA = pa.schema(
     ]
 )
 
-# Run state, one row per listed object of the last run: an object is converted again when it is new, its
-# listing version changed (S3 ETag; size and mtime for local files), or it failed last time.
+# Run state, one row per listed object of the last run (what stages.plan compares): the version listed
+# and the version of the bytes converted, and fingerprints of the settings that shaped each table
+# (pipeline.core.fingerprint).
 OBJECTS_SCHEMA = pa.schema(
     [
         ("source_uri", pa.string()),
-        ("listing_version", pa.string()),
+        ("listing_version", pa.string()),  # S3 ETag / version id; size and mtime for local files
         ("size", pa.int64()),
         ("modified_at", pa.float64()),
-        ("status", pa.string()),  # ok | failed
-        ("run_id", pa.string()),  # the run that converted it
+        ("status", pa.string()),  # ok | failed (failed, or no document: converted again next run)
+        ("run_id", pa.string()),  # the run that last wrote this row
+        ("source_version", pa.string()),  # the bytes converted: ETag of the download, or sha256 of a file
+        ("pipeline_version", pa.string()),
+        ("convert_fingerprint", pa.string()),
+        ("chunks_fingerprint", pa.string()),
+        ("embeddings_fingerprint", pa.string()),
     ]
 )
 # Documents cut for embedding (pipeline/stages/chunk.py): one row per chunk, with where it came from.

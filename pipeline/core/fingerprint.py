@@ -1,0 +1,61 @@
+"""Fingerprints of the settings that shape each table, recorded per object in the run state (`objects`):
+a run re-converts, re-chunks or re-embeds exactly the objects whose recorded fingerprint differs from the
+config's (stages.plan).
+
+Computed from the config as written, never from files, so the driver and every worker of a cluster agree
+without reading model folders (a model replaced in place under the same path is not seen: give a new model
+a new folder). Settings that only change how the work runs (timeouts, devices, batch sizes, GPU shares) are
+left out: changing them re-converts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from unitok.pipeline.core.config import JobConfig
+
+# Per section: fields that do not change a row of output.
+_OPERATIONAL = {
+    "pptx": {"convert_timeout_s"},
+    "audio": {"decode_timeout_s"},
+    "phi4": {"local_files_only", "device", "attn_implementation", "token_budget", "num_gpus"},
+    "vllm": {"gpu_memory_utilization"},
+}
+OFF = "off"
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _section(name: str, model: Any) -> dict[str, Any]:
+    return model.model_dump(exclude=_OPERATIONAL.get(name, set()))
+
+
+def conversion_settings(cfg: JobConfig) -> dict[str, Any]:
+    """What shapes segments, documents and errors: the engine (the model engines' settings only when one
+    runs) and every format section."""
+    engine: dict[str, Any] = {"name": cfg.engine.name}
+    if cfg.engine.uses_phi4:
+        engine["phi4"] = _section("phi4", cfg.engine.phi4)
+    if cfg.engine.name == "vllm":
+        engine["vllm"] = _section("vllm", cfg.engine.vllm)
+    sections = {n: _section(n, getattr(cfg, n)) for n in ("pdf", "image", "pptx", "audio", "video", "ocr")}
+    return {"engine": engine, **sections}
+
+
+def fingerprints(cfg: JobConfig) -> dict[str, str]:
+    """{"convert_fingerprint", "chunks_fingerprint", "embeddings_fingerprint"} of this config."""
+    chunking, embedding = cfg.chunking, cfg.embedding
+    chunks = _section("chunking", chunking) if chunking.enabled else OFF
+    embeds: Any = OFF
+    if chunking.enabled and embedding.enabled:
+        embeds = {"model": embedding.model or "all-MiniLM-L6-v2", "max_length": embedding.max_length}
+    return {
+        "convert_fingerprint": _digest(conversion_settings(cfg)),
+        "chunks_fingerprint": OFF if chunks == OFF else _digest(chunks),
+        "embeddings_fingerprint": OFF if embeds == OFF else _digest(embeds),
+    }
