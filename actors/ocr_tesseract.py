@@ -53,7 +53,10 @@ def _paragraphs(api) -> list[str]:
         return paras
     level = tesserocr.RIL.PARA
     for item in tesserocr.iterate_level(it, level):
-        text = item.GetUTF8Text(level)
+        try:
+            text = item.GetUTF8Text(level)
+        except RuntimeError:  # "No text returned": a block with nothing readable (a blank or flat image)
+            continue
         if text and text.strip():
             lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
             joined = ""

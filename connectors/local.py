@@ -22,8 +22,14 @@ class SourceNotFound(FileNotFoundError):
 
 
 class LocalStore:
-    def __init__(self, uri: str):
+    """A folder (or one file). Symbolic links are skipped and counted (skipped_links) unless
+    follow_symlinks: then links to files and folders are followed wherever they point, each real folder
+    walked once (a link back up the tree is not a loop)."""
+
+    def __init__(self, uri: str, follow_symlinks: bool = False):
         self.root = path_from_uri(uri).resolve()
+        self.follow_symlinks = follow_symlinks
+        self.skipped_links = 0
         if not self.root.exists():
             raise SourceNotFound(f"source {uri} does not exist")
 
@@ -42,14 +48,30 @@ class LocalStore:
             st = p.stat()
             yield ObjectInfo(uri=p.as_uri(), key=key, size=st.st_size, modified_at=st.st_mtime)
 
-    @staticmethod
-    def _walk(root: Path) -> Iterator[Path]:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    def _walk(self, root: Path) -> Iterator[Path]:
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=self.follow_symlinks):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            keep = []
+            for d in sorted(dirnames):
+                if d.startswith("."):
+                    continue
+                if not self.follow_symlinks and os.path.islink(os.path.join(dirpath, d)):
+                    self.skipped_links += 1
+                    continue
+                keep.append(d)
+            dirnames[:] = keep
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue  # hidden files (.DS_Store, editor swap files)
                 p = Path(dirpath, name)
+                if p.is_symlink() and not self.follow_symlinks:
+                    self.skipped_links += 1
+                    continue
                 if p.is_file():
                     yield p
 

@@ -70,7 +70,8 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE)
+    # DOTALL: a name may hold any character, a newline too, and '*' still spans it.
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
 
 
 def key_selected(key: str, include: list[str], exclude: list[str]) -> bool:

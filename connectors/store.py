@@ -8,11 +8,11 @@ from typing import Any
 from unitok.connectors.local import LocalStore
 
 
-def open_store(uri: str, s3: dict[str, Any] | None = None):
+def open_store(uri: str, s3: dict[str, Any] | None = None, follow_symlinks: bool = False):
     """A LocalStore or S3Store; S3 stores are cached per process (one client, one connection pool)."""
     scheme = uri.split("://", 1)[0] if "://" in uri else "file"
     if scheme == "file":
-        return LocalStore(uri)
+        return LocalStore(uri, follow_symlinks)
     if scheme == "s3":
         return _s3_store(uri, tuple(sorted((s3 or {}).items())))
     raise ValueError(f"unsupported source scheme {scheme}://")

@@ -58,7 +58,13 @@ def format_summary(s: Any) -> str:
             f"{s.mode}: {s.converted_objects} converted, {s.carried_objects} unchanged, "
             f"{s.deleted_objects} deleted since the last run",
         ),
-        ("objects listed", s.objects),
+        *[("", line) for line in s.describe_work()],
+        (
+            "objects listed",
+            s.objects
+            if not s.skipped_links
+            else f"{s.objects} ({s.skipped_links} symbolic links skipped: source.follow_symlinks is off)",
+        ),
         ("documents written", s.documents),
         ("segments written", f"{s.segments} ({engines})"),
         ("chunks written", s.chunks),

@@ -55,6 +55,7 @@ class RunSummary:
     refreshed_objects: int = 0  # listed differently (touched) but the same content: state refreshed
     carried_objects: int = 0  # left as they were (refreshed ones included)
     reasons: dict[str, int] = field(default_factory=dict)  # why objects were worked on (stages.plan)
+    skipped_links: int = 0  # symbolic links in a folder source, not followed (source.follow_symlinks)
     deleted_objects: int = 0
     documents: int = 0
     chunks: int = 0
@@ -226,10 +227,13 @@ def run_job(
     if cfg.output.lancedb is not None and cfg.chunking.enabled:
         check_lancedb_location(cfg.output.lancedb.uri)
 
-    store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
     listing = listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))
     summary.objects = listing.num_rows
     log.info("listed %d objects under %s", listing.num_rows, summary.source_uri)
+    summary.skipped_links = getattr(store, "skipped_links", 0)
+    if summary.skipped_links:
+        log.info("skipped %d symbolic link(s) (source.follow_symlinks is off)", summary.skipped_links)
     out = cfg.output
     with RunOutput(
         out.uri, out.s3.model_dump(), out.compression, out.table_config, out.max_rows_per_file

@@ -31,6 +31,11 @@ PPTX = FileType(
 )
 PPT = FileType("application/vnd.ms-powerpoint", "presentation", True)
 OLE = FileType("application/x-ole-storage", "unknown", False)
+# An OOXML document (deck, document, workbook) saved with a password: an OLE container around the
+# encrypted package. Named as such so the error can say why it is not converted.
+ENCRYPTED_OFFICE = FileType("application/x-encrypted-office", "unknown", False)
+DOC = FileType("application/msword", "document", False)
+XLS = FileType("application/vnd.ms-excel", "spreadsheet", False)
 DOCX = FileType("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "document", False)
 XLSX = FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "spreadsheet", False)
 ZIP = FileType("application/zip", "unknown", False)
@@ -81,6 +86,26 @@ def _ooxml_kind(path: Path) -> FileType:
     return ZIP
 
 
+def _ole_kind(path: Path) -> FileType:
+    """An OLE container by the streams it holds, whatever its name says."""
+    import olefile
+
+    try:
+        with olefile.OleFileIO(str(path)) as ole:
+            streams = {"/".join(s) for s in ole.listdir(streams=True, storages=False)}
+    except (OSError, ValueError, IndexError, TypeError):  # a broken directory: the name decides
+        return PPT if path.suffix.lower() in (".ppt", ".pps") else OLE
+    if "EncryptionInfo" in streams and "EncryptedPackage" in streams:
+        return ENCRYPTED_OFFICE
+    if "PowerPoint Document" in streams:
+        return PPT
+    if "WordDocument" in streams:
+        return DOC
+    if "Workbook" in streams or "Book" in streams:
+        return XLS
+    return OLE
+
+
 def sniff(head: bytes, path: Path | None = None) -> FileType:
     """Decide the type from the first bytes (and, for zip containers, the member names)."""
     if not head:
@@ -124,7 +149,7 @@ def sniff(head: bytes, path: Path | None = None) -> FileType:
     if head.startswith(b"PK\x03\x04"):
         return _ooxml_kind(path) if path is not None else ZIP
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return PPT if path is not None and path.suffix.lower() == ".ppt" else OLE
+        return _ole_kind(path) if path is not None else OLE
     try:
         head.decode("utf-8")
         return TEXT

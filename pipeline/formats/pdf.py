@@ -249,7 +249,15 @@ def _has_images(page: pdfium.PdfPage) -> bool:
     return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3))
 
 
-def render_page_png(page: pdfium.PdfPage, dpi: int, grayscale: bool = True) -> bytes:
+def bounded_dpi(page: pdfium.PdfPage, dpi: float, max_pixels: int) -> float:
+    """The render resolution, lowered so that the page's bitmap stays within max_pixels (a poster-sized
+    page at 300 dpi is gigapixels: tens of GB for one worker)."""
+    w, h = page.get_size()  # points
+    pixels = (w / 72 * dpi) * (h / 72 * dpi)
+    return dpi if pixels <= max_pixels else dpi * (max_pixels / pixels) ** 0.5
+
+
+def render_page_png(page: pdfium.PdfPage, dpi: float, grayscale: bool = True) -> bytes:
     """Grayscale by default (OCR needs no colour; a third of the bytes)."""
     bitmap = page.render(scale=dpi / 72, grayscale=grayscale)
     img = bitmap.to_pil()
@@ -338,7 +346,14 @@ def split_pdf(
                     if text.tables or layout["bold_lines"]:
                         seg.structure_json = json.dumps(layout)
                 if content == CONTENT_PIXELS or (content == CONTENT_TEXT and needs.text_page_pixels):
-                    seg.image_png = render_page_png(page, cfg.pdf.ocr_dpi)
+                    dpi = bounded_dpi(page, cfg.pdf.ocr_dpi, cfg.image.max_pixels)
+                    if dpi < cfg.pdf.ocr_dpi:
+                        w, h = page.get_size()
+                        seg.warnings.append(
+                            f"page is {w / 72:.0f} x {h / 72:.0f} in: rendered at {dpi:.0f} dpi, not "
+                            f"{cfg.pdf.ocr_dpi}, to stay within image.max_pixels={cfg.image.max_pixels}"
+                        )
+                    seg.image_png = render_page_png(page, dpi)
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
                 seg = base.as_error("split", e, i, explained=False)
                 seg.segment_kind, seg.page_number = "page", i + 1

@@ -24,6 +24,14 @@ class DeckOpenError(Exception):
     """The deck cannot be read: malformed, a zip bomb, or a failed legacy conversion."""
 
 
+class DeckTooLarge(DeckOpenError):
+    """The deck inflates past pptx.max_uncompressed_bytes: never repaired, never read."""
+
+
+class SlideDamaged(DeckOpenError):
+    """One slide's zip entry is damaged: that slide's error row (the deck's other slides convert)."""
+
+
 def check_zip(path: Path, max_uncompressed: int) -> None:
     """Refuse decks that inflate past the limit (zip bombs) before any XML is parsed."""
     try:
@@ -32,7 +40,7 @@ def check_zip(path: Path, max_uncompressed: int) -> None:
     except zipfile.BadZipFile as e:
         raise DeckOpenError(f"not a readable PPTX (bad zip: {e})") from None
     if total > max_uncompressed:
-        raise DeckOpenError(
+        raise DeckTooLarge(
             f"PPTX inflates to {total} bytes, over pptx.max_uncompressed_bytes={max_uncompressed} (zip bomb?)"
         )
 
@@ -497,19 +505,54 @@ def _unstructured_slides(path: Path) -> list[dict[str, Any]]:
     return [slides[k] for k in sorted(slides)]
 
 
+def _open_deck(path: Path, work: Path, max_uncompressed: int) -> tuple[Any, Any]:
+    """(the deck, None), or, when it cannot be read as it is, (the deck rebuilt from its readable zip
+    entries, the Repair saying what was left out). A zip bomb is refused, never repaired."""
+    from pptx import Presentation
+    from unitok.pipeline.formats.deck_repair import UnrepairableDeck, repair_deck
+
+    try:
+        check_zip(path, max_uncompressed)
+        return Presentation(str(path)), None
+    except DeckTooLarge:
+        raise
+    except DeckOpenError as e:
+        first = str(e)
+    except Exception as e:  # noqa: BLE001 - python-pptx raises many types for broken parts
+        first = f"not a readable PPTX ({type(e).__name__}: {e})"
+    try:
+        repair = repair_deck(path, work, max_uncompressed)
+        return Presentation(str(repair.path)), repair
+    except UnrepairableDeck as e:
+        raise DeckOpenError(f"{first}; not repairable: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        raise DeckOpenError(f"{first}; not repairable ({type(e).__name__}: {e})") from None
+
+
+def _lost_slide(base: Segment, number: int, why: str) -> Segment:
+    seg = base.as_error("split", SlideDamaged(f"slide {number}: its zip entry is damaged ({why})"),
+                        number - 1, explained=True)  # fmt: skip
+    seg.segment_kind, seg.page_number = "slide", number
+    return seg
+
+
+def _repair_note(repair: Any) -> str:
+    parts = ", ".join(f"{name} ({why})" for name, why in sorted(repair.damaged.items())[:10])
+    more = len(repair.damaged) - 10
+    return f"deck repaired: damaged zip entries left out: {parts}" + (f" and {more} more" if more > 0 else "")
+
+
 def split_pptx(
     path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None
 ) -> Iterator[Segment]:
-    from pptx import Presentation
-
     needs = needs or Renditions()
 
     work = Path(tempfile.mkdtemp(prefix="unitok-deck-"))
     try:
         if base.mime_type == "application/vnd.ms-powerpoint":
             path = libreoffice_convert(path, "pptx", work, cfg.pptx.convert_timeout_s)
-        check_zip(path, cfg.pptx.max_uncompressed_bytes)
         if cfg.pptx.partitioner == "unstructured":
+            check_zip(path, cfg.pptx.max_uncompressed_bytes)
             problem = unstructured_problem()
             if problem:
                 raise DeckOpenError(problem)
@@ -519,21 +562,27 @@ def split_pptx(
                 seg.warnings = list(base.warnings)
                 yield seg
             return
-        try:
-            deck = Presentation(str(path))
-        except Exception as e:  # noqa: BLE001 - python-pptx raises many types for broken parts
-            raise DeckOpenError(f"not a readable PPTX ({type(e).__name__}: {e})") from None
+        deck, repair = _open_deck(path, work, cfg.pptx.max_uncompressed_bytes)
+        if repair is not None:
+            path = repair.path
         pdf = None
         try:
             authors = _authors(deck.part.package)
         except Exception:  # noqa: BLE001 - comments then show no author names
             authors = {}
-        for i, slide in enumerate(deck.slides):
+        lost = dict(repair.lost_slides) if repair is not None else {}
+        for j, slide in enumerate(deck.slides):  # j: its page in the (repaired) deck's rendering
+            number = repair.slide_numbers.get(slide.part.partname.lstrip("/"), j + 1) if repair else j + 1
+            for n in sorted(k for k in lost if k < number):
+                yield _lost_slide(base, n, lost.pop(n))
+            i = number - 1
             pictures: list[bytes] | None = [] if needs.slide_picture_pixels else None
             structure, visual = slide_structure(slide, pictures, authors)
             seg = base.part(i, "slide", CONTENT_MIXED if visual else CONTENT_TEXT)
-            seg.page_number = i + 1
+            seg.page_number = number
             seg.warnings = list(base.warnings) + structure.pop("warnings")
+            if repair is not None and repair.damaged and j == 0:
+                seg.warnings.append(_repair_note(repair))
             seg.structure_json = json.dumps(structure)
             seg.frames_png = pictures or []
             if needs.slide_pixels == "always" or (needs.slide_pixels == "visual" and visual):
@@ -544,12 +593,15 @@ def split_pptx(
                         pdf = pdfium.PdfDocument(
                             libreoffice_convert(path, "pdf", work, cfg.pptx.convert_timeout_s)
                         )
-                    from unitok.pipeline.formats.pdf import render_page_png
+                    from unitok.pipeline.formats.pdf import bounded_dpi, render_page_png
 
-                    seg.image_png = render_page_png(pdf[i], cfg.pptx.render_dpi, grayscale=False)
+                    dpi = bounded_dpi(pdf[j], cfg.pptx.render_dpi, cfg.image.max_pixels)
+                    seg.image_png = render_page_png(pdf[j], dpi, grayscale=False)
                 except DeckOpenError as e:
                     seg.warnings.append(f"slide image unavailable, text only: {e}")
             yield seg
+        for n in sorted(lost):  # damaged slides after the last readable one
+            yield _lost_slide(base, n, lost[n])
         if pdf is not None:
             pdf.close()
     finally:

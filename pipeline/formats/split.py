@@ -14,7 +14,7 @@ from unitok.connectors.s3 import SourceError
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import Renditions, Segment, make_doc_id
 from unitok.pipeline.formats.av import MediaError, split_av
-from unitok.pipeline.formats.detect import extension_warning, sniff_file
+from unitok.pipeline.formats.detect import ENCRYPTED_OFFICE, extension_warning, sniff_file
 from unitok.pipeline.formats.image import ImageOpenError, split_image
 from unitok.pipeline.formats.pdf import PdfOpenError, split_pdf
 from unitok.pipeline.formats.pptx import DeckOpenError, split_pptx
@@ -66,6 +66,11 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -
         base.mime_type, base.modality = ft.mime_type, ft.modality
         if obj.size == 0:
             raise UnsupportedType("empty file (0 bytes)")
+        if ft == ENCRYPTED_OFFICE:
+            raise UnsupportedType(
+                f"encrypted: {obj.key!r} is a password-protected Office file; save it without a "
+                "password to convert it"
+            )
         if not ft.supported:
             raise UnsupportedType(
                 f"content is {ft.mime_type} (name {obj.key!r}); "
