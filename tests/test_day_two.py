@@ -20,14 +20,21 @@ UNITOK = [sys.executable, "-m", "unitok.pipeline.cli"]
 SAMPLE = REPO / "sample"
 
 
-def spec(src, out, **extra):
+def spec(src, out, executor="local", **extra):
     base = {
         "mode": "incremental",
         "source": {"uri": str(src)},
         "output": {"uri": str(out)},
-        "runtime": {"executor": "local", "max_workers": 1},
+        "runtime": {"executor": executor, "max_workers": 1},
     }
     return parse_config({**base, **extra})
+
+
+@pytest.fixture(params=["local", "ray"])
+def executor(request):
+    if request.param == "ray":
+        request.getfixturevalue("ray_local")
+    return request.param
 
 
 def docs_folder(tmp_path):
@@ -47,14 +54,14 @@ def versions(out):
     return {n: last_commit(str(out), n)["version"] for n in names}
 
 
-def test_chunking_change_rechunks_stored_documents_and_conversion_change_converts(tmp_path):
+def test_chunking_change_rechunks_stored_documents_and_conversion_change_converts(tmp_path, executor):
     src, out = docs_folder(tmp_path), tmp_path / "out"
-    first = run_job(spec(src, out, chunking={"max_tokens": 256}))
+    first = run_job(spec(src, out, executor, chunking={"max_tokens": 256}))
     assert first.converted_objects == 2
     before = {n: rows(out, n) for n in ("segments", "documents", "chunks")}
     assert max(c["n_tokens"] for c in before["chunks"]) > 128
 
-    second = run_job(spec(src, out, chunking={"max_tokens": 128}))
+    second = run_job(spec(src, out, executor, chunking={"max_tokens": 128}))
     assert (second.converted_objects, second.rechunked_objects) == (0, 2)
     assert second.reasons == {"chunk_settings": 2}
     assert "chunking settings changed: 2 documents re-chunked" in second.describe_work()
@@ -71,13 +78,13 @@ def test_chunking_change_rechunks_stored_documents_and_conversion_change_convert
     assert changes(str(out), "documents", v["documents"] - 1).num_rows == 0
     assert changes(str(out), "chunks", v["chunks"] - 1).num_rows == len(chunks) + len(before["chunks"])
 
-    third = run_job(spec(src, out, chunking={"max_tokens": 128}))
+    third = run_job(spec(src, out, executor, chunking={"max_tokens": 128}))
     assert (third.converted_objects, third.rechunked_objects, third.carried_objects) == (0, 0, 2)
 
     # A setting that shapes the conversion converts again; an operational one does not.
-    fourth = run_job(spec(src, out, chunking={"max_tokens": 128}, audio={"decode_timeout_s": 30}))
+    fourth = run_job(spec(src, out, executor, chunking={"max_tokens": 128}, audio={"decode_timeout_s": 30}))
     assert fourth.carried_objects == 2
-    fifth = run_job(spec(src, out, chunking={"max_tokens": 128}, pdf={"min_text_chars": 8}))
+    fifth = run_job(spec(src, out, executor, chunking={"max_tokens": 128}, pdf={"min_text_chars": 8}))
     assert (fifth.converted_objects, fifth.reasons) == (2, {"convert_settings": 2})
     assert {s["run_id"] for s in rows(out, "segments")} == {fifth.run_id}
 
@@ -107,23 +114,23 @@ def test_pipeline_upgrade_reconverts_unless_kept_and_the_feed_deletes_before_it_
     assert deleted == {r["chunk_id"] for r in feed if r["_change_type"] == "insert"}
 
 
-def test_a_touched_file_is_hashed_and_carried_and_a_changed_one_converted(tmp_path):
+def test_a_touched_file_is_hashed_and_carried_and_a_changed_one_converted(tmp_path, executor):
     src, out = docs_folder(tmp_path), tmp_path / "out"
-    run_job(spec(src, out))
+    run_job(spec(src, out, executor))
     v = versions(out)
     (state_before,) = [o for o in rows(out, "objects") if o["source_uri"].endswith("report.pdf")]
     st = (src / "report.pdf").stat()
     os.utime(src / "report.pdf", (st.st_atime + 3600, st.st_mtime + 3600))  # touch, rsync without -t
-    touched = run_job(spec(src, out))
+    touched = run_job(spec(src, out, executor))
     assert (touched.converted_objects, touched.refreshed_objects, touched.carried_objects) == (0, 1, 2)
     for name in ("segments", "documents", "chunks", "errors"):
         assert changes(str(out), name, v[name]).num_rows == 0
     (state,) = [o for o in rows(out, "objects") if o["source_uri"].endswith("report.pdf")]
     assert state["listing_version"] != state_before["listing_version"]
     assert state["source_version"] == state_before["source_version"]
-    assert run_job(spec(src, out)).carried_objects == 2  # the new listing version was recorded
+    assert run_job(spec(src, out, executor)).carried_objects == 2  # the new listing version was recorded
     shutil.copy(SAMPLE / "scanned-memo.pdf", src / "report.pdf")  # new content under the same name
-    changed = run_job(spec(src, out))
+    changed = run_job(spec(src, out, executor))
     assert (changed.converted_objects, changed.refreshed_objects) == (1, 0)
     (doc,) = [d for d in rows(out, "documents") if d["source_uri"].endswith("report.pdf")]
     assert doc["source_version"] != state_before["source_version"]
@@ -251,3 +258,40 @@ def test_an_object_overwritten_after_listing_is_recorded_as_the_bytes_converted(
     assert first.converted_objects == 1
     again = run_job(cfg)
     assert (again.converted_objects, again.carried_objects) == (0, 1)
+
+
+def test_maintain_compacts_lancedb_and_builds_the_vector_index_past_its_size(tmp_path):
+    import lancedb
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(600, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 32)
+    rows = pa.table({"chunk_id": [f"c{i}" for i in range(600)], "embedding": embedding})
+    db = lancedb.connect(str(tmp_path / "lance"))
+    db.create_table("chunks", rows.slice(0, 200))
+    for start in (200, 400):  # three fragments, as three syncs leave them
+        db.open_table("chunks").add(rows.slice(start, 200))
+    job = tmp_path / "job.yaml"
+
+    def maintain(min_rows):
+        job.write_text(
+            f"source:\n  uri: {tmp_path}\noutput:\n  uri: {tmp_path / 'out'}\n  lancedb:\n"
+            f"    uri: {tmp_path / 'lance'}\n    index_min_rows: {min_rows}\n"
+        )
+        r = unitok("maintain", str(job))
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1]
+
+    assert (
+        maintain(1000)
+        == "lancedb chunks: 600 rows, compacted, vector index none (600 rows, below index_min_rows 1000)"
+    )
+    assert db.open_table("chunks").stats()["fragment_stats"]["num_fragments"] == 1  # compacted from 3
+    assert maintain(256) == "lancedb chunks: 600 rows, compacted, vector index created"
+    assert [ix.columns for ix in db.open_table("chunks").list_indices()] == [["embedding"]]
+    (hit,) = db.open_table("chunks").search(vectors[42], vector_column_name="embedding").limit(1).to_list()
+    assert hit["chunk_id"] == "c42"
+    assert maintain(256) == "lancedb chunks: 600 rows, compacted, vector index up to date"
