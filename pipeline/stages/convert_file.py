@@ -15,6 +15,7 @@ from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.stages.assemble import assemble_document, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
+from unitok.pipeline.stages.doc_chunks import DocumentChunks
 from unitok.pipeline.stages.work import file_batches
 
 # Bulky engine inputs never leave the process; everything else in a row is provenance or output.
@@ -35,12 +36,21 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def convert_file(
-    path: Path, name: str, cfg: JobConfig, engines: EnginePool, run_id: str, uri_prefix: str = "upload://"
+    path: Path,
+    name: str,
+    cfg: JobConfig,
+    engines: EnginePool,
+    run_id: str,
+    uri_prefix: str = "upload://",
+    uri: str | None = None,
+    chunking: DocumentChunks | None = None,
+    plain: bool = True,
 ) -> dict[str, Any]:
-    """{"document": row or None, "segments": [...], "errors": [...]}: the rows a job would write for
-    this file, as JSON-ready dicts. source_uri is uri_prefix + name; source_version its content hash."""
+    """{"document": row or None, "segments": [...], "errors": [...], "chunks": [...] (with chunking)}: the
+    rows a job would write for this file, as JSON-ready dicts (plain) or as Arrow gives them. source_uri
+    is `uri`, else uri_prefix + name; source_version its content hash."""
     obj = ObjectInfo(
-        uri=f"{uri_prefix}{name}",
+        uri=uri or f"{uri_prefix}{name}",
         key=name,
         size=path.stat().st_size,
         modified_at=time.time(),
@@ -56,11 +66,17 @@ def convert_file(
     errors = parts["errors"].to_pylist()
     segments = parts["segments"]
     document = None
+    chunks: list[dict[str, Any]] = []
     if segments.num_rows:
         failures = {errors[0]["doc_id"]: errors} if errors else {}
         document = assemble_document(segments, failures, cfg.audio.heading_every_s).to_pylist()[0]
+        if chunking is not None and cfg.chunking.enabled:
+            chunks = chunking.chunks(document, segments).to_pylist()
+    out = {"document": document, "segments": segments.to_pylist(), "errors": errors}
+    if chunking is not None:
+        out["chunks"] = chunks
+    if not plain:
+        return out
     return {
-        "document": _plain(document) if document else None,
-        "segments": [_plain(r) for r in segments.to_pylist()],
-        "errors": [_plain(r) for r in errors],
+        k: (_plain(v) if v else None) if k == "document" else [_plain(r) for r in v] for k, v in out.items()
     }

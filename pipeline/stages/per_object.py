@@ -40,12 +40,11 @@ from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.formats.split import fetch_error, split_file
 from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_document, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
+from unitok.pipeline.stages.doc_chunks import DocumentChunks
 from unitok.pipeline.stages.plan import CONVERT, EMBED, LISTING_SCHEMA, RECHUNK, REFRESH, state_row
 from unitok.pipeline.stages.work import engine_batches
 
 log = logging.getLogger("unitok")
-_CHUNK_SEGMENT_COLUMNS = ["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s",
-                          "spans"]  # fmt: skip
 
 
 class _Redo(Exception):
@@ -63,8 +62,7 @@ class ObjectConverter:
         self.files = files
         self.engines = EnginePool(engine_options(self.cfg))  # applies the worker environment contract
         self.settings = {**fingerprints(self.cfg), "pipeline_version": PIPELINE_VERSION}
-        self._chunker: Any = None
-        self._embedder: Any = None
+        self.chunking = DocumentChunks(self.cfg)
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.convert(obj)
@@ -124,7 +122,7 @@ class ObjectConverter:
             tables["documents"] = doc
             if self.cfg.chunking.enabled:
                 try:
-                    tables["chunks"] = self._chunks(doc.to_pylist()[0], segments)
+                    tables["chunks"] = self.chunking.chunks(doc.to_pylist()[0], segments)
                 except EngineSetupError:
                     raise  # an embedder that cannot load stops the run: every object would fail
                 except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
@@ -154,7 +152,7 @@ class ObjectConverter:
             chunks = CHUNKS_SCHEMA.empty_table()
             if self.cfg.chunking.enabled:
                 try:
-                    chunks = self._chunks(docs.to_pylist()[0], segments.sort_by("segment_index"))
+                    chunks = self.chunking.chunks(docs.to_pylist()[0], segments.sort_by("segment_index"))
                 except EngineSetupError:
                     raise
                 except Exception as e:  # noqa: BLE001 - a full conversion records the error
@@ -166,7 +164,7 @@ class ObjectConverter:
                 for name, type_ in (("embedding", pa.list_(pa.float32())), ("embedding_model", pa.string())):
                     chunks = chunks.set_column(chunks.schema.get_field_index(name), name, pa.nulls(n, type_))
             elif chunks.num_rows:
-                chunks = self._embed(chunks)
+                chunks = self.chunking.embed(chunks)
         n = chunks.num_rows
         chunks = chunks.set_column(
             chunks.schema.get_field_index("run_id"), "run_id", pa.array([self.run_id] * n, pa.string())
@@ -211,30 +209,6 @@ class ObjectConverter:
             "chunks": tables["chunks"].num_rows if "chunks" in tables else 0,
             "bytes": sum(f["size"] for fs in files.values() for f in fs),
         }
-
-    def _chunks(self, doc: dict[str, Any], segments: pa.Table) -> pa.Table:
-        from unitok.pipeline.stages.chunk import Chunker
-
-        if self._chunker is None:
-            self._chunker = Chunker.from_config(self.cfg.chunking)
-        rows = self._chunker.chunks(doc, segments.select(_CHUNK_SEGMENT_COLUMNS).to_pylist())
-        table = rows_to_table(rows, CHUNKS_SCHEMA)
-        if self.cfg.embedding.enabled and table.num_rows:
-            table = self._embed(table)
-        return table
-
-    def _embed(self, table: pa.Table) -> pa.Table:
-        """The object's chunks in chunk order, cut into embedding.batch_size batches: the same batches
-        for the same document on every driver."""
-        from unitok.pipeline.stages.embed import batches_of, embedder_options, with_embeddings
-
-        if self._embedder is None:
-            from unitok.actors.embedder import TextEmbedder
-
-            self._embedder = TextEmbedder(**embedder_options(self.cfg.embedding))
-        table = table.sort_by("chunk_index")
-        vectors = [self._embedder(texts) for texts in batches_of(table, self.cfg.embedding.batch_size)]
-        return with_embeddings(table, vectors, self._embedder.model_id)
 
     def _error_row(
         self, obj: dict[str, Any], segments: pa.Table, stage: str, exc: Exception

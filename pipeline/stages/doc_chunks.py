@@ -1,0 +1,52 @@
+"""A document's chunks, and their embeddings when on: what a job's workers, the Python API and the Ray and
+Beam building blocks all call, so the same document gives the same chunks (and vectors) everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.schemas import CHUNKS_SCHEMA, rows_to_table
+
+CHUNK_SEGMENT_COLUMNS = ["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s",
+                         "spans"]  # fmt: skip
+
+
+class DocumentChunks:
+    """The chunker and the embedder of one config, each loaded on first use and kept."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+        self._chunker: Any = None
+        self._embedder: Any = None
+
+    def chunks(self, doc: dict[str, Any], segments: pa.Table) -> pa.Table:
+        """The chunks table's rows of one document (segments: its segment rows, in order)."""
+        from unitok.pipeline.stages.chunk import Chunker
+
+        if self._chunker is None:
+            self._chunker = Chunker.from_config(self.cfg.chunking)
+        rows = self._chunker.chunks(doc, segments.select(CHUNK_SEGMENT_COLUMNS).to_pylist())
+        table = rows_to_table(rows, CHUNKS_SCHEMA)
+        if self.cfg.embedding.enabled and table.num_rows:
+            table = self.embed(table)
+        return table
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from unitok.actors.embedder import TextEmbedder
+            from unitok.pipeline.stages.embed import embedder_options
+
+            self._embedder = TextEmbedder(**embedder_options(self.cfg.embedding))
+        return self._embedder
+
+    def embed(self, table: pa.Table) -> pa.Table:
+        """The document's chunks in chunk order, cut into embedding.batch_size batches: the same batches
+        for the same document on every driver."""
+        from unitok.pipeline.stages.embed import batches_of, with_embeddings
+
+        table = table.sort_by("chunk_index")
+        vectors = [self.embedder(texts) for texts in batches_of(table, self.cfg.embedding.batch_size)]
+        return with_embeddings(table, vectors, self.embedder.model_id)
