@@ -26,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -299,7 +300,7 @@ class RunOutput:
         metas: list[dict[str, Any]],
         run_id: str,
         schemas: dict[str, pa.Schema],
-        metadata: dict[str, Any],
+        metadata: dict[str, Any] | Callable[[dict[str, int]], dict[str, Any]],
         listed_uris: pa.Array | None = None,
     ) -> dict[str, int]:
         """One commit of each table, in the order given (the run state last), of the objects in `metas`
@@ -309,12 +310,14 @@ class RunOutput:
         Returns each table's new version. self.committing holds the tables whose commit has landed while
         one is under way, so a failure part-way can say what is committed."""
         listed = None if listed_uris is None else listed_uris.cast(pa.string())
-        versions = {}
+        versions: dict[str, int] = {}
         for name, schema in schemas.items():
             # An object re-chunked replaces its chunks only: its other tables' rows stand.
             replace = {m["uri"] for m in metas if name in m.get("tables", TABLE_NAMES)}
             adds = [f for m in metas for f in m["files"].get(name, [])]
-            versions[name] = self._commit_table(name, schema, adds, run_id, replace, listed, metadata)
+            versions[name] = self._commit_table(
+                name, schema, adds, run_id, replace, listed, metadata, versions
+            )
             self.committing.append(name)
         self.committing = []
         return versions
@@ -334,7 +337,8 @@ class RunOutput:
         run_id: str,
         replace: set[str],
         listed: pa.Array | None,
-        metadata: dict[str, Any],
+        metadata: dict[str, Any] | Callable[[dict[str, int]], dict[str, Any]],
+        versions: dict[str, int] | None = None,
     ) -> int:
         from deltalake import DeltaTable
         from deltalake.exceptions import CommitFailedError
@@ -380,6 +384,8 @@ class RunOutput:
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], True, now, f["size"], {}) for f in touched]
         adds = [_add_action(f) for f in files]
+        if callable(metadata):  # given the versions this commit reaches, this table's included
+            metadata = metadata({**(versions or {}), name: dt.version() + 1})
         props = CommitProperties(
             custom_metadata={**metadata, "table": name},
             app_transactions=[Transaction(APP_ID, read + 1)],

@@ -157,3 +157,20 @@ class TableFiles:
                 table = pq.read_table(Path(self.table_uri(name)) / rel)
             parts.append(conform(table.filter(pc.equal(table["source_uri"], source_uri)), schema))
         return pa.concat_tables(parts) if parts else schema.empty_table()
+
+    def put_file(self, folder: str, name: str, data: bytes) -> str:
+        """A file beside the tables (the run reports): written, and its path or s3:// URI returned."""
+        if not self.remote:
+            path = Path(self.uri) / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            return str(path)
+        from unitok.connectors.s3 import _explain, split_s3_uri
+
+        uri = f"{self.table_uri(folder)}/{name}"
+        bucket, key = split_s3_uri(uri)
+        try:
+            self._client().put_object(Bucket=bucket, Key=key, Body=data, ContentType="text/html")
+        except Exception as e:  # noqa: BLE001 - one line that names the store
+            raise _explain(e, self.uri, self.s3_options.get("endpoint_url")) from None
+        return uri

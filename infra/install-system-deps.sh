@@ -2,13 +2,14 @@
 # System packages unitok needs, installed with apt-get only where missing (Debian/Ubuntu).
 #   tesseract-ocr + tesseract-ocr-eng: OCR language data (tesserocr's wheel brings the engine library)
 #   libreoffice-impress: legacy .ppt decks, and slide images for the Phi-4 engine
-#   ffmpeg: audio/video decoding; espeak-ng: speech for the tests
+#   ffmpeg: audio/video decoding; espeak-ng: speech for the tests; chromium: the tests open the run report
 set -euo pipefail
 need=()
 [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need+=(tesseract-ocr tesseract-ocr-eng)
 command -v soffice >/dev/null || need+=(libreoffice-impress)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)  # speech fixtures for the audio tests
+command -v chromium >/dev/null || need+=(chromium)  # the report test renders report.html headless
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: present"
   exit 0

@@ -12,6 +12,7 @@ unexpected failure goes to a log file (named in that line) or, with --debug, to 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -75,14 +76,17 @@ def format_summary(s: Any) -> str:
             f"{s.commits} commit(s)"
             + (f", the first {s.first_commit_s:.1f} s in" if s.first_commit_s is not None else ""),
         ),
+        ("table versions", ", ".join(f"{k} {v}" for k, v in s.table_versions.items()) or "-"),
         ("elapsed", f"{s.elapsed_s:.1f} s ({rate:.1f} segments/s, start-up included)"),
         ("output", f"{s.output_uri}  (Delta tables segments/ documents/ chunks/ errors/ objects/)"),
+        ("report", s.report or "-"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{PIPELINE_VERSION} run summary", "-" * 40]
     lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
     if s.failures:
-        lines.append(f"{s.failures} failure(s): see errors/ for the reason of each")
+        how = s.errors_command or "the errors table"
+        lines.append(f"{s.failures} failure(s): {how} shows the reason of each")
     return "\n".join(lines)
 
 
@@ -97,9 +101,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
     check_engines(cfg)
+    from unitok.pipeline.job import check_source_and_output
+
+    found = check_source_and_output(cfg)
+    empty = [glob for glob, n in found["per_include"].items() if n == 0]
+    for glob in empty:
+        print(f"unitok: warning: source.include {glob!r} matches nothing under {redact_uri(cfg.source.uri)}",
+              file=sys.stderr)  # fmt: skip
+    if empty and args.strict:
+        raise ConfigError(f"source.include: {', '.join(map(repr, empty))} matches nothing (--strict)")
     print(
-        f"{args.config}: valid (source {redact_uri(cfg.source.uri)} → output {redact_uri(cfg.output.uri)}, "
-        f"engine {cfg.engine.name})"
+        f"{args.config}: valid (source {redact_uri(cfg.source.uri)}: {found['objects']} objects selected → "
+        f"output {redact_uri(cfg.output.uri)}, engine {cfg.engine.name})"
     )
     return EXIT_OK
 
@@ -113,7 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_job(cfg, raw, allow_mass_delete=args.allow_mass_delete)
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
-    print(format_summary(summary))
+    summary.errors_command = f"unitok errors {args.config}" if summary.error_rows else None
+    if args.json:
+        print(json.dumps(summary.as_dict(), default=str))
+    else:
+        print(format_summary(summary))
     if summary.failures and (args.fail_on_error or cfg.runtime.fail_on_error):
         return EXIT_FAILED
     return EXIT_OK
@@ -169,6 +186,89 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """What a run would convert and what it would take, before running it."""
+    cfg, _ = _load(args)
+    from unitok.connectors.local import SourceNotFound
+    from unitok.pipeline.job import plan_job
+
+    try:
+        report = plan_job(cfg, args.sample)
+    except SourceNotFound as e:
+        raise ConfigError(f"source.uri: {e}") from None
+    if args.json:
+        print(json.dumps(report, default=str))
+        return EXIT_OK
+    print(format_plan(report))
+    return EXIT_OK
+
+
+def format_plan(r: dict[str, Any]) -> str:
+    p, e = r["plan"], r["estimate"]
+    mib = r["bytes"] / 2**20
+    lines = [
+        f"{PIPELINE_VERSION} plan for {r['source']} -> {r['output']} ({r['mode']})",
+        f"listed     {r['listed']['objects']} objects, {r['listed']['bytes'] / 2**20:.1f} MiB",
+        f"plan       {p['convert']} to convert, {p['rechunk']} to re-chunk, {p['embed']} to re-embed, "
+        f"{p['check_content']} to check by content, {p['carried']} unchanged, {p['deleted']} deleted",
+        *[f"           {why}: {n}" for why, n in p["reasons"].items()],
+        f"to convert {r['objects']} objects, {mib:.1f} MiB"
+        + (f" (probed {r['sampled']['probed']} of {r['sampled']['of']}, the rest extrapolated)"
+           if "sampled" in r else ""),
+        *[f"           {t}: {v['objects']} ({v['bytes'] / 2**20:.1f} MiB)" for t, v in r["by_type"].items()],
+        f"work       {r['pages']} pages ({r['ocr_pages']} likely OCR), {r['slides']} slides, "
+        f"{r['images']} images, {r['audio_seconds']:.0f} s audio, {r['video_seconds']:.0f} s video",
+    ]  # fmt: skip
+    if r["uncounted_decks"]:
+        lines.append(
+            f"           {r['uncounted_decks']} legacy .ppt deck(s): slides counted only once converted"
+        )
+    if r["problem_count"]:
+        lines.append(
+            f"           {r['problem_count']} object(s) would be error rows, e.g. {r['problems'][0]['uri']}"
+        )
+    lines.append(
+        f"estimate   {e['wall_s']:.0f} s wall on {e['workers']} worker(s) ({e['executor']}, engine "
+        f"{e['engine']}; rates measured {e['rates']['measured_at']} on {e['rates']['where']})"
+    )
+    if "tokens" in e:
+        gpu = f"{e['gpu_hours']} GPU-hours" if e["gpu_hours"] is not None else e["gpu_hours_why"]
+        lines.append(
+            f"           Phi-4: at most {e['tokens']['in_at_most']:,} tokens in, "
+            f"{e['tokens']['out_at_most']:,} out; {gpu}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    """The errors table's rows of one run (the latest by default): where, which stage, why."""
+    import pyarrow.compute as pc
+    from unitok.connectors.output import open_table, read_table
+
+    uri, opts, _ = _output_target(args)
+    try:
+        run = args.run or open_table(uri, "errors", opts).history(1)[0].get("run_id")
+        rows = read_table(uri, "errors", opts)
+    except Exception as e:  # noqa: BLE001 - no table there: one line
+        from unitok.connectors.output import OutputError
+
+        raise OutputError(f"{redact_uri(uri)}: no errors table to read ({type(e).__name__})") from None
+    if not args.all:
+        rows = rows.filter(pc.equal(rows["run_id"], run))
+    rows = rows.sort_by([("source_uri", "ascending"), ("segment_index", "ascending")]).to_pylist()
+    for r in rows:
+        if args.json:
+            print(json.dumps(r, default=str, ensure_ascii=False))
+            continue
+        where = r["source_uri"] + (f" (page {r['page_number']})" if r["page_number"] is not None else "")
+        first = (r["message"] or "").strip().splitlines()[:1] or [""]
+        print(f"{where}: {r['stage']} {r['error_type']}: {first[0]}")
+    if not args.json:
+        scope = "current" if args.all else f"of run {run}"
+        print(f"{len(rows)} error row(s) {scope}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_maintain(args: argparse.Namespace) -> int:
     from unitok.connectors.output import maintain
 
@@ -205,7 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected failure")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, helptext in (("run", "run a job"), ("validate", "check a job config without running it")):
+    for name, helptext in (
+        ("run", "run a job"),
+        ("validate", "check a job config, list its source and check its output, without running it"),
+        ("plan", "what a run would convert and how long it would take, without running it"),
+    ):
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("config", help="job YAML file")
         sp.add_argument("--source", help="override source.uri")
@@ -213,10 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--executor", choices=["auto", "local", "ray", "beam"], help="override runtime.executor"
         )
+        if name == "plan":
+            sp.add_argument("--json", action="store_true", help="print the plan as JSON")
+            sp.add_argument(
+                "--sample",
+                type=int,
+                default=50,
+                help="S3 sources: objects downloaded to probe (the rest extrapolated)",
+            )
+        if name == "validate":
+            sp.add_argument(
+                "--strict", action="store_true", help="exit 2 when an include glob matches nothing"
+            )
         if name == "run":
             sp.add_argument(
                 "--fail-on-error", action="store_true", help="exit 1 if any object or segment failed"
             )
+            sp.add_argument("--json", action="store_true", help="print the run summary as JSON")
             sp.add_argument(
                 "--allow-mass-delete",
                 action="store_true",
@@ -230,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--table", default="documents", choices=["documents", "segments", "chunks", "errors", "objects"]
     )
     sp.add_argument("--full", action="store_true", help="include markdown and spans")
+    sp.add_argument("--endpoint-url", help="S3-compatible server, for an s3:// output URI")
+    sp = sub.add_parser("errors", help="the error rows of an output: the latest run's by default")
+    sp.add_argument("target", help="job YAML file (its output) or an output URI")
+    sp.add_argument("--run", help="this run id's errors (default: the latest run's)")
+    sp.add_argument("--all", action="store_true", help="every current error row, whichever run wrote it")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp.add_argument("--endpoint-url", help="S3-compatible server, for an s3:// output URI")
     sp = sub.add_parser("maintain", help="vacuum old data files and checkpoint an output's tables")
     sp.add_argument("target", help="job YAML file (its output) or an output URI")
@@ -279,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         commands = {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve, "changes": cmd_changes,
-                    "maintain": cmd_maintain}  # fmt: skip
+                    "maintain": cmd_maintain, "errors": cmd_errors, "plan": cmd_plan}  # fmt: skip
         return commands[args.command](args)
     except ConfigError as e:
         sep = "\n" if "\n" in str(e) else " "

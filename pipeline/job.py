@@ -37,6 +37,7 @@ from unitok.pipeline.stages.plan import (
     plan_run,
 )
 from unitok.pipeline.stages.preflight import preflight
+from unitok.pipeline.stages.report import RunReport
 
 log = logging.getLogger("unitok")
 
@@ -56,6 +57,8 @@ class RunSummary:
     carried_objects: int = 0  # left as they were (refreshed ones included)
     reasons: dict[str, int] = field(default_factory=dict)  # why objects were worked on (stages.plan)
     skipped_links: int = 0  # symbolic links in a folder source, not followed (source.follow_symlinks)
+    errors_command: str | None = None  # the command that prints this run's error rows
+    report: str | None = None  # the run report (HTML) in the output
     deleted_objects: int = 0
     documents: int = 0
     chunks: int = 0
@@ -160,18 +163,46 @@ def _executor(name: str) -> Callable[..., Iterator[dict[str, Any]]]:
     return execute_ray
 
 
+PROGRESS_EVERY_S = 30.0  # a progress line in logs this often (no terminal)
+
+
 def _with_progress(metas: Iterator[dict[str, Any]], n_objects: int) -> Iterator[dict[str, Any]]:
-    """A progress bar on a terminal (objects, and the segments they held), silent in logs and cron jobs,
-    where the end-of-run summary speaks."""
+    """A progress bar with the total and an ETA on a terminal; in logs and cron jobs, where no bar
+    draws, one line every PROGRESS_EVERY_S seconds."""
+    import sys
+
     from tqdm import tqdm
 
-    segments = 0
-    with tqdm(total=n_objects, desc="converting", unit=" objects", disable=None) as bar:
+    segments, done, t0 = 0, 0, time.perf_counter()
+    last = t0
+    terminal = sys.stderr.isatty()
+    with tqdm(total=n_objects, desc="converting", unit=" objects", disable=not terminal) as bar:
         for meta in metas:
             segments += meta["segments"]
+            done += 1
             bar.set_postfix_str(f"{segments} segments")
             bar.update(1)
+            now = time.perf_counter()
+            if not terminal and now - last >= PROGRESS_EVERY_S:
+                last = now
+                left = (now - t0) / done * (n_objects - done)
+                log.info("converted %d/%d objects (%.0f%%), %d segments, about %.0f s left",
+                         done, n_objects, 100 * done / max(n_objects, 1), segments, left)  # fmt: skip
             yield meta
+
+
+def _write_report(
+    report: RunReport, summary: RunSummary, raw_config: dict[str, Any] | None, files: Any
+) -> None:
+    """The run's report.html beside its tables; a report that cannot be written is a log line, not a
+    failed run (the tables are committed)."""
+    try:
+        html = report.render(summary.as_dict(), raw_config)
+        summary.report = files.put_file("reports", f"{summary.run_id}.html", html.encode())
+        log.info("run report: %s", summary.report)
+    except Exception as e:  # noqa: BLE001
+        log.warning("the run report was not written (%s: %s)", type(e).__name__, e)
+        summary.report = None
 
 
 def with_stored_files(convert: pa.Table, output: RunOutput) -> pa.Table:
@@ -259,9 +290,13 @@ def run_job(
         summary.executor, why = choose_executor(cfg, plan.convert)
         log.info("executor %s (%s)", summary.executor, why)
 
-        def metadata() -> dict[str, Any]:
-            """Each commit carries the run: who, what, and the config as written (never resolved)."""
+        def metadata(versions: dict[str, int] | None = None, final: bool = False) -> dict[str, Any]:
+            """Each commit carries the run: who, what, and the config as written (never resolved). The
+            last commit's summary is the run's final state (committed, each table's version)."""
             summary.elapsed_s = round(time.perf_counter() - t0, 3)
+            if final:
+                summary.committed, summary.table_versions = True, dict(versions or {})
+                summary.commits = commits.rounds + 1
             return {
                 "run_id": run_id,
                 "pipeline_version": PIPELINE_VERSION,
@@ -272,6 +307,10 @@ def run_job(
             }
 
         commits = ProgressCommits(output, run_id, metadata, out.commit_every_s, out.commit_every_objects, t0)
+        report = RunReport(t0)
+        files = output.files
+        where = files.uri if files.remote else str(output.dir)
+        summary.report = f"{where.rstrip('/')}/reports/{run_id}.html"
         staging = output.begin(run_id)
         try:
             if plan.convert.num_rows:
@@ -279,6 +318,7 @@ def run_job(
                 metas = execute(plan.convert, cfg, run_id, output.files, staging)
                 for meta in _with_progress(metas, plan.convert.num_rows):
                     summary.add(meta)
+                    report.add(meta)
                     summary.metadata_bytes += len(json.dumps(meta))
                     commits.add(meta)
             # The last commit, with the deletions: only now has the run converted all it should.
@@ -298,6 +338,7 @@ def run_job(
         summary.committed = True
         summary.elapsed_s = round(time.perf_counter() - t0, 3)
         log.info("committed run %s to %s in %d commit(s)", run_id, summary.output_uri, commits.rounds)
+        _write_report(report, summary, raw_config, files)
         if out.lancedb is not None and cfg.chunking.enabled:
             from unitok.connectors.lancedb_sink import sync_lancedb
 
@@ -313,3 +354,108 @@ def run_job(
             log.info("LanceDB %s/%s in step with chunks version %d", redact_uri(lance.uri), lance.table,
                      summary.lancedb["version"])  # fmt: skip
         return summary
+
+
+def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
+    """What `run` would do, without converting or writing anything: the listing, the incremental plan
+    (what would be converted, re-chunked, re-embedded, carried and deleted, and why), the work of the
+    objects to convert (probed from headers and page trees; S3 objects: `sample` of them downloaded and
+    the rest extrapolated by type) and the time estimate."""
+    import os
+
+    from unitok.connectors.objects import ObjectInfo
+    from unitok.pipeline.stages.estimate import COUNTS, estimate, inventory, load_rates, probe_file
+
+    cfg = with_environment_endpoints(cfg)
+    check_engines(cfg)
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
+    listing = listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))
+    out = cfg.output
+    previous = OBJECTS_SCHEMA.empty_table()
+    exists = out.uri.startswith("s3://") or os.path.isdir(out.uri.removeprefix("file://"))
+    if exists and cfg.run_mode == "incremental":
+        with RunOutput(out.uri, out.s3.model_dump(), out.compression, out.table_config) as output:
+            previous = output.previous_rows("objects", OBJECTS_SCHEMA.names)
+    plan = plan_run(listing, previous, cfg.run_mode, fingerprints(cfg), PIPELINE_VERSION,
+                    cfg.runtime.on_pipeline_upgrade)  # fmt: skip
+    actions = pc.value_counts(plan.convert["action"]).to_pylist() if plan.convert.num_rows else []
+    by_action = {a["values"]: a["counts"] for a in actions}
+    to_convert = plan.convert.filter(pc.equal(plan.convert["action"], CONVERT))
+    rows = [ObjectInfo(**{k: r[k] for k in ("uri", "key", "size", "modified_at", "version")})
+            for r in to_convert.to_pylist()]  # fmt: skip
+    remote = cfg.source.uri.startswith("s3://")
+    step = max(1, -(-len(rows) // sample)) if remote and sample > 0 else 1
+    probed = []
+    for obj in rows[::step]:
+        with store.fetch(obj) as (path, fetched):
+            probed.append((fetched, probe_file(path, cfg)))
+    inv = inventory(probed)
+    if step > 1:  # extrapolated: the probed objects' work scaled to all objects' bytes
+        scale = (sum(o.size for o in rows) or 1) / (sum(o.size for o, _ in probed) or 1)
+        for k in COUNTS:
+            inv[k] = round(inv[k] * scale, 1)
+        inv["sampled"] = {"probed": len(probed), "of": len(rows)}
+        inv["objects"], inv["bytes"] = len(rows), sum(o.size for o in rows)
+    executor, why = choose_executor(cfg, to_convert)
+    workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
+    return {
+        "source": redact_uri(cfg.source.uri),
+        "output": redact_uri(out.uri),
+        "mode": cfg.run_mode,
+        "listed": {"objects": listing.num_rows, "bytes": pc.sum(listing["size"]).as_py() or 0},
+        "plan": {
+            "convert": by_action.get(CONVERT, 0),
+            "rechunk": by_action.get(RECHUNK, 0),
+            "embed": by_action.get(EMBED, 0),
+            "check_content": by_action.get(REFRESH, 0),
+            "carried": plan.carried,
+            "deleted": len(plan.deleted),
+            "reasons": {REASONS[k]: n for k, n in plan.reasons.items()},
+        },
+        **inv,
+        "estimate": {**estimate(inv, cfg, workers, executor, load_rates()), "executor_why": why},
+    }
+
+
+def check_source_and_output(cfg: JobConfig) -> dict[str, Any]:
+    """validate's cheap part: the source listed (reachable, readable), what each include glob matches,
+    and the output writable (a local folder or its nearest existing parent; nothing is created).
+    Returns {"objects": selected, "per_include": {glob: matches}}; raises SourceError or OutputError."""
+    import os
+    import tempfile
+
+    from unitok.connectors.objects import key_selected
+    from unitok.connectors.output import OutputError
+
+    cfg = with_environment_endpoints(cfg)
+    check_output_location(cfg.source.uri, cfg.output.uri)
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
+    src = cfg.source
+    per_include = dict.fromkeys(src.include, 0)
+    selected = 0
+    for obj in store.list_objects(["**"], src.exclude):
+        hits = [p for p in src.include if key_selected(obj.key, [p], src.exclude)]
+        for p in hits:
+            per_include[p] += 1
+        selected += bool(hits)
+    if not cfg.output.uri.startswith("s3://"):
+        from unitok.connectors.local import path_from_uri
+
+        target = path_from_uri(cfg.output.uri).resolve()
+        probe = target
+        while not probe.exists():
+            probe = probe.parent
+        why = None
+        if not probe.is_dir():
+            why = "a file is in the way: the output must be a folder"
+        elif probe == target:
+            try:
+                with tempfile.NamedTemporaryFile(dir=target, prefix=".unitok-probe-"):
+                    pass
+            except OSError as e:
+                why = e.strerror or type(e).__name__
+        elif not os.access(probe, os.W_OK | os.X_OK):
+            why = f"{probe} is not writable"
+        if why:
+            raise OutputError(f"output.uri {redact_uri(cfg.output.uri)}: cannot write there ({why})")
+    return {"objects": selected, "per_include": per_include}

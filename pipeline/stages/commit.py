@@ -33,7 +33,7 @@ class ProgressCommits:
         self,
         output: RunOutput,
         run_id: str,
-        metadata: Callable[[], dict[str, Any]],
+        metadata: Callable[[dict[str, int], bool], dict[str, Any]],
         every_s: float,
         every_objects: int,
         started: float | None = None,
@@ -63,7 +63,12 @@ class ProgressCommits:
         table records every run."""
         if not self.pending and (listed_uris is None or (self.rounds and not deletes)):
             return
-        self.versions = self.output.commit(self.pending, self.run_id, TABLES, self.metadata(), listed_uris)
+        final = listed_uris is not None
+
+        def metadata(versions: dict[str, int]) -> dict[str, Any]:
+            return self.metadata(versions, final)
+
+        self.versions = self.output.commit(self.pending, self.run_id, TABLES, metadata, listed_uris)
         self.rounds += 1
         self.objects_committed += len(self.pending)
         if self.first_commit_s is None and self.pending:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 import traceback
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -47,6 +49,15 @@ from unitok.pipeline.stages.work import engine_batches
 log = logging.getLogger("unitok")
 
 
+def _warning_kinds(warnings: list[str]) -> dict[str, int]:
+    """A document's warnings by kind (page numbers and counts taken out), at most 10 kinds."""
+    kinds: dict[str, int] = {}
+    for w in warnings or []:
+        kind = re.sub(r"\d+", "N", re.sub(r"^(page|slide|frame) \d+: ", "", w))[:160]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:10])
+
+
 class _Redo(Exception):
     """The stored rows cannot be reused (missing, or chunking them failed): convert the object again."""
 
@@ -71,6 +82,8 @@ class ObjectConverter:
         """{"uri", "action" (what was done: convert, rechunk, embed, refresh), "tables" (those whose
         files of this object the commit replaces), "files": {table: [add-action fields]}, "segments",
         "by_engine", "error_rows", "failed_segments", "failed", "documents", "chunks", "bytes"}."""
+        self._t0, self._timings = time.perf_counter(), {}
+        self._lap_at = self._t0
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
         action = obj.get("action") or CONVERT
         stored_version = obj.get("stored_version")
@@ -111,6 +124,7 @@ class ObjectConverter:
             for batch in engine_batches(segments, self.cfg):
                 rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
                 checkpoint("converted.batch")  # a test may kill the run here
+        self._lap("split and engines")
         results = rows_to_table(rows, RESULT_SCHEMA).sort_by("segment_index")
         parts = split_results(results)
         segments, errors = parts["segments"], parts["errors"]
@@ -120,6 +134,7 @@ class ObjectConverter:
             failures = {segments["doc_id"][0].as_py(): errors.to_pylist()} if errors.num_rows else {}
             doc = assemble_document(segments.select(DOC_COLUMNS), failures, self.cfg.audio.heading_every_s)
             tables["documents"] = doc
+            self._lap("assemble")
             if self.cfg.chunking.enabled:
                 try:
                     tables["chunks"] = self.chunking.chunks(doc.to_pylist()[0], segments)
@@ -127,6 +142,7 @@ class ObjectConverter:
                     raise  # an embedder that cannot load stops the run: every object would fail
                 except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
                     extra_errors.append(self._error_row(listed, segments, "chunk", e))
+            self._lap("chunk and embed")
         if extra_errors:
             errors = pa.concat_tables([errors, rows_to_table(extra_errors, ERRORS_SCHEMA)])
         tables["errors"] = errors
@@ -172,8 +188,14 @@ class ObjectConverter:
             chunks.schema.get_field_index("pipeline_version"), "pipeline_version",
             pa.array([PIPELINE_VERSION] * n, pa.string()),
         )  # fmt: skip
+        self._lap("chunk and embed")
         tables = {"chunks": chunks, "objects": self._state(listed, False, version)}
         return self._finish(listed, action, tables, ["chunks", "objects"])
+
+    def _lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self._timings[stage] = self._timings.get(stage, 0.0) + now - getattr(self, "_lap_at", self._t0)
+        self._lap_at = now
 
     def _state(self, listed: dict[str, Any], failed: bool, version: str | None) -> pa.Table:
         return rows_to_table([state_row(listed, failed, self.run_id, version, self.settings)], OBJECTS_SCHEMA)
@@ -192,10 +214,31 @@ class ObjectConverter:
             for name in TABLES
             if name in tables
         }
+        self._lap("write")
         segments = tables.get("segments", SEGMENTS_SCHEMA.empty_table())
         errors = tables.get("errors", ERRORS_SCHEMA.empty_table())
         engines = pc.value_counts(segments["engine"]).to_pylist() if segments.num_rows else []
+        docs = tables.get("documents")
+        modality = (docs["modality"][0].as_py() if docs is not None and docs.num_rows else None) or (
+            segments["modality"][0].as_py() if segments.num_rows else "unknown"
+        )
         return {
+            # For the run report: bounded, a few hundred bytes an object.
+            "modality": modality,
+            "elapsed_s": round(time.perf_counter() - self._t0, 4),
+            "timings": {k: round(v, 4) for k, v in self._timings.items()},
+            "error_kinds": [
+                [
+                    e["stage"],
+                    e["error_type"],
+                    (e["message"] or "").strip().split("\n")[0][:200],
+                    e["page_number"],
+                ]
+                for e in errors.slice(0, 5).to_pylist()
+            ],
+            "warnings": _warning_kinds(
+                docs["warnings"][0].as_py() if docs is not None and docs.num_rows else []
+            ),
             "uri": listed["uri"],
             "action": action,
             "tables": replaces,
