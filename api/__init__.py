@@ -24,7 +24,8 @@ from typing import IO, Any
 
 from unitok.pipeline.core.version import PIPELINE_VERSION, __version__
 
-__all__ = ["Document", "convert", "convert_many", "embed_query", "load", "__version__", "PIPELINE_VERSION"]
+__all__ = ["Document", "convert", "convert_many", "embed_query", "load", "read_table", "__version__",
+           "PIPELINE_VERSION"]  # fmt: skip
 
 Source = str | Path | bytes | bytearray | IO[bytes]
 ConfigLike = str | Path | dict[str, Any] | Any | None
@@ -160,3 +161,14 @@ def embed_query(text: str, *, config: ConfigLike = None) -> list[float]:
     all-MiniLM-L6-v2): unit length, comparable with the chunks' `embedding` column."""
     rt = _runtime(config)
     return [float(x) for x in rt.chunking.embedder([text])[0]]
+
+
+def read_table(output: str | Path, table: str = "documents") -> Any:
+    """One table of a job's output (a folder or s3:// URI) as a pyarrow Table, read through the Delta log:
+    only the current rows (a plain Parquet read of the folder would also return rows a later run
+    replaced). `.to_pandas()` / `polars.from_arrow(...)` from there."""
+    from unitok.connectors.output import delta_storage_options
+    from unitok.connectors.output import read_table as _read
+
+    uri = str(output)
+    return _read(uri, table, delta_storage_options({}) if uri.startswith("s3://") else None)

@@ -30,16 +30,18 @@ class S3Config(_Strict):
     endpoint_url: str | None = Field(
         default=None, description="S3-compatible server, e.g. http://127.0.0.1:8333"
     )
-    region: str | None = None
+    region: str | None = Field(
+        default=None, description="AWS region; default: the AWS chain's, else us-east-1."
+    )
     max_attempts: int = Field(default=8, ge=1, le=50, description="Retries with backoff on throttling/drops.")
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    read_timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to connect to the endpoint.")
+    read_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a read may wait for bytes.")
 
 
 class SourceConfig(_Strict):
     uri: str = Field(description="Folder path, file:// URI or s3://bucket/prefix.")
     include: list[str] = Field(default_factory=lambda: ["**"], description="Globs on the relative path.")
-    exclude: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list, description="Globs of paths to leave out.")
     follow_symlinks: bool = Field(
         default=False,
         description="Folder sources: convert what symbolic links point to (files and folders, inside the "
@@ -64,7 +66,7 @@ class LanceDBConfig(_Strict):
     """A LanceDB table kept in step with the chunks table (connectors/lancedb_sink.py)."""
 
     uri: str = Field(description="LanceDB database: a folder, or s3://... as LanceDB accepts it.")
-    table: str = Field(default="chunks", pattern=r"^[A-Za-z0-9_\-]+$")
+    table: str = Field(default="chunks", pattern=r"^[A-Za-z0-9_\-]+$", description="LanceDB table name.")
     index_min_rows: int = Field(
         default=100_000,
         ge=256,
@@ -79,7 +81,9 @@ class OutputConfig(_Strict):
         "errors/ and objects/."
     )
     s3: S3Config = Field(default_factory=S3Config)
-    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    compression: Literal["zstd", "snappy", "gzip", "none"] = Field(
+        default="zstd", description="Parquet codec of the tables' data files."
+    )
     max_rows_per_file: int = Field(
         default=100_000, ge=1, description="An object with more rows in a table gets several data files."
     )
@@ -137,7 +141,7 @@ class PdfConfig(_Strict):
         le=1,
         description="An invisible text layer (an earlier OCR pass) scoring below this is OCR'd again.",
     )
-    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    ocr_dpi: int = Field(default=300, ge=72, le=600, description="Render resolution of pages for OCR.")
     max_pages: int | None = Field(
         default=None, ge=1, description="Pages past this are skipped with a warning."
     )
@@ -165,7 +169,7 @@ class PptxConfig(_Strict):
 
 class AudioConfig(_Strict):
     max_window_s: float = Field(default=30.0, gt=1, le=40, description="Phi-4-multimodal takes up to 40 s.")
-    overlap_s: float = Field(default=0.5, ge=0, le=5)
+    overlap_s: float = Field(default=0.5, ge=0, le=5, description="Seconds shared by consecutive windows.")
     cut_search_s: float = Field(default=5.0, gt=0, description="Look for the quietest cut in the last N s.")
     silence_dbfs: float = Field(default=-50.0, le=0, description="Windows quieter than this are dropped.")
     decode_timeout_s: float = Field(
@@ -213,10 +217,12 @@ class VideoConfig(_Strict):
 
 
 class OcrConfig(_Strict):
-    engine: Literal["tesseract"] = "tesseract"
+    engine: Literal["tesseract"] = Field(default="tesseract", description="The OCR engine.")
     languages: str = Field(default="eng", description="Tesseract language codes joined by '+', e.g. eng+deu.")
     tessdata_dir: str | None = Field(default=None, description="Folder of *.traineddata; found if not given.")
-    page_segmentation_mode: int = Field(default=3, ge=0, le=13)
+    page_segmentation_mode: int = Field(
+        default=3, ge=0, le=13, description="Tesseract's page segmentation mode."
+    )
 
     @field_validator("languages")
     @classmethod
@@ -234,9 +240,18 @@ class Phi4Config(_Strict):
     local_files_only: bool = Field(
         default=False, description="Never reach a hub (HF_HUB_OFFLINE=1 also works)."
     )
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
-    max_new_tokens: int = Field(default=1024, ge=1, le=32_768)
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto", description="auto: CUDA when present (bf16), else the CPU (float32)."
+    )
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        default="auto", description="auto: flash_attention_2 on CUDA when flash-attn imports, else SDPA."
+    )
+    max_new_tokens: int = Field(
+        default=1024,
+        ge=1,
+        le=32_768,
+        description="Generated tokens per item at most (reaching it is a warning).",
+    )
     token_budget: int = Field(
         default=32_768, ge=256, description="(longest prompt + max_new_tokens) x batch size stays under this."
     )
@@ -248,16 +263,22 @@ class Phi4Config(_Strict):
 
 
 class VllmConfig(_Strict):
-    max_model_len: int = Field(default=32_768, ge=1024)
-    max_images_per_prompt: int = Field(default=8, ge=1, le=64)
-    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    max_model_len: int = Field(default=32_768, ge=1024, description="vLLM's context length.")
+    max_images_per_prompt: int = Field(default=8, ge=1, le=64, description="Images one prompt may hold.")
+    gpu_memory_utilization: float = Field(
+        default=0.85, gt=0, le=1, description="Share of GPU memory vLLM takes."
+    )
 
 
 class EngineConfig(_Strict):
     # cpu: PDF text layers where usable, Tesseract OCR for scans and images.
     # phi4: text layers where usable (unless phi4.always_model), Phi-4-multimodal (transformers) for the rest.
     # vllm: as phi4, served by vLLM (GPU only; phi4.model must be the original remote-code checkpoint).
-    name: Literal["cpu", "phi4", "vllm"] = "cpu"
+    name: Literal["cpu", "phi4", "vllm"] = Field(
+        default="cpu",
+        description="cpu: text layers and Tesseract (and Whisper for sound); phi4: text layers and "
+        "Phi-4-multimodal on transformers; vllm: the same model on vLLM (GPU).",
+    )
     phi4: Phi4Config = Field(default_factory=Phi4Config)
     vllm: VllmConfig = Field(default_factory=VllmConfig)
 
@@ -269,7 +290,7 @@ class EngineConfig(_Strict):
 class ChunkingConfig(_Strict):
     """The chunks table: documents cut for embedding (pipeline/stages/chunk.py)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Write the chunks table.")
     max_tokens: int = Field(default=512, ge=16, description="Budget per chunk, counted with `tokenizer`.")
     overlap_tokens: int = Field(default=0, ge=0, description="Tokens shared with the previous chunk.")
     tokenizer: str | None = Field(
@@ -297,14 +318,16 @@ class ChunkingConfig(_Strict):
 class EmbeddingConfig(_Strict):
     """Embeddings of the chunks (actors/embedder.py), off by default."""
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="Embed every chunk (the chunks' `embedding` column).")
     model: str | None = Field(
         default=None,
         description="A sentence-transformers model folder; default: all-MiniLM-L6-v2, from its package.",
     )
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(
+        default=32, ge=1, description="Chunks per encoder call (one document's, in order)."
+    )
     max_length: int = Field(default=512, ge=8, description="Tokens of a chunk the encoder reads.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where the encoder runs.")
     num_gpus: float = Field(
         default=0,
         ge=0,
@@ -352,8 +375,10 @@ class RuntimeConfig(_Strict):
         "(Ray's fixed start-up would dominate); auto never picks beam.",
     )
     beam: BeamConfig = Field(default_factory=BeamConfig)
-    local_max_objects: int = Field(default=8, ge=0)
-    local_max_bytes: int = Field(default=256 << 20, ge=0)
+    local_max_objects: int = Field(
+        default=8, ge=0, description="auto runs locally at or under this many objects"
+    )
+    local_max_bytes: int = Field(default=256 << 20, ge=0, description="... and at or under this many bytes.")
     ray_address: str | None = Field(default=None, description="Join this cluster; RAY_ADDRESS also works.")
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs for the embedded local Ray.")
     min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")
@@ -361,7 +386,9 @@ class RuntimeConfig(_Strict):
     engine_batch_size: int = Field(default=16, ge=1, description="Segments per engine call.")
     # Accepted so older configs validate; work now moves in engine batches (stages.work).
     segments_per_block: int = Field(default=32, ge=1, description="Ignored.")
-    fail_on_error: bool = False
+    fail_on_error: bool = Field(
+        default=False, description="Exit 1 when an object or segment failed (as run --fail-on-error)."
+    )
     max_delete_fraction: float = Field(
         default=0.5,
         ge=0,
@@ -388,7 +415,11 @@ class JobConfig(_Strict):
     # incremental: convert only new or changed objects (by ETag/version; size and mtime for local files),
     # carry the rest forward and record deletions. full: convert everything. Default: incremental for
     # s3 sources, full otherwise.
-    mode: Literal["incremental", "full"] | None = None
+    mode: Literal["incremental", "full"] | None = Field(
+        default=None,
+        description="incremental: work only on what changed since the last run (see the README's scheduling "
+        "section); full: convert everything. Default: incremental for s3:// sources, full otherwise.",
+    )
     source: SourceConfig
     output: OutputConfig
     pdf: PdfConfig = Field(default_factory=PdfConfig)
