@@ -70,6 +70,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_chunks.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_drivers.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_av.py --minutes 10 --video
+	$(BIN)/python bench/bench_plan.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -466,7 +466,7 @@ class RunOutput:
         schema: pa.Schema,
         run_id: str,
         mixed: list[dict[str, Any]],
-        metadata: dict[str, Any],
+        metadata: dict[str, Any] | Callable[[dict[str, int]], dict[str, Any]],
         read: int,
     ) -> None:
         from deltalake.exceptions import CommitFailedError
@@ -476,6 +476,8 @@ class RunOutput:
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], False, now, f["size"], {}) for f in mixed]
         files = self.files.write(name, rows, f"{run_id}-split", schema, data_change=False)
+        if callable(metadata):
+            metadata = metadata({name: dt.version() + 1})
         props = CommitProperties(
             custom_metadata={**metadata, "table": name, "unitok_operation": "split files per object"},
             app_transactions=[Transaction(APP_ID, read + 1)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -14,12 +15,13 @@ def open_store(uri: str, s3: dict[str, Any] | None = None, follow_symlinks: bool
     if scheme == "file":
         return LocalStore(uri, follow_symlinks)
     if scheme == "s3":
-        return _s3_store(uri, tuple(sorted((s3 or {}).items())))
+        # Per process: a worker forked from the driver gets a client of its own, not the driver's sockets.
+        return _s3_store(uri, tuple(sorted((s3 or {}).items())), os.getpid())
     raise ValueError(f"unsupported source scheme {scheme}://")
 
 
 @lru_cache(maxsize=8)
-def _s3_store(uri: str, options: tuple):
+def _s3_store(uri: str, options: tuple, pid: int):
     from unitok.connectors.s3 import S3Store
 
     return S3Store(uri, **dict(options))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-_clients: dict[str, Any] = {}  # one boto3 client per process and endpoint (clients do not pickle)
+# One boto3 client per process and endpoint (clients do not pickle). Keyed by pid too: a worker forked from
+# a driver that has used a client must not share its connections (seen: BadDigest on a put).
+_clients: dict[tuple[int, str], Any] = {}
 
 
 _LONG_TEXT = {"markdown", "text", "message"}
@@ -112,10 +115,10 @@ class TableFiles:
     def _client(self) -> Any:
         from unitok.connectors.s3 import make_client
 
-        endpoint = self.s3_options.get("endpoint_url") or ""
-        if endpoint not in _clients:
-            _clients[endpoint] = make_client(**self.s3_options)
-        return _clients[endpoint]
+        key = (os.getpid(), self.s3_options.get("endpoint_url") or "")
+        if key not in _clients:
+            _clients[key] = make_client(**self.s3_options)
+        return _clients[key]
 
     def _put(self, name: str, rel: str, part: pa.Table) -> int:
         codec = compression_codec(self.compression)
