@@ -364,7 +364,14 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
     import os
 
     from unitok.connectors.objects import ObjectInfo
-    from unitok.pipeline.stages.estimate import COUNTS, estimate, inventory, load_rates, probe_file
+    from unitok.pipeline.stages.estimate import (
+        COUNTS,
+        estimate,
+        inventory,
+        load_rates,
+        object_work_s,
+        probe_file,
+    )
 
     cfg = with_environment_endpoints(cfg)
     check_engines(cfg)
@@ -396,6 +403,8 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
             inv[k] = round(inv[k] * scale, 1)
         inv["sampled"] = {"probed": len(probed), "of": len(rows)}
         inv["objects"], inv["bytes"] = len(rows), sum(o.size for o in rows)
+    rates = load_rates()
+    largest = max((object_work_s(p, rates) for _, p in probed), default=0.0)
     executor, why = choose_executor(cfg, to_convert)
     workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
     return {
@@ -413,7 +422,7 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
             "reasons": {REASONS[k]: n for k, n in plan.reasons.items()},
         },
         **inv,
-        "estimate": {**estimate(inv, cfg, workers, executor, load_rates()), "executor_why": why},
+        "estimate": {**estimate(inv, cfg, workers, executor, rates, largest), "executor_why": why},
     }
 
 

@@ -110,8 +110,29 @@ def inventory(probes: list[tuple[ObjectInfo, dict[str, Any]]]) -> dict[str, Any]
     }
 
 
-def estimate(inv: dict[str, Any], cfg: JobConfig, workers: int, executor: str, rates: dict[str, Any]) -> dict:
-    """Wall time on `workers` workers from the measured per-item rates; for Phi-4 engines, the tokens
+def object_work_s(p: dict[str, Any], rates: dict[str, Any]) -> float:
+    """One probed object's CPU-engine seconds: one worker converts a whole object."""
+    cpu = rates["cpu"]
+    text = (p.get("pages") or 0) - (p.get("ocr_pages") or 0)
+    return (
+        text * cpu["text_page_s"] + (p.get("ocr_pages") or 0) * cpu["ocr_page_s"]
+        + (p.get("slides") or 0) * cpu["slide_s"] + (p.get("images") or 0) * cpu["image_s"]
+        + (p.get("audio_seconds") or 0) * cpu["audio_s_per_s"]
+        + (p.get("video_seconds") or 0) * cpu["video_s_per_s"] + cpu["object_s"]
+        + (cpu.get("legacy_deck_s", 0.0) if p.get("slides") is None else 0.0)
+    )  # fmt: skip
+
+
+def estimate(
+    inv: dict[str, Any],
+    cfg: JobConfig,
+    workers: int,
+    executor: str,
+    rates: dict[str, Any],
+    largest_s: float = 0.0,
+) -> dict:
+    """Wall time on `workers` workers from the measured per-item rates (never less than the largest
+    object's own work, largest_s: an object is converted by one worker); for Phi-4 engines, the tokens
     in and the most out, and GPU-hours when a GPU rate is recorded."""
     cpu = rates["cpu"]
     text_pages = inv["pages"] - inv["ocr_pages"]
@@ -158,5 +179,7 @@ def estimate(inv: dict[str, Any], cfg: JobConfig, workers: int, executor: str, r
     total = sum(engine_s.values())
     out["work_s"] = {k: round(v, 1) for k, v in engine_s.items()}
     out["first_use_s"] = round(first_use, 2)
-    out["wall_s"] = round(out["start_up_s"] + first_use + total / max(workers, 1), 1)
+    spread = total / max(workers, 1)
+    out["largest_object_s"] = round(largest_s, 1)
+    out["wall_s"] = round(out["start_up_s"] + first_use + max(spread, largest_s), 1)
     return out
