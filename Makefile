@@ -71,6 +71,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_drivers.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_av.py --minutes 10 --video
 	$(BIN)/python bench/bench_plan.py
+	$(BIN)/python bench/bench_serve.py
 
 clean:
 	rm -rf out .pytest_cache

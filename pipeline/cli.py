@@ -142,6 +142,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     check_engines(cfg)
     try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
         import ray.serve  # noqa: F401 - Ray Serve and its HTTP stack come with the serve extra
         import starlette  # noqa: F401
     except ImportError as e:
@@ -369,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
     sp.add_argument(
-        "--replicas", type=int, default=1, help="engine replicas (each converts one file at a time)"
+        "--replicas", type=int, help="engine replicas, fixed (default: serve.min_replicas to max_replicas)"
     )
     return p
 

@@ -411,6 +411,42 @@ class RuntimeConfig(_Strict):
         return self
 
 
+class ServeConfig(_Strict):
+    """`unitok serve`: the HTTP API (docling-serve's v1 routes) on Ray Serve."""
+
+    max_upload_mib: int = Field(default=512, ge=1, description="A request body over this is refused (413).")
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="A request body not received within this is refused (408)."
+    )
+    request_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A conversion that takes longer answers 504 (the async routes do not).",
+    )
+    result_ttl_s: float = Field(default=3600.0, gt=0, description="How long an async task's result is kept.")
+    min_replicas: int = Field(default=1, ge=1, description="Engine replicas at least (autoscaled on load).")
+    max_replicas: int = Field(default=1, ge=1, description="Engine replicas at most.")
+    api_key: str | None = Field(
+        default=None, description="Requests must send it as X-Api-Key (UNITOK_API_KEY also sets it)."
+    )
+    allowed_sources: list[str] = Field(
+        default_factory=list,
+        description="Prefixes (s3://bucket/prefix/ or folders) /v1/convert/source may read; nothing else.",
+    )
+    overridable: list[Literal["ocr.languages", "chunking.enabled", "chunking.max_tokens"]] = Field(
+        default_factory=lambda: ["ocr.languages", "chunking.enabled", "chunking.max_tokens"],
+        description="Settings a request may override with options (form fields or JSON `options`).",
+    )
+
+    @model_validator(mode="after")
+    def _replicas(self) -> ServeConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
 class JobConfig(_Strict):
     # incremental: convert only new or changed objects (by ETag/version; size and mtime for local files),
     # carry the rest forward and record deletions. full: convert everything. Default: incremental for
@@ -432,6 +468,7 @@ class JobConfig(_Strict):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _frames_fit_vllm(self) -> JobConfig:

@@ -1,51 +1,65 @@
-"""The Ray Serve driver: the job config's engines behind an HTTP endpoint (actors/serve_app.py), one
-upload at a time per replica, converted by the same stage functions as a job (pipeline/convert_file.py).
+"""The Ray Serve driver: the HTTP API (pipeline/drivers/serve_app.py) over the job config's engines.
 
-    unitok serve JOB.yaml --port 8000 --replicas 2
-    curl --data-binary @report.pdf 'http://127.0.0.1:8000/convert?filename=report.pdf'
+    unitok serve JOB.yaml --port 8000
+    curl -F files=@report.pdf http://127.0.0.1:8000/v1/convert/file
+    serve run configs/serve.yaml            # the same application from a Serve config file
+
+Two deployments: the async FastAPI ingress (`Api`, no CPU reserved: it only reads bodies, checks them and
+waits) and the engine replicas (`Engines`: one CPU each, or the Phi-4 GPU share), autoscaled between
+serve.min_replicas and serve.max_replicas on the requests waiting for them.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from datetime import UTC, datetime
-from functools import partial
-from pathlib import Path
+import signal
+import sys
+import threading
 from typing import Any
 
-from unitok.actors.registry import engine_options
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.stages.convert import EnginePool
-from unitok.pipeline.stages.convert_file import convert_file
 
 log = logging.getLogger("unitok")
 
 
-def _convert_upload(path: Path, name: str, engines: EnginePool, cfg_data: dict[str, Any]) -> dict[str, Any]:
-    cfg = JobConfig.model_validate(cfg_data)
-    run_id = f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"  # one per request
-    return convert_file(path, name, cfg, engines, run_id)
+def build_app(cfg: JobConfig, replicas: int | None = None) -> Any:
+    """The Serve application: Api ingress bound to the Engines deployment."""
+    from unitok.pipeline.drivers.serve_app import Api, Engines
 
-
-def build_app(cfg: JobConfig, replicas: int = 1, max_upload_mib: int = 512):
-    """A Serve application for serve.run: `replicas` ConvertEndpoint replicas, each with a GPU share
-    when the engine is Phi-4-multimodal."""
-    from unitok.pipeline.drivers.serve_app import ConvertEndpoint
-
+    s = cfg.serve
+    low, high = (replicas, replicas) if replicas else (s.min_replicas, s.max_replicas)
     actor = {"num_cpus": 1, "num_gpus": cfg.engine.phi4.num_gpus if cfg.engine.uses_phi4 else 0}
-    return ConvertEndpoint.options(num_replicas=replicas, ray_actor_options=actor).bind(
-        partial(_convert_upload, cfg_data=cfg.model_dump()), engine_options(cfg), max_upload_mib << 20
-    )
+    scaling = {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1}
+    engines = Engines.options(
+        ray_actor_options=actor,
+        **({"num_replicas": low} if low == high else {"autoscaling_config": scaling}),
+    ).bind(cfg.model_dump())
+    return Api.options(ray_actor_options={"num_cpus": 0}).bind(engines, cfg.model_dump())
 
 
-def serve_forever(cfg: JobConfig, host: str, port: int, replicas: int) -> None:
+def build_from_args(args: dict[str, Any]) -> Any:
+    """For `serve run` / `serve deploy` (configs/serve.yaml): args {"config": JOB.yaml}."""
+    from unitok.pipeline.core.config import load_config
+
+    cfg, _ = load_config(args["config"])
+    return build_app(cfg)
+
+
+def serve_forever(cfg: JobConfig, host: str, port: int, replicas: int | None) -> None:
+    """Serve until SIGTERM or Ctrl-C, then drain: Serve lets in-flight requests finish (bounded by its
+    graceful shutdown timeout), and one line says it stopped."""
     from ray import serve
     from unitok.pipeline.drivers.ray_data import ensure_ray
 
     ensure_ray(cfg)
+    # After Ray's own handlers (which dump native stacks), before anything waits: a signal while the
+    # application deploys also drains.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     serve.start(http_options={"host": host, "port": port})
-    log.info(
-        "serving %s engine on http://%s:%d/convert (%d replica(s))", cfg.engine.name, host, port, replicas
-    )
-    serve.run(build_app(cfg, replicas), name="unitok", route_prefix="/", blocking=True)
+    serve.run(build_app(cfg, replicas), name="unitok", route_prefix="/", blocking=False)
+    log.info("serving the %s engine on http://%s:%d (/v1/convert/file, /docs)", cfg.engine.name, host, port)
+    stop.wait()
+    serve.shutdown()
+    print("unitok: stopped serving (in-flight requests drained)", file=sys.stderr)

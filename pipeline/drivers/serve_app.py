@@ -1,32 +1,38 @@
-"""The engine stage behind a Ray Serve HTTP endpoint: POST a file's bytes, get back the rows a job would
-write for it (document, segments with provenance, errors) as JSON.
+"""The HTTP API on Ray Serve, after docling-serve's v1 routes: two deployments.
 
-    POST /convert?filename=report.pdf     body: the file's bytes
-      200  {"document": {...}, "segments": [...], "errors": [...]}   (errors: segments that failed)
-      422  the file could not be converted at all: "errors" says why
-      413  the body is over the size limit
-    GET /healthz                          200 "ok" once the replica is up
+- `Api`, the FastAPI ingress: authentication, limits, type detection, async tasks, metrics. It is async
+  and takes many requests at once, and reads every body with a deadline, so a slow or stalled client
+  holds a coroutine, never a worker: /health and other requests answer meanwhile.
+- `Engines`, the replicas holding the engines (and models): one file at a time each (Tesseract and the
+  models are not thread-safe), autoscaled between serve.min_replicas and serve.max_replicas on the
+  requests waiting for them. They convert with the same stage functions as a job (stages.convert_file).
 
-A replica loads its engines once and converts one request at a time (Tesseract and the models are not
-thread-safe); Serve queues the rest and spreads them over replicas. The conversion itself is a function
-handed in by drivers/serve.py; the replica holds an EnginePool, which applies the worker environment
-contract.
+Routes: POST /v1/convert/file (multipart `files`, options as form fields), POST /v1/convert/source (JSON
+`{"sources": [{"kind": "s3" | "file", "uri": ...}], "options": {...}}`, only under serve.allowed_sources),
+their /async forms with GET /v1/status/poll/{task_id}?wait=s and GET /v1/result/{task_id}; GET /health,
+/ready, /metrics; /openapi.json and /docs.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the route methods' annotations at runtime (a
+# string `Request` behind Serve's ingress wrapper would become a query parameter).
 import asyncio
+import logging
+import os
 import re
+import secrets
 import tempfile
-from collections.abc import Callable
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
 from ray import serve
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from unitok.pipeline.stages.convert import EnginePool
+from unitok.pipeline.core.config import JobConfig
 
+log = logging.getLogger("unitok")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -36,36 +42,383 @@ def safe_name(raw: str | None) -> str:
     return name or "upload"
 
 
+def _under(uri: str, prefix: str) -> bool:
+    if prefix.startswith("s3://"):
+        return uri.startswith(prefix.rstrip("/") + "/")
+    root = str(Path(prefix.removeprefix("file://")).resolve()).rstrip("/") + "/"
+    return uri.startswith(root)
+
+
+def with_options(cfg: JobConfig, options: dict[str, Any]) -> JobConfig:
+    """The config with a request's overrides, each one serve.overridable allows (else 403)."""
+    allowed = set(cfg.serve.overridable)
+    names = {"ocr_languages": "ocr.languages", "do_chunking": "chunking.enabled",
+             "chunk_max_tokens": "chunking.max_tokens"}  # fmt: skip
+    data = cfg.model_dump()
+    for key, value in options.items():
+        if value is None or value == "":
+            continue
+        dotted = names.get(key)
+        if dotted is None:
+            raise HTTPException(422, f"unknown option {key!r} (options: {', '.join(sorted(names))})")
+        if dotted not in allowed:
+            raise HTTPException(403, f"option {key!r} ({dotted}) is not overridable (serve.overridable)")
+        section, field = dotted.split(".")
+        if isinstance(value, str) and field in ("enabled",):
+            value = value.lower() in ("1", "true", "yes", "on")
+        data[section][field] = value
+    try:
+        return JobConfig.model_validate(data)
+    except Exception as e:  # noqa: BLE001 - a bad option value: 422 with the reason
+        raise HTTPException(422, f"bad option: {str(e).splitlines()[-1]}") from None
+
+
 @serve.deployment(max_ongoing_requests=1)
-class ConvertEndpoint:
-    def __init__(
-        self,
-        convert: Callable[[Path, str, EnginePool], dict[str, Any]],
-        engine_options: dict[str, dict[str, Any]],
-        max_upload_bytes: int,
-    ):
-        self.convert = convert
-        self.engines = EnginePool(engine_options)
-        self.max_upload_bytes = max_upload_bytes
+class Engines:
+    """Engine replicas: a file's bytes in, the rows a job writes for it out."""
 
-    async def __call__(self, request: Request):
-        path = request.url.path.rstrip("/")
-        if request.method == "GET" and path.endswith("/healthz"):
-            return PlainTextResponse("ok")
-        if request.method != "POST" or not path.endswith("/convert"):
-            return PlainTextResponse("POST /convert?filename=NAME with the file as the body", status_code=404)
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > self.max_upload_bytes:
-            return PlainTextResponse(f"body over {self.max_upload_bytes} bytes", status_code=413)
-        body = await request.body()
-        if len(body) > self.max_upload_bytes:
-            return PlainTextResponse(f"body over {self.max_upload_bytes} bytes", status_code=413)
-        name = safe_name(request.query_params.get("filename"))
-        result = await asyncio.to_thread(self._convert, body, name)
-        return JSONResponse(result, status_code=200 if result["document"] else 422)
+    def __init__(self, cfg_data: dict[str, Any]):
+        from unitok.actors.registry import engine_options
+        from unitok.pipeline.stages.convert import EnginePool
 
-    def _convert(self, body: bytes, name: str) -> dict[str, Any]:
+        self.cfg = JobConfig.model_validate(cfg_data)
+        self._pools: dict[str, Any] = {}
+        self._engine_options = engine_options
+        self._pool_cls = EnginePool
+        self.pool(self.cfg)  # loaded before the replica reports ready
+
+    def pool(self, cfg: JobConfig) -> Any:
+        options = self._engine_options(cfg)
+        key = repr(sorted(options.items()))
+        if key not in self._pools:
+            self._pools[key] = self._pool_cls(options)
+        return self._pools[key]
+
+    def ready(self) -> bool:
+        return True
+
+    def convert(self, data: bytes, name: str, uri: str | None, options: dict[str, Any]) -> dict[str, Any]:
+        from unitok.pipeline.stages.convert_file import convert_file
+        from unitok.pipeline.stages.doc_chunks import DocumentChunks
+
+        cfg = with_options(self.cfg, options) if options else self.cfg
+        run_id = f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="unitok-serve-") as tmp:
             path = Path(tmp) / name
-            path.write_bytes(body)
-            return self.convert(path, name, self.engines)
+            path.write_bytes(data)
+            out = convert_file(path, name, cfg, self.pool(cfg), run_id, uri=uri,
+                               chunking=DocumentChunks(cfg) if cfg.chunking.enabled else None)  # fmt: skip
+        out.setdefault("chunks", [])
+        failed_object = any(e["segment_index"] < 0 for e in out["errors"])
+        out["status"] = ("failure" if out["document"] is None else
+                         "partial_success" if out["errors"] or failed_object else "success")  # fmt: skip
+        out["processing_time"] = round(time.perf_counter() - t0, 4)
+        return out
+
+
+class SourceRef(BaseModel):
+    kind: str = Field(description="s3 or file")
+    uri: str
+
+
+class SourceRequest(BaseModel):
+    sources: list[SourceRef]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Metrics:
+    """Prometheus metrics of this ingress replica."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "unitok_requests", "HTTP requests", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "unitok_request_seconds", "Request latency", ["route"], registry=self.registry
+        )
+        self.pages = Counter("unitok_segments", "Segments converted", registry=self.registry)
+        self.errors = Counter("unitok_error_rows", "Error rows returned", registry=self.registry)
+        self.queue = Gauge("unitok_queue_depth", "Conversions waiting for or on an engine replica",
+                           registry=self.registry)  # fmt: skip
+
+
+app = FastAPI(
+    title="unitok",
+    version="1",
+    description="Documents, decks, images, recordings and videos in; Markdown with provenance out.",
+)
+
+
+@serve.deployment(max_ongoing_requests=256)
+@serve.ingress(app)
+class Api:
+    def __init__(self, engines: Any, cfg_data: dict[str, Any]):
+        self.engines = engines
+        self.cfg = JobConfig.model_validate(cfg_data)
+        self.api_key = os.environ.get("UNITOK_API_KEY") or self.cfg.serve.api_key
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.metrics = Metrics()
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    def _auth(self, request: Request) -> None:
+        if self.api_key and not secrets.compare_digest(request.headers.get("x-api-key", ""), self.api_key):
+            raise HTTPException(401, "missing or wrong X-Api-Key")
+
+    async def _body(self, request: Request) -> bytes:
+        """The body, read with a deadline and a size limit: a slow client costs a coroutine only."""
+        limit = self.cfg.serve.max_upload_mib << 20
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise HTTPException(413, f"body over serve.max_upload_mib ({self.cfg.serve.max_upload_mib} MiB)")
+
+        async def read() -> bytes:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(
+                        413, f"body over serve.max_upload_mib ({self.cfg.serve.max_upload_mib} MiB)"
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        try:
+            return await asyncio.wait_for(read(), self.cfg.serve.body_timeout_s)
+        except TimeoutError:
+            raise HTTPException(
+                408, f"the body did not arrive within {self.cfg.serve.body_timeout_s:g} s"
+            ) from None
+
+    async def _files(self, request: Request) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+        """(name, bytes) of each file, and the options: multipart `files` parts with form fields, or a raw
+        body named by ?filename=."""
+        body = await self._body(request)
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            from starlette.datastructures import UploadFile
+            from starlette.formparsers import MultiPartParser
+
+            async def stream():
+                yield body
+
+            form = await MultiPartParser(request.headers, stream()).parse()
+            files = [(safe_name(v.filename), await v.read()) for k, v in form.multi_items()
+                     if isinstance(v, UploadFile) and k in ("files", "file")]  # fmt: skip
+            options = {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
+            if not files:
+                raise HTTPException(422, "no `files` part in the multipart body")
+            return files, options
+        return [(safe_name(request.query_params.get("filename")), body)], dict(request.query_params) | {
+            "filename": None
+        }
+
+    async def _convert_one(self, name: str, data: bytes, uri: str | None, options: dict[str, Any]) -> dict:
+        from unitok.pipeline.formats.detect import sniff
+
+        ft = sniff(data[:4096])
+        if data and not ft.supported and ft.mime_type not in ("application/zip", "application/x-ole-storage"):
+            raise HTTPException(415, f"{name}: content is {ft.mime_type}; unitok converts PDF, image, "
+                                "PowerPoint, audio and video files")  # fmt: skip
+        options = {k: v for k, v in options.items() if k != "filename"}
+        if options:
+            with_options(self.cfg, options)  # 403/422 before any work
+        self.metrics.queue.inc()
+        try:
+            result = await self.engines.convert.remote(data, name, uri, options)
+        finally:
+            self.metrics.queue.dec()
+        self.metrics.pages.inc(len(result["segments"]))
+        self.metrics.errors.inc(len(result["errors"]))
+        return result
+
+    async def _convert_all(self, items: list[tuple[str, bytes, str | None]], options: dict[str, Any]) -> list:
+        return list(await asyncio.gather(*(self._convert_one(n, d, u, options) for n, d, u in items)))
+
+    def _respond(self, request: Request, results: list[dict[str, Any]]) -> Response:
+        if "text/markdown" in request.headers.get("accept", ""):
+            texts = [r["document"]["markdown"] for r in results if r["document"]]
+            status = 200 if texts else 422
+            return PlainTextResponse(
+                "\n\n---\n\n".join(texts), status_code=status, media_type="text/markdown"
+            )
+        if len(results) == 1:
+            only = results[0]
+            return JSONResponse(only, status_code=422 if only["status"] == "failure" else 200)
+        return JSONResponse(results)
+
+    async def _timed(self, route: str, request: Request, work) -> Response:
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            self._auth(request)
+            response = await asyncio.wait_for(work(), self.cfg.serve.request_timeout_s)
+            status = response.status_code
+            return response
+        except TimeoutError:
+            status = 504
+            return JSONResponse({"detail": f"no answer within serve.request_timeout_s "
+                                 f"({self.cfg.serve.request_timeout_s:g} s)"}, status_code=504)  # fmt: skip
+        except HTTPException as e:
+            status = e.status_code
+            return JSONResponse({"detail": e.detail}, status_code=e.status_code)
+        finally:
+            elapsed = time.perf_counter() - t0
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            log.info("%s %s %d %.0f ms", request.method, request.url.path, status, elapsed * 1000)
+
+    def _sources(self, req: SourceRequest) -> list[tuple[str, str, str]]:
+        """(kind, uri, allowed prefix) of each source, each under serve.allowed_sources (else 403)."""
+        out = []
+        for src in req.sources:
+            uri = src.uri
+            if src.kind not in ("s3", "file") or (src.kind == "s3") != uri.startswith("s3://"):
+                raise HTTPException(403, f"{uri}: only s3:// and file sources under serve.allowed_sources")
+            if ".." in uri.split("/") or "\x00" in uri:
+                raise HTTPException(403, f"{uri}: path tricks are refused")
+            if src.kind == "file":
+                uri = str(Path(uri.removeprefix("file://")).resolve())
+            prefix = next((p for p in self.cfg.serve.allowed_sources if _under(uri, p)), None)
+            if prefix is None:
+                raise HTTPException(403, f"{src.uri}: not under serve.allowed_sources")
+            out.append((src.kind, uri, prefix))
+        return out
+
+    async def _fetch(self, kind: str, uri: str, prefix: str) -> tuple[str, bytes, str]:
+        from unitok.connectors.objects import ObjectInfo
+        from unitok.connectors.store import open_store
+
+        def fetch() -> tuple[str, bytes, str]:
+            if kind == "file":
+                path = Path(uri)
+                if not path.is_file():
+                    raise HTTPException(404, f"{uri}: no such file")
+                return path.name, path.read_bytes(), path.as_uri()
+            store = open_store(prefix, {"endpoint_url": self.cfg.source.s3.endpoint_url})
+            info = ObjectInfo(uri=uri, key=uri.rsplit("/", 1)[-1], size=0, modified_at=0.0)
+            with store.fetch(info) as (path, _):
+                return safe_name(info.key), path.read_bytes(), uri
+
+        try:
+            return await asyncio.to_thread(fetch)
+        except HTTPException:
+            raise
+        except Exception as e:  # noqa: BLE001 - an unreadable source: one line
+            raise HTTPException(404, f"{uri}: {str(e).splitlines()[0]}") from None
+
+    # -- routes ---------------------------------------------------------------------------------------
+    @app.get("/health")
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready(self) -> Response:
+        try:
+            await asyncio.wait_for(self.engines.ready.remote(), 2.0)
+            return JSONResponse({"status": "ready"})
+        except Exception:  # noqa: BLE001 - not yet: the engines are loading
+            return JSONResponse({"status": "loading"}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/convert/file")
+    async def convert_file(self, request: Request) -> Response:
+        """Multipart `files` (one or more) with options as form fields, or a raw body with ?filename=."""
+
+        async def work() -> Response:
+            files, options = await self._files(request)
+            results = await self._convert_all([(n, d, None) for n, d in files], options)
+            return self._respond(request, results)
+
+        return await self._timed("/v1/convert/file", request, work)
+
+    @app.post("/v1/convert/source")
+    async def convert_source(self, request: Request, body: SourceRequest) -> Response:
+        async def work() -> Response:
+            fetched = [await self._fetch(*s) for s in self._sources(body)]
+            results = await self._convert_all([(n, d, u) for n, d, u in fetched], body.options)
+            return self._respond(request, results)
+
+        return await self._timed("/v1/convert/source", request, work)
+
+    @app.post("/v1/convert/file/async")
+    async def convert_file_async(self, request: Request) -> Response:
+        async def work() -> Response:
+            files, options = await self._files(request)
+            return self._submit([(n, d, None) for n, d in files], options)
+
+        return await self._timed("/v1/convert/file/async", request, work)
+
+    @app.post("/v1/convert/source/async")
+    async def convert_source_async(self, request: Request, body: SourceRequest) -> Response:
+        async def work() -> Response:
+            fetched = [await self._fetch(*s) for s in self._sources(body)]
+            return self._submit(fetched, body.options)
+
+        return await self._timed("/v1/convert/source/async", request, work)
+
+    @app.get("/v1/status/poll/{task_id}")
+    async def poll(self, task_id: str, request: Request, wait: float = 0.0) -> Response:
+        self._auth(request)
+        task = self._task(task_id)
+        if task["status"] in ("pending", "started") and wait > 0:
+            try:
+                await asyncio.wait_for(asyncio.shield(task["done"].wait()), min(wait, 60.0))
+            except TimeoutError:
+                pass
+        return JSONResponse({"task_id": task_id, "task_status": task["status"], "error": task.get("error")})
+
+    @app.get("/v1/result/{task_id}")
+    async def result(self, task_id: str, request: Request) -> Response:
+        self._auth(request)
+        task = self._task(task_id)
+        if task["status"] in ("pending", "started"):
+            return JSONResponse({"task_id": task_id, "task_status": task["status"]}, status_code=202)
+        if task["status"] == "failure" and task.get("result") is None:
+            return JSONResponse({"task_id": task_id, "task_status": "failure", "error": task["error"]},
+                                status_code=500)  # fmt: skip
+        return self._respond(request, task["result"])
+
+    # -- async tasks ----------------------------------------------------------------------------------
+    def _submit(self, items: list[tuple[str, bytes, str | None]], options: dict[str, Any]) -> Response:
+        self._expire()
+        if options:
+            with_options(self.cfg, {k: v for k, v in options.items() if k != "filename"})
+        task_id = secrets.token_hex(12)
+        task = {"status": "pending", "created": time.monotonic(), "done": asyncio.Event(), "result": None}
+        self.tasks[task_id] = task
+
+        async def run() -> None:
+            task["status"] = "started"
+            try:
+                task["result"] = await self._convert_all(items, options)
+                task["status"] = (
+                    "success" if all(r["status"] != "failure" for r in task["result"]) else "failure"
+                )
+            except Exception as e:  # noqa: BLE001 - an engine replica lost, a bad file: the task failed
+                task["status"], task["error"] = "failure", f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            finally:
+                task["done"].set()
+
+        task["job"] = asyncio.get_running_loop().create_task(run())
+        return JSONResponse({"task_id": task_id, "task_status": "pending"}, status_code=202)
+
+    def _task(self, task_id: str) -> dict[str, Any]:
+        self._expire()
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise HTTPException(404, f"no task {task_id} (never submitted, expired, or lost with a replica)")
+        return task
+
+    def _expire(self) -> None:
+        ttl = self.cfg.serve.result_ttl_s
+        now = time.monotonic()
+        for task_id in [t for t, v in self.tasks.items() if v["done"].is_set() and now - v["created"] > ttl]:
+            del self.tasks[task_id]
