@@ -72,6 +72,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_av.py --minutes 10 --video
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_serve.py
+	$(BIN)/python bench/bench_serve.py --pdf sample/scanned-memo.pdf --requests 48
 
 clean:
 	rm -rf out .pytest_cache

@@ -3,7 +3,7 @@ against Ray Serve (the CPU engines, `--replicas` engine replicas), and the same 
 `unitok.convert` directly in as many worker processes, in the same run. Overhead = 1 - Serve's
 requests/s over the direct calls' (target: under 20 % at 16 clients).
 
-    python bench/bench_serve.py [--replicas 2] [--requests 96]
+    python bench/bench_serve.py [--replicas 2] [--requests 96] [--pdf sample/scanned-memo.pdf]
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def _direct(data: bytes) -> float:
     return time.perf_counter() - t0
 
 
-def _warm(_: int) -> None:
+def _warm(data: bytes) -> None:
     import unitok
 
-    unitok.convert(one_page_pdf(), name="note.pdf")
+    unitok.convert(data, name="note.pdf")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -50,6 +50,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--requests", type=int, default=96)
+    p.add_argument("--pdf", help="convert this one-page PDF (default: a hand-written text page)")
     args = p.parse_args()
     import ray
     import requests
@@ -59,9 +60,9 @@ def main() -> None:
 
     from infra.local_s3 import free_port
 
-    data = one_page_pdf()
+    data = Path(args.pdf).read_bytes() if args.pdf else one_page_pdf()
     with ProcessPoolExecutor(args.replicas) as pool:
-        list(pool.map(_warm, range(args.replicas * 2)))
+        list(pool.map(_warm, [data] * (args.replicas * 2)))
         t0 = time.perf_counter()
         direct_lat = list(pool.map(_direct, [data] * args.requests))
         direct_rps = args.requests / (time.perf_counter() - t0)

@@ -83,9 +83,12 @@ class Engines:
 
         self.cfg = JobConfig.model_validate(cfg_data)
         self._pools: dict[str, Any] = {}
+        self._chunkers: dict[str, Any] = {}
         self._engine_options = engine_options
         self._pool_cls = EnginePool
         self.pool(self.cfg)  # loaded before the replica reports ready
+        if self.cfg.chunking.enabled:
+            self.chunking(self.cfg).load()
 
     def pool(self, cfg: JobConfig) -> Any:
         options = self._engine_options(cfg)
@@ -94,12 +97,20 @@ class Engines:
             self._pools[key] = self._pool_cls(options)
         return self._pools[key]
 
+    def chunking(self, cfg: JobConfig) -> Any:
+        """The chunker (and embedder) of these settings, loaded once."""
+        from unitok.pipeline.stages.doc_chunks import DocumentChunks
+
+        key = cfg.chunking.model_dump_json() + cfg.embedding.model_dump_json()
+        if key not in self._chunkers:
+            self._chunkers[key] = DocumentChunks(cfg)
+        return self._chunkers[key]
+
     def ready(self) -> bool:
         return True
 
     def convert(self, data: bytes, name: str, uri: str | None, options: dict[str, Any]) -> dict[str, Any]:
         from unitok.pipeline.stages.convert_file import convert_file
-        from unitok.pipeline.stages.doc_chunks import DocumentChunks
 
         cfg = with_options(self.cfg, options) if options else self.cfg
         run_id = f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
@@ -108,7 +119,7 @@ class Engines:
             path = Path(tmp) / name
             path.write_bytes(data)
             out = convert_file(path, name, cfg, self.pool(cfg), run_id, uri=uri,
-                               chunking=DocumentChunks(cfg) if cfg.chunking.enabled else None)  # fmt: skip
+                               chunking=self.chunking(cfg) if cfg.chunking.enabled else None)  # fmt: skip
         out.setdefault("chunks", [])
         failed_object = any(e["segment_index"] < 0 for e in out["errors"])
         out["status"] = ("failure" if out["document"] is None else

@@ -21,12 +21,19 @@ class DocumentChunks:
         self._chunker: Any = None
         self._embedder: Any = None
 
-    def chunks(self, doc: dict[str, Any], segments: pa.Table) -> pa.Table:
-        """The chunks table's rows of one document (segments: its segment rows, in order)."""
+    def load(self) -> DocumentChunks:
+        """Load the tokenizer (and the embedding model) now rather than on the first document."""
         from unitok.pipeline.stages.chunk import Chunker
 
         if self._chunker is None:
             self._chunker = Chunker.from_config(self.cfg.chunking)
+        if self.cfg.embedding.enabled:
+            _ = self.embedder
+        return self
+
+    def chunks(self, doc: dict[str, Any], segments: pa.Table) -> pa.Table:
+        """The chunks table's rows of one document (segments: its segment rows, in order)."""
+        self.load()
         rows = self._chunker.chunks(doc, segments.select(CHUNK_SEGMENT_COLUMNS).to_pylist())
         table = rows_to_table(rows, CHUNKS_SCHEMA)
         if self.cfg.embedding.enabled and table.num_rows:
