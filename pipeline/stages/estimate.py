@@ -110,17 +110,26 @@ def inventory(probes: list[tuple[ObjectInfo, dict[str, Any]]]) -> dict[str, Any]
     }
 
 
+def work_s(
+    counts: dict[str, Any], cpu: dict[str, float], objects: int, legacy_decks: int
+) -> dict[str, float]:
+    """CPU-engine seconds by kind of work, for an inventory's totals or one probed object's counts."""
+    ocr = counts.get("ocr_pages") or 0
+    return {
+        "text_pages": ((counts.get("pages") or 0) - ocr) * cpu["text_page_s"],
+        "ocr_pages": ocr * cpu["ocr_page_s"],
+        "slides": (counts.get("slides") or 0) * cpu["slide_s"],
+        "images": (counts.get("images") or 0) * cpu["image_s"],
+        "audio": (counts.get("audio_seconds") or 0) * cpu["audio_s_per_s"],
+        "video": (counts.get("video_seconds") or 0) * cpu["video_s_per_s"],
+        "objects": objects * cpu["object_s"],
+        "legacy_decks": legacy_decks * cpu.get("legacy_deck_s", 0.0),
+    }
+
+
 def object_work_s(p: dict[str, Any], rates: dict[str, Any]) -> float:
     """One probed object's CPU-engine seconds: one worker converts a whole object."""
-    cpu = rates["cpu"]
-    text = (p.get("pages") or 0) - (p.get("ocr_pages") or 0)
-    return (
-        text * cpu["text_page_s"] + (p.get("ocr_pages") or 0) * cpu["ocr_page_s"]
-        + (p.get("slides") or 0) * cpu["slide_s"] + (p.get("images") or 0) * cpu["image_s"]
-        + (p.get("audio_seconds") or 0) * cpu["audio_s_per_s"]
-        + (p.get("video_seconds") or 0) * cpu["video_s_per_s"] + cpu["object_s"]
-        + (cpu.get("legacy_deck_s", 0.0) if p.get("slides") is None else 0.0)
-    )  # fmt: skip
+    return sum(work_s(p, rates["cpu"], 1, int(p.get("slides", 0) is None)).values())
 
 
 def estimate(
@@ -136,16 +145,7 @@ def estimate(
     in and the most out, and GPU-hours when a GPU rate is recorded."""
     cpu = rates["cpu"]
     text_pages = inv["pages"] - inv["ocr_pages"]
-    engine_s = {
-        "text_pages": text_pages * cpu["text_page_s"],
-        "ocr_pages": inv["ocr_pages"] * cpu["ocr_page_s"],
-        "slides": inv["slides"] * cpu["slide_s"],
-        "images": inv["images"] * cpu["image_s"],
-        "audio": inv["audio_seconds"] * cpu["audio_s_per_s"],
-        "video": inv["video_seconds"] * cpu["video_s_per_s"],
-        "objects": inv["objects"] * cpu["object_s"],
-        "legacy_decks": inv["uncounted_decks"] * cpu.get("legacy_deck_s", 0.0),
-    }
+    engine_s = work_s(inv, cpu, inv["objects"], inv["uncounted_decks"])
     # Each worker loads the engines of the kinds it meets once: counted once (the workers load at once).
     kinds = {"text_page_s": text_pages, "ocr_page_s": inv["ocr_pages"], "slide_s": inv["slides"],
              "image_s": inv["images"], "audio_s_per_s": inv["audio_seconds"],
