@@ -74,6 +74,8 @@ class ObjectConverter:
         self.engines = EnginePool(engine_options(self.cfg))  # applies the worker environment contract
         self.settings = {**fingerprints(self.cfg), "pipeline_version": PIPELINE_VERSION}
         self.chunking = DocumentChunks(self.cfg)
+        self._t0 = self._lap_at = 0.0  # this object's start and last stage end (for the run report)
+        self._timings: dict[str, float] = {}
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.convert(obj)
@@ -81,9 +83,10 @@ class ObjectConverter:
     def convert(self, obj: dict[str, Any]) -> dict[str, Any]:
         """{"uri", "action" (what was done: convert, rechunk, embed, refresh), "tables" (those whose
         files of this object the commit replaces), "files": {table: [add-action fields]}, "segments",
-        "by_engine", "error_rows", "failed_segments", "failed", "documents", "chunks", "bytes"}."""
-        self._t0, self._timings = time.perf_counter(), {}
-        self._lap_at = self._t0
+        "by_engine", "error_rows", "failed_segments", "failed", "documents", "chunks", "bytes", and for
+        the run report "modality", "elapsed_s", "timings" (seconds by stage), "error_kinds", "warnings"}."""
+        self._t0 = self._lap_at = time.perf_counter()
+        self._timings = {}
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
         action = obj.get("action") or CONVERT
         stored_version = obj.get("stored_version")
@@ -194,7 +197,7 @@ class ObjectConverter:
 
     def _lap(self, stage: str) -> None:
         now = time.perf_counter()
-        self._timings[stage] = self._timings.get(stage, 0.0) + now - getattr(self, "_lap_at", self._t0)
+        self._timings[stage] = self._timings.get(stage, 0.0) + now - self._lap_at
         self._lap_at = now
 
     def _state(self, listed: dict[str, Any], failed: bool, version: str | None) -> pa.Table:
