@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from unitok.actors.contract import EngineSetupError
+from unitok.actors.torch_compat import import_torchvision_safely
 from unitok.pipeline.core.workerenv import pin_native_threads
 
 
@@ -24,6 +25,8 @@ class TextEmbedder:
         pin_native_threads()
         try:
             import torch
+
+            import_torchvision_safely()
             from transformers import AutoModel, AutoTokenizer
         except ImportError as e:
             raise EngineSetupError(f"embedding needs torch and transformers ({e.name} is missing)") from None
@@ -31,8 +34,14 @@ class TextEmbedder:
         if not folder.is_dir():
             raise EngineSetupError(f"embedding.model: folder {folder} does not exist")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
+        except (ImportError, OSError, ValueError) as e:  # every chunk would fail alike: stop the run
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise EngineSetupError(
+                f"embedding model {folder} cannot load ({type(e).__name__}: {first})"
+            ) from None
         pin_native_threads()  # torch may have started its own pool
         pooling = folder / "1_Pooling" / "config.json"
         self.cls = bool(pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_cls_token"))

@@ -140,6 +140,9 @@ class Phi4Engine:
         """`loaded`: an already built (model, processor) pair, for benchmarks that build the full-size
         architecture with random weights instead of loading a checkpoint."""
         import torch
+        from unitok.actors.torch_compat import import_torchvision_safely
+
+        import_torchvision_safely()
         from transformers import AutoProcessor, Phi4MultimodalForCausalLM
 
         self.torch = torch

@@ -105,11 +105,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     found = check_source_and_output(cfg)
     empty = [glob for glob, n in found["per_include"].items() if n == 0]
-    for glob in empty:
-        print(f"unitok: warning: source.include {glob!r} matches nothing under {redact_uri(cfg.source.uri)}",
-              file=sys.stderr)  # fmt: skip
-    if empty and args.strict:
-        raise ConfigError(f"source.include: {', '.join(map(repr, empty))} matches nothing (--strict)")
+    where = redact_uri(cfg.source.uri)
+    if found["objects"] == 0:
+        problem = f"source.include: nothing under {where} is selected"
+    elif empty:
+        shown = ", ".join(map(repr, empty[:8])) + (f" and {len(empty) - 8} more" if len(empty) > 8 else "")
+        of = len(found["per_include"])
+        problem = f"source.include: {len(empty)} of {of} globs match nothing under {where}: {shown}"
+    else:
+        problem = None
+    if problem and args.strict:
+        raise ConfigError(f"{problem} (--strict)")
+    if problem:
+        print(f"unitok: warning: {problem}", file=sys.stderr)
     print(
         f"{args.config}: valid (source {redact_uri(cfg.source.uri)}: {found['objects']} objects selected → "
         f"output {redact_uri(cfg.output.uri)}, engine {cfg.engine.name})"
@@ -206,6 +214,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def format_plan(r: dict[str, Any]) -> str:
+    from unitok.pipeline.stages.plan import REASONS
+
     p, e = r["plan"], r["estimate"]
     mib = r["bytes"] / 2**20
     lines = [
@@ -213,7 +223,7 @@ def format_plan(r: dict[str, Any]) -> str:
         f"listed     {r['listed']['objects']} objects, {r['listed']['bytes'] / 2**20:.1f} MiB",
         f"plan       {p['convert']} to convert, {p['rechunk']} to re-chunk, {p['embed']} to re-embed, "
         f"{p['check_content']} to check by content, {p['carried']} unchanged, {p['deleted']} deleted",
-        *[f"           {why}: {n}" for why, n in p["reasons"].items()],
+        *[f"           {REASONS.get(why, why)}: {n}" for why, n in p["reasons"].items()],
         f"to convert {r['objects']} objects, {mib:.1f} MiB"
         + (f" (probed {r['sampled']['probed']} of {r['sampled']['of']}, the rest extrapolated)"
            if "sampled" in r else ""),

@@ -419,7 +419,7 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
             "check_content": by_action.get(REFRESH, 0),
             "carried": plan.carried,
             "deleted": len(plan.deleted),
-            "reasons": {REASONS[k]: n for k, n in plan.reasons.items()},
+            "reasons": dict(plan.reasons),  # the same keys as run --json's (stages.plan.REASONS says them)
         },
         **inv,
         "estimate": {**estimate(inv, cfg, workers, executor, rates, largest), "executor_why": why},

@@ -33,7 +33,9 @@ def test_every_readme_snippet_runs(tmp_path):
     work.mkdir()
     for folder in ("configs", "sample"):
         shutil.copytree(REPO / folder, work / folder)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # As a user runs them: without the tests' torchvision shim on the path.
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and not p.endswith("shims")]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.pathsep.join(path)}
     for n, (lang, code) in enumerate(BLOCKS):
         where = f"README block {n} ({lang}):\n{code}"
         if lang == "yaml":

