@@ -219,6 +219,18 @@ def with_stored_files(convert: pa.Table, output: RunOutput) -> pa.Table:
     return convert.append_column("stored", pa.array(column, pa.string()))
 
 
+def list_source(cfg: JobConfig) -> tuple[Any, pa.Table]:
+    """The source's store and its listing (include/exclude applied), as run and plan see it."""
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
+    return store, listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))
+
+
+def plan_for(cfg: JobConfig, listing: pa.Table, previous: pa.Table) -> Any:
+    """stages.plan's plan of this config against the last run's state."""
+    return plan_run(listing, previous, cfg.run_mode, fingerprints(cfg), PIPELINE_VERSION,
+                    cfg.runtime.on_pipeline_upgrade)  # fmt: skip
+
+
 def with_environment_endpoints(cfg: JobConfig) -> JobConfig:
     """S3 endpoints set the standard way (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL), written into the
     config the workers get: a worker on another machine does not have the driver's environment."""
@@ -258,8 +270,7 @@ def run_job(
     if cfg.output.lancedb is not None and cfg.chunking.enabled:
         check_lancedb_location(cfg.output.lancedb.uri)
 
-    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
-    listing = listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))
+    store, listing = list_source(cfg)
     summary.objects = listing.num_rows
     log.info("listed %d objects under %s", listing.num_rows, summary.source_uri)
     summary.skipped_links = getattr(store, "skipped_links", 0)
@@ -271,10 +282,7 @@ def run_job(
     ) as output:
         summary.mode = cfg.run_mode
         previous = output.previous_rows("objects", OBJECTS_SCHEMA.names)
-        rt = cfg.runtime
-        plan = plan_run(
-            listing, previous, summary.mode, fingerprints(cfg), PIPELINE_VERSION, rt.on_pipeline_upgrade
-        )
+        plan = plan_for(cfg, listing, previous)
         del previous
         plan.convert = with_stored_files(plan.convert, output)
         summary.carried_objects, summary.reasons = plan.carried, plan.reasons
@@ -375,16 +383,14 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
 
     cfg = with_environment_endpoints(cfg)
     check_engines(cfg)
-    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
-    listing = listing_table(store.list_objects(cfg.source.include, cfg.source.exclude))
+    store, listing = list_source(cfg)
     out = cfg.output
     previous = OBJECTS_SCHEMA.empty_table()
-    exists = out.uri.startswith("s3://") or os.path.isdir(out.uri.removeprefix("file://"))
-    if exists and cfg.run_mode == "incremental":
+    # A full run deletes what is gone too: the last run's state is read in either mode (never created).
+    if out.uri.startswith("s3://") or os.path.isdir(out.uri.removeprefix("file://")):
         with RunOutput(out.uri, out.s3.model_dump(), out.compression, out.table_config) as output:
             previous = output.previous_rows("objects", OBJECTS_SCHEMA.names)
-    plan = plan_run(listing, previous, cfg.run_mode, fingerprints(cfg), PIPELINE_VERSION,
-                    cfg.runtime.on_pipeline_upgrade)  # fmt: skip
+    plan = plan_for(cfg, listing, previous)
     actions = pc.value_counts(plan.convert["action"]).to_pylist() if plan.convert.num_rows else []
     by_action = {a["values"]: a["counts"] for a in actions}
     to_convert = plan.convert.filter(pc.equal(plan.convert["action"], CONVERT))

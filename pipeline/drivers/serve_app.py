@@ -78,23 +78,22 @@ class Engines:
     """Engine replicas: a file's bytes in, the rows a job writes for it out."""
 
     def __init__(self, cfg_data: dict[str, Any]):
-        from unitok.actors.registry import engine_options
-        from unitok.pipeline.stages.convert import EnginePool
-
         self.cfg = JobConfig.model_validate(cfg_data)
         self._pools: dict[str, Any] = {}
         self._chunkers: dict[str, Any] = {}
-        self._engine_options = engine_options
-        self._pool_cls = EnginePool
         self.pool(self.cfg)  # loaded before the replica reports ready
         if self.cfg.chunking.enabled:
             self.chunking(self.cfg).load()
 
     def pool(self, cfg: JobConfig) -> Any:
-        options = self._engine_options(cfg)
+        """The engines of these settings (one set per OCR language choice), loaded once."""
+        from unitok.actors.registry import engine_options
+        from unitok.pipeline.stages.convert import EnginePool
+
+        options = engine_options(cfg)
         key = repr(sorted(options.items()))
         if key not in self._pools:
-            self._pools[key] = self._pool_cls(options)
+            self._pools[key] = EnginePool(options)
         return self._pools[key]
 
     def chunking(self, cfg: JobConfig) -> Any:
