@@ -248,3 +248,39 @@ def test_unitok_serve_answers_then_drains_on_sigterm_with_one_line(tmp_path):
     err = (tmp_path / "serve.log").read_text()
     assert proc.returncode == 0, err[-3000:]
     assert "unitok: stopped serving" in err and "Traceback" not in err and "Fatal Python error" not in err
+
+
+def test_a_task_lost_with_its_engine_replica_reports_failure(api, tmp_path):
+    """An engine replica killed while it converts an async task's file: the task ends as a failure with
+    the reason, never pending forever (the replica is held at a pause point, then killed)."""
+    import ray
+    from ray import serve
+    from unitok.pipeline.core.testhooks import wait_reached
+    from unitok.pipeline.drivers.serve import build_app
+
+    url, _, _ = api
+    held = {"UNITOK_PAUSE_AT": "serve.convert", "UNITOK_PAUSE_DIR": str(tmp_path)}
+    cfg = parse_config({"source": {"uri": "/unused"}, "output": {"uri": "/unused"}})
+    # No CPU reserved: the module's two applications hold the session's two.
+    app = build_app(cfg, replicas=1, engine_actor={"num_cpus": 0, "runtime_env": {"env_vars": held}})
+    serve.run(app, name="fragile", route_prefix="/fragile")
+    try:
+        files = [("files", ("report.pdf", (SAMPLE / "field-report.pdf").read_bytes()))]
+        sub = requests.post(f"{url}/fragile/v1/convert/file/async", files=files, timeout=60)
+        assert sub.status_code == 202, sub.text
+        task = sub.json()["task_id"]
+        wait_reached(tmp_path, "serve.convert")
+        replica = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                       if a["name"].startswith("SERVE_REPLICA::fragile#Engines"))  # fmt: skip
+        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+        poll = {"task_status": "started"}
+        for _ in range(60):  # each poll waits up to 5 s for the task to end
+            poll = requests.get(f"{url}/fragile/v1/status/poll/{task}?wait=5", timeout=60).json()
+            if poll["task_status"] not in ("pending", "started"):
+                break
+        assert poll["task_status"] == "failure", poll
+        assert "Actor" in poll["error"] or "died" in poll["error"], poll["error"]
+        result = requests.get(f"{url}/fragile/v1/result/{task}", timeout=60)
+        assert result.status_code == 500 and result.json()["task_status"] == "failure"
+    finally:
+        serve.delete("fragile")

@@ -426,6 +426,13 @@ class ServeConfig(_Strict):
     result_ttl_s: float = Field(default=3600.0, gt=0, description="How long an async task's result is kept.")
     min_replicas: int = Field(default=1, ge=1, description="Engine replicas at least (autoscaled on load).")
     max_replicas: int = Field(default=1, ge=1, description="Engine replicas at most.")
+    max_batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Concurrent requests an engine replica takes in one call (converted one after another; "
+        "the replica is scaled on this many waiting).",
+    )
     api_key: str | None = Field(
         default=None, description="Requests must send it as X-Api-Key (UNITOK_API_KEY also sets it)."
     )

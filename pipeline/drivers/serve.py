@@ -20,21 +20,31 @@ from typing import Any
 from unitok.pipeline.core.config import JobConfig
 
 log = logging.getLogger("unitok")
+# The ingress writes one access line per request (method, route, status, time); Serve's own lines for
+# both deployments would add two more per request and cost the replicas CPU.
+_QUIET = {"enable_access_log": False}
 
 
-def build_app(cfg: JobConfig, replicas: int | None = None) -> Any:
-    """The Serve application: Api ingress bound to the Engines deployment."""
+def build_app(cfg: JobConfig, replicas: int | None = None, engine_actor: dict[str, Any] | None = None) -> Any:
+    """The Serve application: Api ingress bound to the Engines deployment (`engine_actor` overrides its
+    Ray actor options, e.g. a test's CPUs and environment)."""
     from unitok.pipeline.drivers.serve_app import Api, Engines
 
     s = cfg.serve
     low, high = (replicas, replicas) if replicas else (s.min_replicas, s.max_replicas)
     actor = {"num_cpus": 1, "num_gpus": cfg.engine.phi4.num_gpus if cfg.engine.uses_phi4 else 0}
-    scaling = {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1}
+    # A replica holds up to two batches (one converting, one gathering). It is scaled out as soon as a
+    # request waits behind the one converting on each: a queue of files that each take seconds (OCR,
+    # a recording) should not build up to a batch before a replica is added.
+    scaling = {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 2}
     engines = Engines.options(
-        ray_actor_options=actor,
+        ray_actor_options=actor | (engine_actor or {}),
+        max_ongoing_requests=2 * s.max_batch_size,
+        logging_config=_QUIET,
         **({"num_replicas": low} if low == high else {"autoscaling_config": scaling}),
     ).bind(cfg.model_dump())
-    return Api.options(ray_actor_options={"num_cpus": 0}).bind(engines, cfg.model_dump())
+    ingress = Api.options(ray_actor_options={"num_cpus": 0}, logging_config=_QUIET)
+    return ingress.bind(engines, cfg.model_dump())
 
 
 def build_from_args(args: dict[str, Any]) -> Any:

@@ -3,9 +3,10 @@
 - `Api`, the FastAPI ingress: authentication, limits, type detection, async tasks, metrics. It is async
   and takes many requests at once, and reads every body with a deadline, so a slow or stalled client
   holds a coroutine, never a worker: /health and other requests answer meanwhile.
-- `Engines`, the replicas holding the engines (and models): one file at a time each (Tesseract and the
-  models are not thread-safe), autoscaled between serve.min_replicas and serve.max_replicas on the
-  requests waiting for them. They convert with the same stage functions as a job (stages.convert_file).
+- `Engines`, the replicas holding the engines (and models): concurrent requests batched into one call
+  (`@serve.batch`), their files converted one at a time (Tesseract and the models are not thread-safe),
+  autoscaled between serve.min_replicas and serve.max_replicas on the requests waiting for them. They
+  convert with the same stage functions as a job (stages.convert_file).
 
 Routes: POST /v1/convert/file (multipart `files`, options as form fields), POST /v1/convert/source (JSON
 `{"sources": [{"kind": "s3" | "file", "uri": ...}], "options": {...}}`, only under serve.allowed_sources),
@@ -73,14 +74,24 @@ def with_options(cfg: JobConfig, options: dict[str, Any]) -> JobConfig:
         raise HTTPException(422, f"bad option: {str(e).splitlines()[-1]}") from None
 
 
-@serve.deployment(max_ongoing_requests=1)
+@serve.deployment
 class Engines:
-    """Engine replicas: a file's bytes in, the rows a job writes for it out."""
+    """Engine replicas: a file's bytes in, the rows a job writes for it out.
+
+    Concurrent requests are gathered into batches (`@serve.batch`, up to serve.max_batch_size files), so
+    one replica call and one wake-up serve several files, and the replica queues them itself instead of
+    the router probing busy replicas. The files of a batch are converted one after another on one
+    thread (Tesseract and the models are not thread-safe); engine batches stay per file, so a file's
+    rows are byte-identical to a job's whatever else shares its batch."""
 
     def __init__(self, cfg_data: dict[str, Any]):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.cfg = JobConfig.model_validate(cfg_data)
         self._pools: dict[str, Any] = {}
         self._chunkers: dict[str, Any] = {}
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="unitok-engines")
+        self._batched.set_max_batch_size(self.cfg.serve.max_batch_size)
         self.pool(self.cfg)  # loaded before the replica reports ready
         if self.cfg.chunking.enabled:
             self.chunking(self.cfg).load()
@@ -108,17 +119,34 @@ class Engines:
     def ready(self) -> bool:
         return True
 
-    def convert(self, data: bytes, name: str, uri: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    async def convert(self, data: bytes, name: str, uri: str | None, options: dict[str, Any]) -> dict:
+        outcome = await self._batched((data, name, uri, options))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def _batched(self, items: list[tuple[bytes, str, str | None, dict[str, Any]]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: [self._one(*item) for item in items])
+
+    def _one(self, data: bytes, name: str, uri: str | None, options: dict[str, Any]) -> Any:
+        """One file's result, or the exception it raised (it fails that request, not its batch)."""
+        from unitok.pipeline.core.testhooks import checkpoint
         from unitok.pipeline.stages.convert_file import convert_file
 
-        cfg = with_options(self.cfg, options) if options else self.cfg
-        run_id = f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="unitok-serve-") as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(data)
-            out = convert_file(path, name, cfg, self.pool(cfg), run_id, uri=uri,
-                               chunking=self.chunking(cfg) if cfg.chunking.enabled else None)  # fmt: skip
+        checkpoint("serve.convert")  # a test may kill the replica here
+        try:
+            cfg = with_options(self.cfg, options) if options else self.cfg
+            run_id = f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="unitok-serve-") as tmp:
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                out = convert_file(path, name, cfg, self.pool(cfg), run_id, uri=uri,
+                                   chunking=self.chunking(cfg) if cfg.chunking.enabled else None)  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - handed to the waiting request
+            return e
         out.setdefault("chunks", [])
         failed_object = any(e["segment_index"] < 0 for e in out["errors"])
         out["status"] = ("failure" if out["document"] is None else
