@@ -4,35 +4,50 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
 CORPUS := $(SHARED)/corpus
-HASH := $(shell cat pyproject.toml infra/install-system-deps.sh Makefile | cksum | cut -d' ' -f1)
+HASH := $(shell cat pyproject.toml constraints.txt infra/install-system-deps.sh Makefile | cksum | cut -d' ' -f1)
+BASE := $(VENV)/.base-$(HASH)
 CORE := $(VENV)/.core-$(HASH)
 FULL := $(VENV)/.full-$(HASH)
+# Every install is held to the lock, so extras added in any order, at any time, get the same versions.
+PIP := $(BIN)/pip install -q -c constraints.txt
+# On a CPU machine that downloads torch from PyPI, PyPI's Linux wheel is the CUDA build (about 4 GB with
+# its nvidia-* wheels): make install TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build.
+TORCH_INDEX ?=
+EXTRA_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
 export RAY_AUTH_MODE ?= disabled
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: install demo demo-s3 test lint bench fuzz soak clean
+.PHONY: install demo demo-s3 test lint lock bench fuzz soak clean
 
 install: $(FULL)
 
-# The pipeline with its CPU engines (text layers, Tesseract).
-$(CORE):
+# The pipeline with its CPU engines (text layers, Tesseract, Whisper): no torch, CUDA or triton.
+$(BASE):
 	bash infra/install-system-deps.sh
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(PIP) -e .
+	rm -f $(VENV)/.base-* && touch $@
+
+# Plus the test and lint tools.
+$(CORE): $(BASE)
+	$(PIP) -e ".[dev]"
 	rm -f $(VENV)/.core-* && touch $@
 
-# Plus Phi-4-multimodal (torch 2.13.0 CPU wheel, transformers) for the engine's CPU tests, Ray Serve and Beam.
+# Every extra that runs on a CPU machine: Phi-4 and embeddings (torch 2.13.0), Ray Serve, Beam, LanceDB.
 $(FULL): $(CORE)
-	$(BIN)/pip install -q -e ".[dev,phi4,serve,beam]"
-	# transformers' image processors import torchvision; PyPI has only CUDA builds of it, so it goes in
-	# without its deps (it must not replace the CPU torch); the tests add a shim for its import.
-	$(BIN)/pip install -q --no-deps torchvision==0.28.0
+	$(PIP) $(EXTRA_INDEX) -e ".[dev,phi4,embeddings,serve,beam,lancedb]"
+	$(BIN)/pip check
 	rm -f $(VENV)/.full-* && touch $@
 
+# Rewrite the lock from pyproject.toml's pins (every extra, resolved together for Linux x86_64, Python 3.11).
+lock: $(CORE)
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q -o constraints.txt
+
 # The corpus (or sample/) with configs/demo.yaml; where the corpus has no video, also sample/talk.mp4.
-demo: $(CORE)
+demo: $(BASE)
 	@src=$$( [ -d "$(CORPUS)" ] && echo "$(CORPUS)" || echo sample ); \
 	echo "converting $$src with configs/demo.yaml"; \
 	$(BIN)/unitok run configs/demo.yaml --source "$$src" --output out/demo && \
@@ -63,7 +78,7 @@ lint: $(CORE)
 	$(BIN)/lint-imports --no-cache
 
 bench: $(FULL)
-	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(PIP) -e ".[dev,bench]"
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_pptx.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_fidelity.py

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from unitok.actors.contract import EngineSetupError
 from unitok.actors.torch_compat import import_torchvision_safely
+from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.core.workerenv import pin_native_threads
 
 
@@ -29,7 +30,9 @@ class TextEmbedder:
             import_torchvision_safely()
             from transformers import AutoModel, AutoTokenizer
         except ImportError as e:
-            raise EngineSetupError(f"embedding needs torch and transformers ({e.name} is missing)") from None
+            raise EngineSetupError(
+                f"embedding needs torch and transformers ({e.name} is missing): {install_hint('embeddings')}"
+            ) from None
         folder = Path(model or default_model_path())
         if not folder.is_dir():
             raise EngineSetupError(f"embedding.model: folder {folder} does not exist")

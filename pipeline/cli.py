@@ -19,9 +19,11 @@ import sys
 import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from unitok.pipeline.core.config import ConfigError, JobConfig, OutputConfig, load_config
+from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.core.redact import redact_text, redact_uri
 from unitok.pipeline.core.version import PIPELINE_VERSION
 
@@ -90,7 +92,35 @@ def format_summary(s: Any) -> str:
     return "\n".join(lines)
 
 
+def _serve_config_jobs(path: str) -> list[str] | None:
+    """The job configs a Ray Serve config file's unitok applications name (`args.config`), or None when
+    the file is not a Serve config."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # the job-config loader says what is wrong with it
+    if not isinstance(doc, dict) or not isinstance(doc.get("applications"), list):
+        return None
+    jobs = []
+    for i, app in enumerate(doc["applications"]):
+        if not isinstance(app, dict) or not str(app.get("import_path", "")).startswith("unitok."):
+            raise ConfigError(f"applications[{i}].import_path: not a unitok application")
+        job = (app.get("args") or {}).get("config")
+        if not isinstance(job, str):
+            raise ConfigError(f"applications[{i}].args.config: the job config the application serves")
+        jobs.append(job)
+    return jobs
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    jobs = _serve_config_jobs(args.config)
+    if jobs is not None:  # a Ray Serve config (serve run / serve deploy): its applications' job configs
+        for job in jobs:
+            cmd_validate(argparse.Namespace(**{**vars(args), "config": job}))
+        print(f"{args.config}: valid (a Ray Serve config serving {', '.join(jobs)})")
+        return EXIT_OK
     cfg, _ = _load(args)
     from unitok.connectors.local import SourceNotFound
     from unitok.connectors.store import open_store
@@ -159,7 +189,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         missing = (e.name or "a package").split(".")[0]
         raise EngineSetupError(
-            f"serve needs Ray Serve ({missing} is missing): pip install -e '.[serve]'"
+            f"serve needs Ray Serve ({missing} is missing): {install_hint('serve')}"
         ) from None
     from unitok.pipeline.drivers.serve import serve_forever
 

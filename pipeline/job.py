@@ -20,6 +20,7 @@ from unitok.actors.contract import EngineSetupError
 from unitok.connectors.output import RunOutput, check_lancedb_location, check_output_location
 from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.core.fingerprint import fingerprints
 from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import OBJECTS_SCHEMA
@@ -143,7 +144,7 @@ def check_engines(cfg: JobConfig) -> None:
         preflight(cfg)
     if cfg.runtime.executor == "beam":
         if importlib.util.find_spec("apache_beam") is None:
-            raise EngineSetupError("runtime.executor: beam needs apache-beam: pip install -e '.[beam]'")
+            raise EngineSetupError(f"runtime.executor: beam needs apache-beam: {install_hint('beam')}")
         from unitok.pipeline.drivers.beam import check_beam
 
         check_beam(cfg)

@@ -80,8 +80,13 @@ def test_worker_bounds_are_checked():
 def test_shipped_configs_validate():
     from pathlib import Path
 
-    for p in sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml")):
-        if p.name == "serve.yaml":  # a Ray Serve config, not a job: tests/test_serve.py checks it
+    from unitok.pipeline.cli import _serve_config_jobs
+
+    repo = Path(__file__).resolve().parent.parent
+    for p in sorted(repo.joinpath("configs").glob("*.yaml")):
+        jobs = _serve_config_jobs(str(p))
+        if jobs is not None:  # a Ray Serve config: validate checks the job configs it serves
+            assert p.name == "serve.yaml" and all((repo / job).is_file() for job in jobs), jobs
             continue
         cfg, _ = load_config(p)
         if cfg.runtime.executor == "beam":  # its runner and options are checked against Beam too

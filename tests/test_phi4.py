@@ -161,7 +161,10 @@ def test_vllm_engine_is_refused_clearly_where_vllm_is_absent(monkeypatch, tmp_pa
         pytest.skip("vllm is installed here")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "engine": {"name": "vllm"}})
-    with pytest.raises(EngineSetupError, match=r"engine.name: vllm needs vllm .*pip install -e '.\[vllm\]'"):
+    with pytest.raises(
+        EngineSetupError,
+        match=r"engine.name: vllm needs vllm .*pip install -c constraints.txt -e '.\[vllm\]'",
+    ):
         preflight(cfg)
     missing = parse_config(
         {

@@ -209,7 +209,10 @@ def test_serve_without_fastapi_installed_names_the_extra(tmp_path: Path, monkeyp
     job.write_text("source: {uri: /unused}\noutput: {uri: /unused}\n")
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the serve extra were not installed
     assert main(["serve", str(job)]) == 2
-    assert "serve needs Ray Serve (fastapi is missing): pip install -e '.[serve]'" in capsys.readouterr().err
+    assert (
+        "serve needs Ray Serve (fastapi is missing): pip install -c constraints.txt -e '.[serve]'"
+        in capsys.readouterr().err
+    )
 
 
 def test_the_serve_config_file_names_a_real_builder():

