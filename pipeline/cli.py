@@ -441,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
+    if not args.verbose:  # botocore says at INFO where it found credentials, on every client it makes
+        logging.getLogger("botocore").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         commands = {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve, "changes": cmd_changes,
