@@ -72,7 +72,10 @@ def test_core_kinds_pass_kubernetes_validate_strict():
     for name, doc in manifests():
         if doc["apiVersion"].startswith("ray.io/"):
             continue
-        kubernetes_validate.validate(doc, "1.33.0", strict=True)  # raises with the field and the reason
+        try:
+            kubernetes_validate.validate(doc, "1.33.0", strict=True)
+        except Exception as e:  # noqa: BLE001 - the field and the reason, with the file
+            raise AssertionError(f"{name}: {e}") from None
         checked += 1
     assert checked >= 5, checked
     cron = next(doc for _, doc in manifests() if doc["kind"] == "CronJob")
