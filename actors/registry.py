@@ -7,12 +7,13 @@ import importlib
 from typing import Any
 
 from unitok.actors.contract import Engine
-from unitok.actors.routing import PDF_TEXT, PHI4, SLIDE_TEXT, TESSERACT, VLLM, WHISPER
+from unitok.actors.routing import MARKUP, PDF_TEXT, PHI4, SLIDE_TEXT, TESSERACT, VLLM, WHISPER
 from unitok.pipeline.core.config import JobConfig
 
 ENGINES: dict[str, str] = {
     PDF_TEXT: "unitok.actors.text_layer:TextLayerEngine",
     SLIDE_TEXT: "unitok.actors.slide_text:SlideTextEngine",
+    MARKUP: "unitok.actors.markup:MarkupEngine",
     TESSERACT: "unitok.actors.ocr_tesseract:TesseractEngine",
     WHISPER: "unitok.actors.asr_whisper:WhisperEngine",
     PHI4: "unitok.actors.phi4:Phi4Engine",
@@ -30,6 +31,7 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
     }
     return {
         PDF_TEXT: {},
+        MARKUP: {},
         TESSERACT: tesseract,
         WHISPER: {"model": cfg.audio.asr_model, "language": cfg.audio.language},
         SLIDE_TEXT: {"ocr_options": tesseract},  # pictures inside slides use the same OCR settings

@@ -22,11 +22,15 @@ from unitok.pipeline.core.records import (
 # Engine names (the registry's keys, and the `route` column of work rows).
 PDF_TEXT = "pdf_text"
 SLIDE_TEXT = "slide_text"
+MARKUP = "markup"
 TESSERACT = "tesseract"
 WHISPER = "whisper"
 PHI4 = "phi4"
 VLLM = "vllm"
 NONE = ROUTE_NONE
+
+# Segments of documents that carry their text (pipeline/formats/documents.py).
+DOCUMENT_KINDS = frozenset({"section", "sheet", "table", "chapter", "message"})
 
 # Segments that take about a second of engine time each (rendered pages, keyframes, CPU ASR) go in small
 # batches, so a long document spreads over the workers and a worker holds few rendered pages: 10 minutes
@@ -55,6 +59,8 @@ def route(seg: Segment, cfg: JobConfig) -> str:
     """The engine that converts this segment."""
     if seg.status == STATUS_ERROR or seg.content == CONTENT_EMPTY:
         return NONE
+    if seg.segment_kind in DOCUMENT_KINDS:
+        return MARKUP  # the file carries its text and structure: no model reads anything
     model = model_engine(cfg)
     if seg.content == CONTENT_AUDIO:
         return model or WHISPER

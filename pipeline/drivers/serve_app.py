@@ -255,11 +255,11 @@ class Api:
 
     async def _convert_one(self, name: str, data: bytes, uri: str | None, options: dict[str, Any]) -> dict:
         from unitok.pipeline.formats.detect import sniff
+        from unitok.pipeline.formats.split import CONVERTED
 
-        ft = sniff(data[:4096])
+        ft = sniff(data[:4096], name=name)
         if data and not ft.supported and ft.mime_type not in ("application/zip", "application/x-ole-storage"):
-            raise HTTPException(415, f"{name}: content is {ft.mime_type}; unitok converts PDF, image, "
-                                "PowerPoint, audio and video files")  # fmt: skip
+            raise HTTPException(415, f"{name}: content is {ft.mime_type}; unitok converts {CONVERTED}")
         options = {k: v for k, v in options.items() if k != "filename"}
         if options:
             with_options(self.cfg, options)  # 403/422 before any work

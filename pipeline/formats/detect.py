@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,31 @@ OLE = FileType("application/x-ole-storage", "unknown", False)
 # An OOXML document (deck, document, workbook) saved with a password: an OLE container around the
 # encrypted package. Named as such so the error can say why it is not converted.
 ENCRYPTED_OFFICE = FileType("application/x-encrypted-office", "unknown", False)
-DOC = FileType("application/msword", "document", False)
-XLS = FileType("application/vnd.ms-excel", "spreadsheet", False)
-DOCX = FileType("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "document", False)
-XLSX = FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "spreadsheet", False)
+DOC = FileType("application/msword", "document", True)
+XLS = FileType("application/vnd.ms-excel", "spreadsheet", True)
+DOCX = FileType("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "document", True)
+XLSX = FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "spreadsheet", True)
+XLSM = FileType("application/vnd.ms-excel.sheet.macroEnabled.12", "spreadsheet", True)
+ODT = FileType("application/vnd.oasis.opendocument.text", "document", True)
+ODS = FileType("application/vnd.oasis.opendocument.spreadsheet", "spreadsheet", True)
+EPUB = FileType("application/epub+zip", "ebook", True)
+MSG = FileType("application/vnd.ms-outlook", "email", True)
+EML = FileType("message/rfc822", "email", True)
+HTML = FileType("text/html", "web", True)
+XHTML = FileType("application/xhtml+xml", "web", True)
+MARKDOWN = FileType("text/markdown", "text", True)
+PLAIN = FileType("text/plain", "text", True)
+CSV = FileType("text/csv", "spreadsheet", True)
+TSV = FileType("text/tab-separated-values", "spreadsheet", True)
 ZIP = FileType("application/zip", "unknown", False)
 EMPTY = FileType("application/x-empty", "unknown", False)
-TEXT = FileType("text/plain", "unknown", False)
+TEXT = FileType("text/plain", "unknown", False)  # text of a kind this version does not convert (code, data)
+_TEXT_BY_EXTENSION = {".md": MARKDOWN, ".markdown": MARKDOWN, ".txt": PLAIN, ".text": PLAIN, ".csv": CSV,
+                      ".tsv": TSV, ".tab": TSV}  # fmt: skip
+_ODF = {ODT.mime_type: ODT, ODS.mime_type: ODS}
+_MAIL_HEADER = re.compile(
+    rb"^(return-path|received|from|to|subject|date|mime-version|message-id|delivered-to|x-[\w-]+):", re.I
+)
 UNKNOWN = FileType("application/octet-stream", "unknown", False)
 _AV = {
     "wav": FileType("audio/wav", "audio", True),
@@ -67,6 +86,10 @@ EXPECTED_EXTENSIONS = {
     "image/heic": {".heic", ".heif", ".hif"},
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": {".pptx", ".pptm"},
     "application/vnd.ms-powerpoint": {".ppt", ".pps"},
+    DOCX.mime_type: {".docx", ".docm", ".dotx"},
+    XLSX.mime_type: {".xlsx", ".xltx"},
+    XLSM.mime_type: {".xlsm"},
+    EPUB.mime_type: {".epub"},
 }
 
 
@@ -82,7 +105,22 @@ def _ooxml_kind(path: Path) -> FileType:
     if "word/document.xml" in names:
         return DOCX
     if "xl/workbook.xml" in names:
-        return XLSX
+        try:
+            with zipfile.ZipFile(path) as z:
+                types = z.read("[Content_Types].xml")[: 1 << 20] if "[Content_Types].xml" in names else b""
+        except (zipfile.BadZipFile, OSError, KeyError):
+            types = b""
+        return XLSM if b"macroEnabled" in types else XLSX
+    if "mimetype" in names:  # EPUB and ODF name their type in a first, stored member
+        try:
+            with zipfile.ZipFile(path) as z:
+                declared = z.read("mimetype")[:100].decode("ascii", errors="replace").strip()
+        except (zipfile.BadZipFile, OSError, KeyError):
+            declared = ""
+        if declared == EPUB.mime_type:
+            return EPUB
+        if declared in _ODF:
+            return _ODF[declared]
     return ZIP
 
 
@@ -103,11 +141,15 @@ def _ole_kind(path: Path) -> FileType:
         return DOC
     if "Workbook" in streams or "Book" in streams:
         return XLS
+    if any(s.startswith("__substg1.0_") for s in streams):
+        return MSG
     return OLE
 
 
-def sniff(head: bytes, path: Path | None = None) -> FileType:
-    """Decide the type from the first bytes (and, for zip containers, the member names)."""
+def sniff(head: bytes, path: Path | None = None, name: str | None = None) -> FileType:
+    """Decide the type from the first bytes (and, for zip containers, the member names). Text is typed
+    by its content where it says (HTML, e-mail headers), else by the name's extension (`name`, else the
+    path's): Markdown, plain text, CSV and TSV look alike."""
     if not head:
         return EMPTY
     # PDF readers accept the header anywhere in the first 1 KiB.
@@ -150,17 +192,34 @@ def sniff(head: bytes, path: Path | None = None) -> FileType:
         return _ooxml_kind(path) if path is not None else ZIP
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return _ole_kind(path) if path is not None else OLE
+    suffix = Path(name or (path.name if path is not None else "")).suffix.lower()
     try:
         head.decode("utf-8")
-        return TEXT
-    except UnicodeDecodeError:
-        return UNKNOWN
+    except UnicodeDecodeError as e:
+        # Not UTF-8 (a character cut at the end of the head aside): text in another encoding has no NUL.
+        if e.start < len(head) - 4 and b"\x00" in head:
+            return UNKNOWN
+    return _text_kind(head, suffix)
 
 
-def sniff_file(path: Path) -> FileType:
+def _text_kind(head: bytes, suffix: str) -> FileType:
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1024].lower()
+    if start.startswith((b"<!doctype html", b"<html")) or (start.startswith(b"<?xml") and b"<html" in start):
+        return XHTML if b"xhtml" in start[:300] and start.startswith(b"<?xml") else HTML
+    if suffix in (".html", ".htm", ".xhtml") and start.startswith(b"<"):
+        return HTML
+    lines = start.split(b"\n", 3)
+    if suffix in (".eml", "") and sum(bool(_MAIL_HEADER.match(ln)) for ln in lines[:3]) >= 2:
+        return EML
+    if suffix == ".eml" and _MAIL_HEADER.match(lines[0]):
+        return EML
+    return _TEXT_BY_EXTENSION.get(suffix, TEXT)
+
+
+def sniff_file(path: Path, name: str | None = None) -> FileType:
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
-    return sniff(head, path)
+    return sniff(head, path, name)
 
 
 def extension_warning(ft: FileType, name: str) -> str | None:

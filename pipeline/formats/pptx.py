@@ -46,29 +46,31 @@ def check_zip(path: Path, max_uncompressed: int) -> None:
         )
 
 
-def _soffice() -> str:
+def _soffice(error: type[Exception]) -> str:
     exe = shutil.which("soffice") or shutil.which("libreoffice")
     if not exe:
-        raise DeckOpenError("LibreOffice is not installed (apt-get install libreoffice-impress)")
+        raise error("LibreOffice is not installed (infra/install-system-deps.sh installs it)")
     return exe
 
 
-def libreoffice_convert(src: Path, fmt: str, out_dir: Path, timeout_s: float) -> Path:
-    """soffice --headless --convert-to FMT with a private profile, so parallel conversions don't collide."""
+def libreoffice_convert(
+    src: Path, fmt: str, out_dir: Path, timeout_s: float, error: type[Exception] = DeckOpenError,
+    what: str = "deck",
+) -> Path:  # fmt: skip
+    """soffice --headless --convert-to FMT with a private profile, so parallel conversions don't collide.
+    A failure raises `error` saying what (the deck, the document) could not be converted."""
     profile = Path(tempfile.mkdtemp(prefix="unitok-lo-profile-"))
     try:
-        cmd = [_soffice(), f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
+        cmd = [_soffice(error), f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
                "--convert-to", fmt, "--outdir", str(out_dir), str(src)]  # fmt: skip
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise DeckOpenError(
-                f"LibreOffice conversion to {fmt} timed out after {timeout_s:.0f} s"
-            ) from None
+            raise error(f"LibreOffice conversion to {fmt} timed out after {timeout_s:.0f} s") from None
         out = out_dir / (src.stem + "." + fmt.split(":")[0])
         if proc.returncode != 0 or not out.is_file():
             detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DeckOpenError(f"LibreOffice could not convert the deck to {fmt} ({detail[0]})")
+            raise error(f"LibreOffice could not convert the {what} to {fmt} ({detail[0]})")
         return out
     finally:
         shutil.rmtree(profile, ignore_errors=True)

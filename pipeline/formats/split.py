@@ -14,10 +14,14 @@ from unitok.connectors.s3 import SourceError
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import Renditions, Segment, make_doc_id
 from unitok.pipeline.formats.av import MediaError, split_av
-from unitok.pipeline.formats.detect import ENCRYPTED_OFFICE, extension_warning, sniff_file
+from unitok.pipeline.formats.detect import ENCRYPTED_OFFICE, MSG, extension_warning, sniff_file
+from unitok.pipeline.formats.documents import DocumentOpenError, split_csv, split_epub, split_html, split_text
+from unitok.pipeline.formats.docx import split_docx
 from unitok.pipeline.formats.image import ImageOpenError, split_image
+from unitok.pipeline.formats.mail import MAX_DEPTH, split_eml, split_msg
 from unitok.pipeline.formats.pdf import PdfOpenError, split_pdf
 from unitok.pipeline.formats.pptx import DeckOpenError, split_pptx
+from unitok.pipeline.formats.sheets import split_sheets
 
 
 class UnsupportedType(Exception):
@@ -25,14 +29,56 @@ class UnsupportedType(Exception):
 
 
 # Expected, explained failures: the message is the reason; no traceback needed.
-_KNOWN_ERRORS = (PdfOpenError, ImageOpenError, DeckOpenError, MediaError, UnsupportedType, SourceError)
+_KNOWN_ERRORS = (
+    PdfOpenError, ImageOpenError, DeckOpenError, MediaError, UnsupportedType, SourceError, DocumentOpenError,
+)  # fmt: skip
 _SPLITTERS = {
     "pdf": split_pdf,
     "image": split_image,
     "presentation": split_pptx,
     "audio": split_av,
     "video": split_av,
+    "document": split_docx,
+    "web": split_html,
+    "text": split_text,
+    "ebook": split_epub,
 }
+_TABLES = {"text/csv", "text/tab-separated-values"}
+CONVERTED = (
+    "PDF, images, PowerPoint, Word, spreadsheets (XLSX, XLS, ODS, CSV, TSV), HTML, Markdown and text, "
+    "EPUB, e-mail (EML, MSG), audio and video"
+)
+
+
+def explained(e: Exception) -> bool:
+    """Whether the error's message is its whole reason (no traceback needed in the error row)."""
+    return isinstance(e, _KNOWN_ERRORS)
+
+
+def _splitter(mime_type: str, modality: str, needs: Renditions):
+    """The splitter of a type: (path, base, cfg) → segments. E-mail splitters get this dispatch for
+    their attachments."""
+
+    def child(path: Path, base: Segment, cfg: JobConfig, depth: int = 0, budget=None, prefix=None):
+        ft = sniff_file(path)  # the attachment's own name, kept in its temporary file's
+        if not ft.supported:
+            raise UnsupportedType(f"content is {ft.mime_type}; this version converts {CONVERTED}")
+        base.mime_type, base.modality = ft.mime_type, ft.modality
+        if ft.modality == "email":
+            if depth > MAX_DEPTH:
+                raise DocumentOpenError(f"messages nested more than {MAX_DEPTH} deep are not opened")
+            split = split_msg if ft == MSG else split_eml
+            return split(path, base, cfg, child, depth, budget, prefix)
+        return _splitter(ft.mime_type, ft.modality, needs)(path, base, cfg)
+
+    if modality == "email":
+        split = split_msg if mime_type == MSG.mime_type else split_eml
+        return lambda path, base, cfg: split(path, base, cfg, child)
+    if mime_type in _TABLES:
+        return lambda path, base, cfg: split_csv(path, base, cfg)
+    if modality == "spreadsheet":
+        return lambda path, base, cfg: split_sheets(path, base, cfg)
+    return lambda path, base, cfg: _SPLITTERS[modality](path, base, cfg, needs)
 
 
 def fetch_error(obj: ObjectInfo, e: Exception) -> Segment:
@@ -62,7 +108,7 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -
         if not base.source_version:
             base.source_version = sha256_file(path)
         base.doc_id = make_doc_id(base.source_uri, base.source_version)
-        ft = sniff_file(path)
+        ft = sniff_file(path, obj.key)
         base.mime_type, base.modality = ft.mime_type, ft.modality
         if obj.size == 0:
             raise UnsupportedType("empty file (0 bytes)")
@@ -73,14 +119,12 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -
             )
         if not ft.supported:
             raise UnsupportedType(
-                f"content is {ft.mime_type} (name {obj.key!r}); "
-                "this version converts PDF, image, PowerPoint, audio and video files"
+                f"content is {ft.mime_type} (name {obj.key!r}); this version converts {CONVERTED}"
             )
         warning = extension_warning(ft, obj.key)
         if warning:
             base.warnings.append(warning)
-        splitter = _SPLITTERS[ft.modality]
-        for seg in splitter(path, base, cfg, needs):
+        for seg in _splitter(ft.mime_type, ft.modality, needs)(path, base, cfg):
             next_index = seg.segment_index + 1
             yield seg
     except Exception as e:  # noqa: BLE001 - every failure becomes an error row

@@ -1,0 +1,453 @@
+"""Documents that carry their own text: Markdown and plain text (kept as written), HTML and XHTML (the main
+content as Markdown), EPUB (chapters), CSV/TSV (tables). Word, spreadsheets and e-mail have modules of their
+own (docx.py, sheets.py, mail.py) and share the section helpers here.
+
+A document becomes sections along its headings, each with its heading path; a section longer than
+documents.max_segment_chars is cut at paragraph boundaries. Each segment carries its Markdown for the markup
+engine (actors/markup.py), which hands it on: these formats need no model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.markdown import md_table
+from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_TEXT, Segment
+
+_ATX = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
+_FENCE = re.compile(r"^(```|~~~)")
+
+
+class DocumentOpenError(Exception):
+    """A document that cannot be read (corrupt, encrypted, too large): the reason is the message."""
+
+
+# -- sections -------------------------------------------------------------------------------------------
+
+
+def markdown_sections(markdown: str) -> list[tuple[list[str], str]]:
+    """(heading path, text) of each section of a Markdown text, cut before each ATX heading outside code
+    fences; the text is kept as written (trailing blank lines aside)."""
+    sections: list[tuple[list[str], list[str]]] = [([], [])]
+    path: list[tuple[int, str]] = []
+    fenced = False
+    for line in markdown.splitlines():
+        if _FENCE.match(line.lstrip()):
+            fenced = not fenced
+        m = None if fenced else _ATX.match(line)
+        if m:
+            level = len(m[1])
+            path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, m[2].strip())]
+            sections.append(([t for _, t in path], []))
+        sections[-1][1].append(line)
+    out = []
+    for heads, lines in sections:
+        text = "\n".join(lines).strip("\n")
+        if text.strip():
+            out.append((heads, text))
+    return out
+
+
+def bounded(text: str, limit: int) -> list[str]:
+    """text in pieces of at most `limit` characters, cut at blank lines (then at line ends, then hard), so a
+    long section becomes several segments and no word is lost or split where a boundary exists."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for block in re.split(r"(\n\s*\n)", text):
+        if len(current) + len(block) <= limit:
+            current += block
+            continue
+        if current.strip():
+            pieces.append(current.strip("\n"))
+        current = ""
+        while len(block) > limit:  # one paragraph longer than the limit: at a line end, else hard
+            cut = block.rfind("\n", 0, limit)
+            cut = cut if cut > limit // 2 else block.rfind(" ", 0, limit)
+            cut = cut if cut > 0 else limit
+            pieces.append(block[:cut].strip("\n"))
+            block = block[cut:].lstrip("\n ")
+        current = block
+    if current.strip():
+        pieces.append(current.strip("\n"))
+    return pieces
+
+
+def section_segments(
+    base: Segment,
+    sections: Iterable[tuple[list[str], str]],
+    cfg: JobConfig,
+    parser: str,
+    kind: str = "section",
+    start: int = 0,
+) -> Iterator[Segment]:
+    """One segment per section (several for a long one), numbered from `start`."""
+    index = start
+    for heads, text in sections:
+        for piece in bounded(text, cfg.documents.max_segment_chars):
+            seg = base.part(index, kind, CONTENT_TEXT if piece.strip() else CONTENT_EMPTY)
+            seg.heading_path = list(heads)
+            seg.structure_json = json.dumps({"markdown": piece, "parser": parser})
+            seg.warnings = list(base.warnings)
+            index += 1
+            yield seg
+
+
+def read_text(path: Path) -> tuple[str, str | None]:
+    """A text file's characters and a warning when its encoding had to be guessed (UTF-8 first, with or
+    without a byte-order mark, then charset-normalizer's best guess)."""
+    data = path.read_bytes()
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            return data.decode(codec).lstrip("\ufeff"), None
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        return data.decode(
+            "utf-8", errors="replace"
+        ), "not valid UTF-8 and no encoding fits: undecodable bytes replaced"
+    return str(best), f"not UTF-8: read as {best.encoding}"
+
+
+# -- Markdown and plain text ----------------------------------------------------------------------------
+
+
+def split_text(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
+    """Markdown and plain text, kept as written: sections along Markdown headings (plain text has none and
+    is cut at blank lines only)."""
+    text, warning = read_text(path)
+    if warning:
+        base.warnings.append(warning)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    sections = markdown_sections(text) if base.mime_type == "text/markdown" else [([], text.strip("\n"))]
+    yield from section_segments(base, [s for s in sections if s[1].strip()], cfg, "text")
+
+
+# -- HTML -----------------------------------------------------------------------------------------------
+
+_SKIP = {"script", "style", "noscript", "template", "nav", "aside", "form", "button", "select", "svg",
+         "iframe", "object", "canvas", "head", "title", "meta", "link"}  # fmt: skip
+_BLOCK = {"p", "div", "section", "article", "main", "header", "footer", "figure", "figcaption", "address",
+          "details", "summary", "dl", "dt", "dd", "center", "body", "html"}  # fmt: skip
+
+
+def _inline(el: Any) -> str:
+    """The inline Markdown of an element's content: emphasis, code, links, images' alt text, line breaks."""
+    return _inline_nodes(el.text, list(el))
+
+
+def _inline_nodes(text: str | None, children: list[Any]) -> str:
+    parts: list[str] = [_escape_inline(text or "")]
+    for child in children:
+        tag = child.tag.split("}")[-1].lower() if isinstance(child.tag, str) else ""
+        if tag in _SKIP:
+            pass
+        elif tag == "br":
+            parts.append("  \n")
+        elif tag in ("strong", "b"):
+            inner = _inline(child).strip()
+            parts.append(f"**{inner}**" if inner else "")
+        elif tag in ("em", "i"):
+            inner = _inline(child).strip()
+            parts.append(f"*{inner}*" if inner else "")
+        elif tag == "code":
+            parts.append(f"`{child.text_content()}`")
+        elif tag == "a":
+            inner = _inline(child).strip()
+            href = child.get("href") or ""
+            usable = href and not href.startswith(("javascript:", "#"))
+            parts.append(f"[{inner}]({href})" if inner and usable else inner)
+        elif tag == "img":
+            alt = (child.get("alt") or "").strip()
+            parts.append(f"<!-- image -->{' *' + alt + '*' if alt else ''}")
+        elif tag:
+            parts.append(_inline(child))
+        parts.append(_escape_inline(child.tail or ""))
+    return "".join(parts)
+
+
+def _escape_inline(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def _table(el: Any) -> str:
+    rows: list[list[str]] = []
+    spans: dict[tuple[int, int], str] = {}  # (row, col) cells a rowspan above fills
+    for r, tr in enumerate(x for x in el.iter() if isinstance(x.tag, str) and x.tag.lower().endswith("tr")):
+        row: list[str] = []
+        col = 0
+        for cell in tr:
+            if not isinstance(cell.tag, str) or cell.tag.lower().split("}")[-1] not in ("td", "th"):
+                continue
+            while (r, col) in spans:
+                row.append(spans.pop((r, col)))
+                col += 1
+            text = _inline(cell).strip()
+            colspan = max(1, min(int(cell.get("colspan", "1") or 1), 100))
+            rowspan = max(1, min(int(cell.get("rowspan", "1") or 1), 1000))
+            for c in range(colspan):
+                row.append(text)  # merged cells repeated, as for decks
+                for below in range(1, rowspan):
+                    spans[(r + below, col + c)] = text
+            col += colspan
+        while (r, col) in spans:
+            row.append(spans.pop((r, col)))
+            col += 1
+        if row:
+            rows.append(row)
+    return md_table(rows)
+
+
+def _list(el: Any, depth: int) -> list[str]:
+    ordered = el.tag.lower().endswith("ol")
+    lines: list[str] = []
+    n = int(el.get("start", "1") or 1) if ordered else 0
+    for li in el:
+        if not isinstance(li.tag, str) or not li.tag.lower().endswith("li"):
+            continue
+        nested = [c for c in li if isinstance(c.tag, str) and c.tag.lower().split("}")[-1] in ("ul", "ol")]
+        for c in nested:
+            li.remove(c)
+        text = _inline(li).strip()
+        marker = f"{n}." if ordered else "-"
+        lines.append(f"{'  ' * depth}{marker} {text}")
+        n += 1
+        for c in nested:
+            lines.extend(_list(c, depth + 1))
+    return lines
+
+
+def html_blocks(el: Any, out: list[str]) -> None:
+    """The Markdown blocks of an element, in document order."""
+    tag = el.tag.split("}")[-1].lower() if isinstance(el.tag, str) else ""
+    if not tag or tag in _SKIP:
+        return
+    if re.fullmatch(r"h[1-6]", tag):
+        text = _inline(el).strip()
+        if text:
+            out.append(f"{'#' * int(tag[1])} {text}")
+        return
+    if tag in ("ul", "ol"):
+        lines = _list(el, 0)
+        if lines:
+            out.append("\n".join(lines))
+        return
+    if tag == "table":
+        table = _table(el)
+        if table:
+            out.append(table)
+        return
+    if tag == "pre":
+        out.append("```\n" + el.text_content().strip("\n") + "\n```")
+        return
+    if tag == "blockquote":
+        inner: list[str] = []
+        for child in el:
+            html_blocks(child, inner)
+        text = "\n\n".join(inner) or _inline(el).strip()
+        if text:
+            out.append("\n".join("> " + ln if ln else ">" for ln in text.splitlines()))
+        return
+    if tag == "hr":
+        out.append("---")
+        return
+    if any(_tag(c) in _BLOCK | _STRUCT for c in el):
+        # Mixed content: runs of inline children between block children become paragraphs.
+        text, run = el.text, []
+        for child in el:
+            if _tag(child) in _BLOCK | _STRUCT:
+                para = _inline_nodes(text, run).strip()
+                if para:
+                    out.append(para)
+                html_blocks(child, out)
+                text, run = child.tail, []
+            else:
+                run.append(child)
+        para = _inline_nodes(text, run).strip()
+        if para:
+            out.append(para)
+        return
+    text = _inline(el).strip()
+    if text:
+        out.append(text)
+
+
+_STRUCT = {"h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre", "blockquote", "hr"}
+
+
+def _tag(el: Any) -> str:
+    return el.tag.split("}")[-1].lower() if isinstance(el.tag, str) else ""
+
+
+def html_markdown(data: bytes | str) -> str:
+    """An HTML or XHTML document's main content as Markdown: <main> or the one <article> when there is
+    one, else <body>; navigation, scripts, styles, forms and asides left out."""
+    from lxml import etree
+    from lxml import html as lhtml
+
+    if isinstance(data, bytes):
+        parser = lhtml.HTMLParser(encoding=_charset(data), remove_comments=True)
+    else:
+        parser = lhtml.HTMLParser(remove_comments=True)
+    try:
+        root = lhtml.document_fromstring(data, parser=parser)
+    except (etree.ParserError, ValueError) as e:
+        raise DocumentOpenError(f"not readable HTML ({e})") from None
+    main = root.xpath("//main") or root.xpath("//*[@role='main']")
+    articles = root.xpath("//article")
+    body = root.find("body")
+    top = main[0] if main else articles[0] if len(articles) == 1 else body if body is not None else root
+    for bad in top.xpath(".//header[ancestor::body] | .//footer[ancestor::body]") if not main else []:
+        if bad.getparent() is not None and top is not bad:
+            bad.getparent().remove(bad)  # site banners and footers around the content
+    out: list[str] = []
+    html_blocks(top, out)
+    return "\n\n".join(out)
+
+
+def _charset(data: bytes) -> str:
+    """The declared charset (BOM, XML declaration, <meta>), else UTF-8 when it decodes, else a guess."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    head = data[:4096].decode("ascii", errors="replace")
+    m = re.search(r"""(?i)<meta[^>]+charset=["']?([\w-]+)""", head) or re.search(
+        r"""(?i)<\?xml[^>]+encoding=["']([\w-]+)""", head
+    )
+    if m:
+        try:
+            "".encode(m[1])
+            return m[1].lower()
+        except LookupError:
+            pass
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data).best()
+        return best.encoding if best else "utf-8"
+
+
+def split_html(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
+    markdown = html_markdown(path.read_bytes())
+    yield from section_segments(base, markdown_sections(markdown), cfg, "lxml-html")
+
+
+# -- EPUB -----------------------------------------------------------------------------------------------
+
+_OPF = "{http://www.idpf.org/2007/opf}"
+
+
+def check_zip(path: Path, limit: int, what: str) -> zipfile.ZipFile:
+    """The open zip, refused when its members inflate past `limit` (a zip bomb) or its directory is bad."""
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DocumentOpenError(f"not a readable {what} (bad zip: {e})") from None
+    total = sum(i.file_size for i in z.infolist())
+    if total > limit:
+        z.close()
+        raise DocumentOpenError(
+            f"{what} inflates to {total:,} bytes, over documents.max_uncompressed_bytes={limit:,} (zip bomb?)"
+        )
+    return z
+
+
+def safe_xml(data: bytes) -> Any:
+    """Parsed XML without entity expansion, network access or DTDs (XML bombs, external entities)."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        return etree.fromstring(data, parser=parser)
+    except etree.XMLSyntaxError as e:
+        raise DocumentOpenError(f"malformed XML ({e})") from None
+
+
+def split_epub(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
+    """An EPUB's chapters in reading order (the package's spine), each its sections."""
+    with check_zip(path, cfg.documents.max_uncompressed_bytes, "EPUB") as z:
+        try:
+            container = safe_xml(z.read("META-INF/container.xml"))
+            rootfile = container.xpath("//*[local-name()='rootfile']/@full-path")[0]
+            opf = safe_xml(z.read(rootfile))
+        except (KeyError, IndexError):
+            raise DocumentOpenError("malformed EPUB: no META-INF/container.xml or package document") from None
+        folder = rootfile.rsplit("/", 1)[0] + "/" if "/" in rootfile else ""
+        items = {i.get("id"): i.get("href") for i in opf.iter(f"{_OPF}item")}
+        spine = [items.get(r.get("idref")) for r in opf.iter(f"{_OPF}itemref")]
+        index = 0
+        for n, href in enumerate(h for h in spine if h):
+            name = folder + unquote(href.split("#")[0])
+            try:
+                markdown = html_markdown(z.read(name))
+            except KeyError:
+                base.warnings.append(f"chapter {n + 1}: {name} is in the spine but not in the file")
+                continue
+            sections = markdown_sections(markdown)
+            for seg in section_segments(base, sections, cfg, "lxml-html", kind="chapter", start=index):
+                seg.page_number = n + 1  # the chapter's place in the reading order
+                index = seg.segment_index + 1
+                yield seg
+
+
+# -- CSV and TSV ----------------------------------------------------------------------------------------
+
+
+def split_csv(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
+    """A CSV or TSV file as Markdown tables of documents.max_rows_per_segment rows, each with the header."""
+    text, warning = read_text(path)
+    if warning:
+        base.warnings.append(warning)
+    delimiter = "\t" if base.mime_type == "text/tab-separated-values" else ","
+    if delimiter == ",":
+        try:
+            delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;|\t").delimiter
+        except csv.Error:
+            pass
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    limit = cfg.documents.max_rows_per_segment
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    index = cells = 0
+    for row in reader:
+        cells += len(row)
+        if cells > cfg.documents.max_cells:
+            base.warnings.append(
+                f"over documents.max_cells={cfg.documents.max_cells:,}: the rest of the rows left out"
+            )
+            break
+        if header is None:
+            header = row
+            continue
+        rows.append(row)
+        if len(rows) == limit:
+            yield _table_segment(base, index, header, rows)
+            index, rows = index + 1, []
+    if header is not None and (rows or index == 0):
+        yield _table_segment(base, index, header, rows)
+
+
+def _table_segment(base: Segment, index: int, header: list[str], rows: list[list[str]]) -> Segment:
+    seg = base.part(index, "table", CONTENT_TEXT)
+    seg.structure_json = json.dumps({"markdown": md_table([header, *rows]), "parser": "python-csv"})
+    seg.warnings = list(base.warnings)
+    return seg
