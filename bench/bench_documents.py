@@ -23,14 +23,20 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 # The words each built document holds, as its author wrote them (tests/test_documents.py's builders).
 EXPECTED = {
-    "report.docx": """ACME Water Trust Annual Report The pumps were serviced in spring. Sites Oslo depot Bergen depot
-        Harbour wing Site Filters Pumps North 1200 4 inner A inner B South 800 pending audit Read the full report
-        now online. Audited in May. Flow: Q A Callout: boil water notice Outline-level heading # not a heading,
-        a paragraph that starts with a hash Confidential draft Check the dates""",
-    "budget.xlsx": """Item Cost Date Share Pumps 1,234.50 2026-03-01 25% Filters 99 2-Apr-26 75.5% Total 1333.5
-        Notes Merged remark check the supplier Year 2019""",
-    "page.html": """Annual report Revenue grew by 12% in Q3 at Tromsø café. North Oslo South Region Sales North 10
-        x = 1 y = 2 Map of the sites""",
+    "report.docx": (
+        "ACME Water Trust Annual Report The pumps were serviced in spring. Sites Oslo depot Bergen depot "
+        "Harbour wing Site Filters Pumps North 1200 4 inner A inner B South pending audit Read the full "
+        "report now online. Audited in May. Flow: Q A Callout: boil water notice Outline-level heading "
+        "# not a heading, a paragraph that starts with a hash Confidential draft Check the dates"
+    ),
+    "budget.xlsx": (
+        "Item Cost Date Share Pumps 1,234.50 2026-03-01 25% Filters 99 2-Apr-26 75.5% Total 1333.5 Notes "
+        "Merged remark check the supplier Year 2019"
+    ),
+    "page.html": (
+        "Annual report Revenue grew by 12% in Q3 at Tromsø café. North Oslo South Region Sales North 10 "
+        "x = 1 y = 2 Map of the sites"
+    ),
 }
 
 
