@@ -88,6 +88,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_serve.py --pdf sample/scanned-memo.pdf --requests 48
+	$(BIN)/python bench/bench_documents.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -41,7 +41,9 @@ EXPECTED = {
 
 
 def words(text: str) -> Counter:
-    text = re.sub(r"<!--.*?-->|\]\([^)]*\)|[*_`|#>\[\]$\\{}]|\bfrac\b|^-{3,}$", " ", text, flags=re.M)
+    # Markup is not words: markers, link targets, list numbers, footnote labels, line breaks in cells.
+    text = re.sub(r"<!--.*?-->|<br>|\]\([^)]*\)|\[\^\w+\]:?|^\s*\d+\.\s", " ", text, flags=re.M)
+    text = re.sub(r"[*_`|#>\[\]$\\{}]|\bfrac\b|^-{3,}$", " ", text, flags=re.M)
     return Counter(w.strip(".,:;!?()").lower() for w in text.split() if w.strip(".,:;!?()-"))
 
 
