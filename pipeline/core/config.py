@@ -204,7 +204,9 @@ class AudioConfig(_Strict):
     )
     heading_every_s: float = Field(default=300.0, gt=0, description="Timestamp headings in the transcript.")
     asr_model: str | None = Field(
-        default=None, description="Local CTranslate2 Whisper folder; default: the packaged tiny.en."
+        default=None,
+        description="base: the packaged multilingual Whisper base (the asr-base extra); or a local "
+        "CTranslate2 Whisper folder; default: the packaged tiny.en (English only).",
     )
     language: str | None = Field(
         default="en",
@@ -245,7 +247,11 @@ class VideoConfig(_Strict):
 
 class OcrConfig(_Strict):
     engine: Literal["tesseract"] = Field(default="tesseract", description="The OCR engine.")
-    languages: str = Field(default="eng", description="Tesseract language codes joined by '+', e.g. eng+deu.")
+    languages: str = Field(
+        default="eng",
+        description="Tesseract language codes joined by '+', e.g. eng+deu; or auto: each image's script by "
+        "Tesseract's detection (osd), then every installed language pack of that script.",
+    )
     tessdata_dir: str | None = Field(default=None, description="Folder of *.traineddata; found if not given.")
     page_segmentation_mode: int = Field(
         default=3, ge=0, le=13, description="Tesseract's page segmentation mode."
@@ -254,7 +260,7 @@ class OcrConfig(_Strict):
     @field_validator("languages")
     @classmethod
     def _langs(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", v):
+        if v != "auto" and not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", v):
             raise ValueError("must be Tesseract codes joined by '+', e.g. 'eng' or 'eng+deu'")
         return v
 

@@ -47,6 +47,7 @@ RESULT_SCHEMA = pa.schema(
         ("engine", pa.string()),
         ("model_id", pa.string()),
         ("prompt_id", pa.string()),
+        ("language", pa.string()),  # ISO 639-1, where the engine knows it (ASR detects it per window)
         ("pipeline_version", pa.string()),
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("us", tz="UTC")),
@@ -87,6 +88,7 @@ DOCUMENTS_SCHEMA = pa.schema(
         ("n_segments", pa.int32()),
         ("n_failed_segments", pa.int32()),
         ("engines", pa.list_(pa.string())),
+        ("language", pa.string()),  # the language most of its segments' known-language text is in
         ("warnings", pa.list_(pa.string())),
         ("pipeline_version", pa.string()),
         ("run_id", pa.string()),

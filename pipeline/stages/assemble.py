@@ -151,6 +151,15 @@ def media_timeline(rows: list[dict[str, Any]], heading_every_s: float) -> list[s
     return parts
 
 
+def main_language(rows: list[dict[str, Any]]) -> str | None:
+    """The language most characters of the segments whose language is known are in (ties: the first)."""
+    weight: dict[str, int] = {}
+    for r in rows:
+        if r.get("language"):
+            weight[r["language"]] = weight.get(r["language"], 0) + len(r["markdown"] or "") + 1
+    return max(weight, key=weight.__getitem__) if weight else None
+
+
 def assemble_document(
     group: pa.Table, failures: dict[str, list[dict[str, Any]]], heading_every_s: float = 300.0
 ) -> pa.Table:
@@ -184,6 +193,7 @@ def assemble_document(
         "n_segments": len(rows),
         "n_failed_segments": len(failed),
         "engines": sorted({r["engine"] for r in rows if r["engine"]}),
+        "language": main_language(rows),
         "warnings": warnings[:MAX_DOC_WARNINGS],
         "pipeline_version": first["pipeline_version"],
         "run_id": first["run_id"],

