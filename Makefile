@@ -64,7 +64,7 @@ demo-s3: $(CORE)
 	$(BIN)/python infra/local_s3.py --source sample
 
 test: $(FULL)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # Seeded mutations of every format (300 per format; the smoke in make test runs 5): a table of outcomes and
 # every finding (a hang, a crashed worker, an exception that escaped, a file that left no row).

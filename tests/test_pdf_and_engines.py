@@ -6,6 +6,7 @@ import io
 import shutil
 
 import pytest
+import unitok
 from conftest import REPO, corpus, routed
 from handmade import MIXED, hand_pdf, mixed_direction_pdf, ruled_table, text_at
 from PIL import Image
@@ -233,3 +234,36 @@ def test_a_mesh_of_lines_with_a_few_words_is_not_a_table(tmp_path):
     (seg,) = routed(split_pdf, pdf, base(pdf.as_uri()), CFG)
     assert seg.structure_json is None or '"tables": []' in seg.structure_json
     assert seg.text_lines == ["Htt", "Below the drawing."]
+
+
+INVOICE = [["Date", "Description", "Amount"], ["2026-03-01", "Pump service", "1,200.00"],
+           ["2026-03-04", "Filters (40)", "310.50"], ["2026-03-09", "Transport", "88.00"]]  # fmt: skip
+PROSE_LEFT = ["The water committee met on Monday to", "discuss the state of the pumps in the",
+              "northern villages and the budget for", "the coming dry season months ahead."]  # fmt: skip
+PROSE_RIGHT = ["Volunteers reported that two of the", "filters at the school were clogged and",
+               "that the spare parts had not arrived", "from the supplier in the capital yet."]  # fmt: skip
+
+
+def test_a_table_without_ruling_lines_is_found_from_its_aligned_columns(tmp_path):
+    content = text_at(72, 760, "Invoice 2026-117 for the northern depot.", 12)
+    for r, row in enumerate(INVOICE):
+        for x, cell in zip((72, 200, 420), row, strict=True):
+            content += text_at(x, 720 - 18 * r, cell)
+    content += text_at(72, 620, "Payment is due within thirty days of the invoice date.")
+    (tmp_path / "invoice.pdf").write_bytes(hand_pdf(content))
+    md = unitok.convert(tmp_path / "invoice.pdf").markdown
+    assert md == (
+        "Invoice 2026-117 for the northern depot.\n\n| Date | Description | Amount |\n| --- | --- | --- |\n"
+        "| 2026-03-01 | Pump service | 1,200.00 |\n| 2026-03-04 | Filters (40) | 310.50 |\n"
+        "| 2026-03-09 | Transport | 88.00 |\n\nPayment is due within thirty days of the invoice date."
+    )
+
+
+def test_two_columns_of_prose_are_not_made_a_table(tmp_path):
+    # Drawn line by line across both columns, so each line holds two runs with a gutter between them.
+    content = "".join(text_at(72, 700 - 16 * i, a) + text_at(320, 700 - 16 * i, b)
+                      for i, (a, b) in enumerate(zip(PROSE_LEFT, PROSE_RIGHT, strict=True)))  # fmt: skip
+    (tmp_path / "columns.pdf").write_bytes(hand_pdf(content))
+    md = unitok.convert(tmp_path / "columns.pdf").markdown
+    assert "|" not in md
+    assert all(word in md for line in PROSE_LEFT + PROSE_RIGHT for word in line.split())

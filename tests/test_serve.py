@@ -130,9 +130,9 @@ def test_every_status_from_a_real_request(api, tmp_path):
     big = tmp_path / "big.pdf"
     big.write_bytes(b"%PDF-1.4\n" + b"0" * (2 << 20))
     assert upload(url, str(big)).status_code == 413
-    text = tmp_path / "notes.txt"
-    text.write_text("plain words")
-    assert upload(url, str(text)).status_code == 415
+    data = tmp_path / "settings.json"  # text, but not a kind this version converts
+    data.write_text('{"plain": "words"}')
+    assert upload(url, str(data)).status_code == 415
     corrupt = upload(url, "not-really-a.pdf")
     assert corrupt.status_code == 415  # text under a .pdf name: the bytes decide
     broken = tmp_path / "broken.pdf"

@@ -17,7 +17,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, CONTENT_TEXT, Renditions, Segment
-from unitok.pipeline.formats.pdf_tables import Table, find_tables
+from unitok.pipeline.formats.pdf_tables import COLUMN_GAP, Cell, Table, aligned_tables, find_tables
 
 _WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
 _STRIP = ".,;:!?()[]{}\"'“”‘’-–—*•·…"
@@ -169,6 +169,8 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     placed: list[tuple[int, list[list[str]]]] = []
     seen: set[int] = set()
     lines: list[str] = []
+    line_cells: list[list[Cell]] = []  # each line's runs, cut where a gap is a column's gutter
+    cur_cells: list[list] = []
     sizes: list[float] = []
     gaps: list[float] = []
     cur_text: list[str] = []
@@ -179,10 +181,11 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     cur_bold = True
 
     def flush() -> None:
-        nonlocal cur_text, cur_box, prev_bottom
+        nonlocal cur_text, cur_box, prev_bottom, cur_cells
         if cur_box is not None and cur_text:
             text = " ".join(cur_text).strip()
             if text:
+                line_cells.append([(c[0], c[1], " ".join(c[2]).strip()) for c in cur_cells])
                 height = max(cur_box[3] - cur_box[1], 1.0)
                 gap = (prev_bottom - cur_box[3]) / height if prev_bottom is not None else 0.0
                 lines.append(text)
@@ -190,7 +193,7 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 bold.append(cur_bold)
                 gaps.append(round(gap, 2))
                 prev_bottom = cur_box[1]
-        cur_text, cur_box = [], None
+        cur_text, cur_box, cur_cells = [], None, []
 
     for i in range(textpage.count_rects()):
         left, bottom, right, top = textpage.get_rect(i)
@@ -220,8 +223,14 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 touching = left - cur_box[2] < 0.1 * max(top - bottom, 1.0)
                 if touching and cur_text:
                     cur_text[-1] += text.strip()
+                    cur_cells[-1][2][-1] += text.strip()
                 else:
                     cur_text.append(text.strip())
+                    if left - cur_cells[-1][1] > COLUMN_GAP * max(top - bottom, 1.0):
+                        cur_cells.append([left, right, [text.strip()]])
+                    else:
+                        cur_cells[-1][2].append(text.strip())
+                cur_cells[-1][1] = max(cur_cells[-1][1], right)
                 cur_box = [
                     min(cur_box[0], left),
                     min(cur_box[1], bottom),
@@ -233,9 +242,25 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 continue
             flush()
         cur_text, cur_box, cur_size = [text.strip()], [left, bottom, right, top], size
+        cur_cells = [[left, right, [text.strip()]]]
         cur_bold = is_bold
     flush()
-    return PageText(lines, sizes, gaps, placed, bold)
+    blocks = aligned_tables(line_cells)
+    if not blocks:
+        return PageText(lines, sizes, gaps, placed, bold)
+    # The lines of tables without rules leave the text for tables, placed where they stood.
+    drop = {k for start, end, _ in blocks for k in range(start, end)}
+
+    def moved(index: int) -> int:
+        return index - sum(1 for k in drop if k < index)
+
+    tables = sorted(
+        [(moved(at), rows) for at, rows in placed] + [(moved(start), rows) for start, _, rows in blocks],
+        key=lambda t: t[0],
+    )
+    keep = [k for k in range(len(lines)) if k not in drop]
+    gaps = [gaps[k] for k in keep]
+    return PageText([lines[k] for k in keep], [sizes[k] for k in keep], gaps, tables, [bold[k] for k in keep])
 
 
 def _has_invisible_text(page: pdfium.PdfPage) -> bool:

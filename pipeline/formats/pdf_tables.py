@@ -127,3 +127,80 @@ def find_tables(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> list[Tabl
         if _looks_like_a_table(table.rows):
             tables.append(table)
     return sorted(tables, key=lambda t: -t.top)
+
+
+# -- tables without ruling lines --------------------------------------------------------------------------
+# Whitespace-aligned columns (invoices, statements, bookings): consecutive lines whose text falls into the
+# same columns, found as the x ranges no line's text covers (the gutters). Prose in two columns also has a
+# gutter, so a block is a table only when its cells are short: tables hold labels and figures, not
+# sentences.
+COLUMN_GAP = 1.2  # a gap wider than this many line heights separates two cells of one line
+MIN_ROWS = 3
+MAX_CELL_CHARS = 40  # the median cell of a table is shorter; prose columns are longer
+MAX_CELL_WORDS = 6
+
+Cell = tuple[float, float, str]  # x0, x1, text
+
+
+def _columns(rows: list[list[Cell]]) -> list[tuple[float, float]]:
+    """The x ranges text covers across the rows, merged where they overlap: one per column."""
+    spans = sorted((x0, x1) for row in rows for x0, x1, _ in row)
+    merged: list[list[float]] = []
+    for x0, x1 in spans:
+        if merged and x0 <= merged[-1][1] + SNAP:
+            merged[-1][1] = max(merged[-1][1], x1)
+        else:
+            merged.append([x0, x1])
+    return [(a, b) for a, b in merged]
+
+
+def _as_table(rows: list[list[Cell]]) -> list[list[str]] | None:
+    """The block's rows of cell texts when it is a table, else None."""
+    columns = _columns(rows)
+    if len(columns) < 2:
+        return None
+    cells = [c[2] for row in rows for c in row]
+    lengths = sorted(len(c) for c in cells)
+    if lengths[len(lengths) // 2] > MAX_CELL_CHARS or max(len(c.split()) for c in cells) > 2 * MAX_CELL_WORDS:
+        return None
+    if sum(len(c.split()) > MAX_CELL_WORDS for c in cells) > len(cells) // 5:
+        return None
+    table = []
+    for row in rows:
+        out = [""] * len(columns)
+        for x0, x1, text in row:
+            k = next(i for i, (a, b) in enumerate(columns) if a - SNAP <= x0 and x1 <= b + SNAP)
+            out[k] = f"{out[k]} {text}".strip()
+        table.append(out)
+    # Every row fills at least two columns, and every column is filled in most rows.
+    if any(sum(bool(c) for c in r) < 2 for r in table):
+        return None
+    if any(sum(bool(r[k]) for r in table) < (len(table) + 1) // 2 for k in range(len(columns))):
+        return None
+    return table
+
+
+def aligned_tables(line_cells: list[list[Cell]]) -> list[tuple[int, int, list[list[str]]]]:
+    """(first line, end line, rows) of each block of consecutive lines that reads as a table."""
+    found: list[tuple[int, int, list[list[str]]]] = []
+    i, n = 0, len(line_cells)
+    while i < n:
+        if len(line_cells[i]) < 2:
+            i += 1
+            continue
+        j = i
+        while j < n and len(line_cells[j]) >= 2:
+            j += 1
+        # The longest table from i; a block that is not one may still start one further down.
+        best = None
+        for end in range(j, i + MIN_ROWS - 1, -1):
+            table = _as_table(line_cells[i:end])
+            if table is not None:
+                best = (i, end, table)
+                break
+        if best is not None:
+            found.append(best)
+            i = best[1]
+        else:
+            i += 1
+    return found
