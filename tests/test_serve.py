@@ -55,7 +55,8 @@ def until_ready(url, alive=lambda: True, within_s=300.0) -> bool:
         try:
             if requests.get(f"{url}/ready", timeout=5).status_code == 200:
                 return True
-        except requests.ConnectionError:
+        # Not up yet: nothing listens, or Serve's proxy holds the request until the ingress replica runs.
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.1)
     return False
