@@ -114,9 +114,25 @@ def _serve_config_jobs(path: str) -> list[str] | None:
     return jobs
 
 
+def _check_serve_installed() -> None:
+    try:  # Ray Serve and its HTTP stack come with the serve extra
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import ray.serve  # noqa: F401
+        import starlette  # noqa: F401
+    except ImportError as e:
+        from unitok.actors.contract import EngineSetupError
+
+        missing = (e.name or "a package").split(".")[0]
+        raise EngineSetupError(
+            f"serve needs Ray Serve ({missing} is missing): {install_hint('serve')}"
+        ) from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     jobs = _serve_config_jobs(args.config)
     if jobs is not None:  # a Ray Serve config (serve run / serve deploy): its applications' job configs
+        _check_serve_installed()
         for job in jobs:
             cmd_validate(argparse.Namespace(**{**vars(args), "config": job}))
         print(f"{args.config}: valid (a Ray Serve config serving {', '.join(jobs)})")
@@ -179,18 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from unitok.pipeline.job import check_engines
 
     check_engines(cfg)
-    try:
-        import fastapi  # noqa: F401
-        import python_multipart  # noqa: F401
-        import ray.serve  # noqa: F401 - Ray Serve and its HTTP stack come with the serve extra
-        import starlette  # noqa: F401
-    except ImportError as e:
-        from unitok.actors.contract import EngineSetupError
-
-        missing = (e.name or "a package").split(".")[0]
-        raise EngineSetupError(
-            f"serve needs Ray Serve ({missing} is missing): {install_hint('serve')}"
-        ) from None
+    _check_serve_installed()
     from unitok.pipeline.drivers.serve import serve_forever
 
     serve_forever(cfg, args.host, args.port, args.replicas)

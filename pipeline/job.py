@@ -274,6 +274,8 @@ def run_job(
     store, listing = list_source(cfg)
     summary.objects = listing.num_rows
     log.info("listed %d objects under %s", listing.num_rows, summary.source_uri)
+    if listing.num_rows == 0:
+        log.warning("nothing under %s is selected by source.include and source.exclude", summary.source_uri)
     summary.skipped_links = getattr(store, "skipped_links", 0)
     if summary.skipped_links:
         log.info("skipped %d symbolic link(s) (source.follow_symlinks is off)", summary.skipped_links)

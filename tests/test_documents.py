@@ -295,7 +295,7 @@ def test_html_keeps_the_main_content_and_leaves_navigation_out(tmp_path):
         "<footer>Copyright ACME</footer></body></html>".encode("cp1252")
     )
     md = convert(page).markdown
-    assert md.startswith("# Annual report")
+    assert md.startswith("<!-- title: Site -->\n\n# Annual report")  # the title the body does not repeat
     assert "Revenue grew by **12%** in [Q3](https://ex.com/q3) at Tromsø café." in md
     assert "- North\n  - Oslo\n- South" in md and "| North | 10 |" in md
     assert "```\nx = 1\n  y = 2\n```" in md and "<!-- image --> *Map of the sites*" in md

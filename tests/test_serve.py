@@ -288,3 +288,15 @@ def test_a_task_lost_with_its_engine_replica_reports_failure(api, tmp_path):
         assert result.status_code == 500 and result.json()["task_status"] == "failure"
     finally:
         serve.delete("fragile")
+
+
+def test_validate_of_the_serve_config_names_the_extra_when_serve_is_missing(monkeypatch, capsys):
+    import sys
+
+    from unitok.pipeline.cli import main
+
+    monkeypatch.chdir(REPO)  # the Serve config names its job config relative to the checkout
+    assert main(["validate", "configs/serve.yaml"]) == 0
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the serve extra were not installed
+    assert main(["validate", "configs/serve.yaml"]) == 2
+    assert "serve needs Ray Serve (fastapi is missing)" in capsys.readouterr().err

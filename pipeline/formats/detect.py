@@ -56,6 +56,7 @@ EMPTY = FileType("application/x-empty", "unknown", False)
 TEXT = FileType("text/plain", "unknown", False)  # text of a kind this version does not convert (code, data)
 _TEXT_BY_EXTENSION = {".md": MARKDOWN, ".markdown": MARKDOWN, ".txt": PLAIN, ".text": PLAIN, ".csv": CSV,
                       ".tsv": TSV, ".tab": TSV}  # fmt: skip
+TEXT_NAMES = ", ".join(sorted(_TEXT_BY_EXTENSION))  # text that only its name tells apart
 _ODF = {ODT.mime_type: ODT, ODS.mime_type: ODS}
 _MAIL_HEADER = re.compile(
     rb"^(return-path|received|from|to|subject|date|mime-version|message-id|delivered-to|x-[\w-]+):", re.I

@@ -317,6 +317,10 @@ def html_markdown(data: bytes | str) -> str:
             bad.getparent().remove(bad)  # site banners and footers around the content
     out: list[str] = []
     html_blocks(top, out)
+    # The page's title is the author's too; a marker keeps it where the body does not repeat it.
+    title = " ".join((root.findtext(".//title") or "").split())
+    if title and title.lower() not in " ".join(out[:3]).lower():
+        out.insert(0, f"<!-- title: {title} -->")
     return "\n\n".join(out)
 
 

@@ -14,7 +14,14 @@ from unitok.connectors.s3 import SourceError
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import Renditions, Segment, make_doc_id
 from unitok.pipeline.formats.av import MediaError, split_av
-from unitok.pipeline.formats.detect import ENCRYPTED_OFFICE, MSG, extension_warning, sniff_file
+from unitok.pipeline.formats.detect import (
+    ENCRYPTED_OFFICE,
+    MSG,
+    TEXT,
+    TEXT_NAMES,
+    extension_warning,
+    sniff_file,
+)
 from unitok.pipeline.formats.documents import DocumentOpenError, split_csv, split_epub, split_html, split_text
 from unitok.pipeline.formats.docx import split_docx
 from unitok.pipeline.formats.image import ImageOpenError, split_image
@@ -120,6 +127,7 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -
         if not ft.supported:
             raise UnsupportedType(
                 f"content is {ft.mime_type} (name {obj.key!r}); this version converts {CONVERTED}"
+                + (f" (text by its name: {TEXT_NAMES})" if ft == TEXT else "")
             )
         warning = extension_warning(ft, obj.key)
         if warning:
