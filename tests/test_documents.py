@@ -13,7 +13,6 @@ import csv
 import datetime
 import re
 import shutil
-import subprocess
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 import unitok
 from conftest import REPO
 from unitok.pipeline.core.config import parse_config
+from unitok.pipeline.formats.pptx import libreoffice_convert
 
 docx = pytest.importorskip("docx")
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
@@ -184,10 +184,7 @@ def test_a_long_section_becomes_bounded_segments_that_lose_no_word(tmp_path):
 @pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice converts legacy .doc")
 def test_legacy_doc_through_libreoffice(tmp_path):
     src = build_docx(tmp_path / "report.docx")
-    subprocess.run(["soffice", f"-env:UserInstallation={(tmp_path / 'p').as_uri()}", "--headless",
-                    "--convert-to", "doc", "--outdir", str(tmp_path / "out"), str(src)],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
-    legacy = tmp_path / "out" / "report.doc"
+    legacy = libreoffice_convert(src, "doc", tmp_path, 300)  # the fixture made as the pipeline converts
     named = tmp_path / "renamed.bin"  # typed by its OLE streams, not the name
     shutil.copy(legacy, named)
     doc = convert(named)
@@ -265,10 +262,7 @@ def test_a_sheet_claiming_a_million_rows_converts_its_real_cells(tmp_path):
 @pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice converts .xls and .ods")
 def test_xls_through_libreoffice_and_ods_typed_by_its_bytes(tmp_path):
     src = build_xlsx(tmp_path / "budget.xlsx")
-    subprocess.run(["soffice", f"-env:UserInstallation={(tmp_path / 'p').as_uri()}", "--headless",
-                    "--convert-to", "xls", "--outdir", str(tmp_path / "xls"), str(src)],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
-    doc = convert(tmp_path / "xls" / "budget.xls")
+    doc = convert(libreoffice_convert(src, "xls", tmp_path, 300))
     assert doc.row["mime_type"] == "application/vnd.ms-excel", doc.errors
     assert "Pumps" in doc.markdown and "1,234.50" in doc.markdown and "Merged remark" in doc.markdown
     # ODS takes the same LibreOffice path as XLS; its type comes from its first member.
