@@ -152,7 +152,7 @@ def _inline(el: Any) -> str:
 
 
 def _inline_nodes(text: str | None, children: list[Any]) -> str:
-    parts: list[str] = [_escape_inline(text or "")]
+    parts: list[str] = [_squash(text or "")]
     for child in children:
         tag = child.tag.split("}")[-1].lower() if isinstance(child.tag, str) else ""
         if tag in _SKIP:
@@ -177,11 +177,11 @@ def _inline_nodes(text: str | None, children: list[Any]) -> str:
             parts.append(f"<!-- image -->{' *' + alt + '*' if alt else ''}")
         elif tag:
             parts.append(_inline(child))
-        parts.append(_escape_inline(child.tail or ""))
+        parts.append(_squash(child.tail or ""))
     return "".join(parts)
 
 
-def _escape_inline(text: str) -> str:
+def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 

@@ -49,14 +49,14 @@ class _Package:
     def __init__(self, z: Any):
         self.z = z
         self.names = set(z.namelist())
-        self.rels = self._rels("word/_rels/document.xml.rels")
+        self.rels = self.part_rels("word/_rels/document.xml.rels")
         self.styles = self._styles()
         self.numbering = self._numbering()
 
     def xml(self, name: str) -> Any | None:
         return safe_xml(self.z.read(name)) if name in self.names else None
 
-    def _rels(self, name: str) -> dict[str, tuple[str, str]]:
+    def part_rels(self, name: str) -> dict[str, tuple[str, str]]:
         root = self.xml(name)
         if root is None:
             return {}
@@ -155,9 +155,7 @@ class _Writer:
                 text = self.inline(child, boxes)
                 rid = child.get(f"{{{R}}}id")
                 target = self.rels.get(rid, ("", ""))[1] if rid else ""
-                anchor = child.get(f"{_W}anchor")
                 parts.append(f"[{text}]({target})" if target and text.strip() else text)
-                del anchor
             elif tag in ("footnoteReference", "endnoteReference"):
                 ref = ("" if tag == "footnoteReference" else "e") + (child.get(f"{_W}id") or "")
                 self.notes.append(ref)
@@ -325,7 +323,7 @@ def omml_latex(el: Any) -> str:
     return "".join(omml_latex(c) for c in el)
 
 
-def docx_sections(path: Path, cfg: JobConfig, warnings: list[str]) -> list[tuple[list[str], str]]:
+def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "DOCX") as z:
         pkg = _Package(z)
         document = pkg.xml("word/document.xml")
@@ -339,20 +337,19 @@ def docx_sections(path: Path, cfg: JobConfig, warnings: list[str]) -> list[tuple
 
         def part_blocks(kind: str) -> list[str]:
             seen: list[str] = []
-            for rid, (rtype, target) in sorted(pkg.rels.items()):
+            for _, (rtype, target) in sorted(pkg.rels.items()):
                 if rtype != kind:
                     continue
                 name = "word/" + target.lstrip("/").removeprefix("word/")
                 root = pkg.xml(name)
                 if root is None:
                     continue
-                part_rels = pkg._rels(name.replace("word/", "word/_rels/", 1) + ".rels")
+                part_rels = pkg.part_rels(name.replace("word/", "word/_rels/", 1) + ".rels")
                 out: list[str] = []
                 _Writer(pkg, part_rels).body(root, out)
                 text = "\n\n".join(out)
                 if text.strip() and text not in seen:  # first, even and default pages often repeat
                     seen.append(text)
-                del rid
             return seen
 
         head = ["<!-- header -->\n\n" + h for h in part_blocks("header")]
@@ -374,7 +371,7 @@ def _notes(pkg: _Package, name: str, kind: str, prefix: str) -> list[str]:
     if root is None:
         return []
     lines = []
-    rels = pkg._rels(name.replace("word/", "word/_rels/", 1) + ".rels")
+    rels = pkg.part_rels(name.replace("word/", "word/_rels/", 1) + ".rels")
     for note in root.iter(f"{_W}{kind}"):
         if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
             continue
@@ -410,7 +407,7 @@ def split_docx(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
             work = Path(tempfile.mkdtemp(prefix="unitok-doc-"))
             path = libreoffice_convert(path, "docx", work, cfg.documents.convert_timeout_s, DocumentOpenError,
                                        "document")  # fmt: skip
-        sections = docx_sections(path, cfg, base.warnings)
+        sections = docx_sections(path, cfg)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)

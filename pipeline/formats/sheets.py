@@ -136,13 +136,10 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
                     if getattr(cell, "value", None) is None and not merged:
                         cells.append("")
                         continue
-                    coord = (cell.row, cell.column) if hasattr(cell, "column") else None
-                    value = (
-                        merged.get(coord, None)
-                        if coord in merged
-                        else display(cell.value, cell.number_format)
+                    coord = (getattr(cell, "row", None), getattr(cell, "column", None))
+                    cells.append(
+                        merged[coord] if coord in merged else display(cell.value, cell.number_format)
                     )
-                    cells.append(value)
                     comment = getattr(cell, "comment", None)
                     if comment is not None and comment.text:
                         who = f" ({comment.author})" if comment.author else ""

@@ -6,8 +6,9 @@ the job goes on and the error lands in errors/.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from unitok.connectors.objects import ObjectInfo, sha256_file
 from unitok.connectors.s3 import SourceError
@@ -62,11 +63,15 @@ def explained(e: Exception) -> bool:
     return isinstance(e, _KNOWN_ERRORS)
 
 
-def _splitter(mime_type: str, modality: str, needs: Renditions):
+def _splitter(
+    mime_type: str, modality: str, needs: Renditions
+) -> Callable[[Path, Segment, JobConfig], Iterator[Segment]]:
     """The splitter of a type: (path, base, cfg) → segments. E-mail splitters get this dispatch for
     their attachments."""
 
-    def child(path: Path, base: Segment, cfg: JobConfig, depth: int = 0, budget=None, prefix=None):
+    def child(
+        path: Path, base: Segment, cfg: JobConfig, depth: int = 0, budget: Any = None, prefix: Any = None
+    ) -> Iterator[Segment]:
         ft = sniff_file(path)  # the attachment's own name, kept in its temporary file's
         if not ft.supported:
             raise UnsupportedType(f"content is {ft.mime_type}; this version converts {CONVERTED}")
