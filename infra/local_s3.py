@@ -61,12 +61,21 @@ def local_s3(
             region_name="us-east-1",
         )  # fmt: skip
         deadline = time.time() + ready_s
+        probe = ".local-s3-ready"
         while True:  # the server accepts requests about a second after launch
             try:
-                client.create_bucket(Bucket=bucket)
+                try:
+                    client.create_bucket(Bucket=bucket)
+                except client.exceptions.BucketAlreadyOwnedByYou:
+                    # A server restarted on its data folder (tests stop one mid-run): its old data read.
+                    for obj in client.list_objects_v2(Bucket=bucket, MaxKeys=1).get("Contents", []):
+                        client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                # Ready is when data can be written and read: a restarted server answers bucket calls
+                # from its metadata before its volume server is back (seen: reads then fail).
+                client.put_object(Bucket=bucket, Key=probe, Body=b"ok")
+                client.get_object(Bucket=bucket, Key=probe)["Body"].read()
+                client.delete_object(Bucket=bucket, Key=probe)
                 break
-            except client.exceptions.BucketAlreadyOwnedByYou:
-                break  # a server restarted on its data folder (tests stop one mid-run)
             except Exception:
                 if time.time() > deadline or proc.poll() is not None:
                     raise

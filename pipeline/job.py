@@ -125,16 +125,43 @@ def new_run_id() -> str:
 
 
 def choose_executor(cfg: JobConfig, listing: pa.Table) -> tuple[str, str]:
-    """(executor, why) for this run."""
+    """(executor, why) for this run. auto: the driver with the shorter estimated wall time on this
+    machine (stages.estimate.driver_wall_s), the local one up to runtime.local_max_s; an S3 source
+    (not probed before the run: that would download it) by the local_max_objects and local_max_bytes
+    bounds."""
     rt = cfg.runtime
     if rt.executor != "auto":
         return rt.executor, "runtime.executor or --executor"
     if cluster_address(cfg):
         return "ray", "a Ray cluster address is set"
     n, total = listing.num_rows, pc.sum(listing["size"]).as_py() or 0
-    if n <= rt.local_max_objects and total <= rt.local_max_bytes:
-        return "local", f"{n} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
-    return "ray", f"{n} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
+    if cfg.source.uri.startswith("s3://") or "uri" not in listing.column_names:
+        if n <= rt.local_max_objects and total <= rt.local_max_bytes:
+            return "local", f"{n} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
+        return "ray", f"{n} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
+    import os
+
+    from unitok.connectors.objects import ObjectInfo
+    from unitok.pipeline.stages.estimate import driver_wall_s, load_rates
+
+    rates = load_rates()
+    workers = rt.max_workers or rt.num_cpus or os.cpu_count() or 1
+    fields = ("uri", "key", "size", "modified_at", "version")
+    objects = [
+        (ObjectInfo(**{k: r.get(k) for k in fields}), r.get("action") or CONVERT)
+        for r in listing.select([c for c in (*fields, "action") if c in listing.column_names]).to_pylist()
+    ]
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
+    try:
+        est = driver_wall_s(cfg, objects, store, workers, rates, rt.local_max_s)
+    except Exception as e:  # noqa: BLE001 - a file that cannot be probed: the run records why
+        return "ray", f"{n} objects: the work could not be estimated ({type(e).__name__}: {e})"
+    about = f"{n} objects, about {est['work_s']:.1f} s of work on {workers} workers"
+    if not est["complete"] or est["local"] > rt.local_max_s:
+        return "ray", f"{about}: over local_max_s={rt.local_max_s:g} on the local driver"
+    if est["ray"] < est["local"]:
+        return "ray", f"{about}: estimated {est['ray']:.1f} s on Ray, {est['local']:.1f} s locally"
+    return "local", f"{about}: estimated {est['local']:.1f} s locally, {est['ray']:.1f} s on Ray"
 
 
 def check_engines(cfg: JobConfig) -> None:

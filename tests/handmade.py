@@ -88,3 +88,27 @@ def mixed_direction_pdf(folder: Path) -> Path:
                     "--convert-to", "pdf", "--outdir", str(folder), str(folder / "mixed.pptx")],
                    check=True, capture_output=True, timeout=300)  # fmt: skip
     return folder / "mixed.pdf"
+
+
+def long_pdf(path: Path, pages: int) -> Path:
+    """A PDF of `pages` pages, each with its own text: a heading every ten pages, two paragraphs, a ruled
+    table on every seventh page and a blank page every thirteenth (pypdfium2 joins one-page PDFs)."""
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument.new()
+    for i in range(pages):
+        content = ""
+        if i % 13 != 12:
+            if i % 10 == 0:
+                content += text_at(72, 740, f"Part {i // 10 + 1}: the depot log", 18, bold=True)
+            for k in range(8):
+                content += text_at(
+                    72, 700 - 14 * k, f"Page {i + 1} line {k + 1}: pump {i * 8 + k} was checked."
+                )
+            if i % 7 == 3:
+                content += ruled_table(72, 560, [120, 80], [["Pump", "Hours"], [f"P{i}", f"{i * 3}"],
+                                                           [f"Q{i}", f"{i * 5}"]])  # fmt: skip
+        doc.import_pages(pdfium.PdfDocument(hand_pdf(content)))
+    doc.save(str(path))
+    doc.close()
+    return path

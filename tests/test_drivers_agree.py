@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import every_modality
+from conftest import REPO, every_modality
 from phi4_tiny import tiny_engine_config
 from unitok.connectors.output import read_table
 from unitok.pipeline.core.config import parse_config
@@ -132,3 +132,32 @@ def test_the_worker_contract_pins_blas_that_was_loaded_with_more_threads():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     before, after = out.stdout.strip().split("} {")
     assert "'openblas': 2" in before and "'openblas': 1" in after, out.stdout
+
+
+def test_a_long_pdf_spread_over_the_pool_gives_the_rows_of_one_worker(tmp_path, monkeypatch):
+    from handmade import long_pdf
+    from unitok.pipeline.stages.per_object import SPREAD_MIN_PAGES, page_parts
+
+    src = tmp_path / "src"
+    src.mkdir()
+    long_pdf(src / "log.pdf", SPREAD_MIN_PAGES + 11)
+    shutil.copy(REPO / "sample" / "field-report.pdf", src / "short.pdf")
+    spec = {"source": {"uri": str(src)}, "output": {"uri": "/unused"}, "runtime": {"max_workers": 2}}
+    cfg = parse_config(spec)
+    listed = {"uri": (src / "log.pdf").as_uri(), "key": "log.pdf", "size": (src / "log.pdf").stat().st_size}
+    assert len(page_parts(listed, cfg, 2)) >= 2  # spread over the pool
+    assert (
+        page_parts(listed, cfg, 1) == []
+        and page_parts({**listed, "uri": (src / "short.pdf").as_uri(), "key": "short.pdf"}, cfg, 2) == []
+    )
+    out = {}
+    for workers in (1, 2):
+        out[workers] = run(src, tmp_path / f"out{workers}", monkeypatch, "local", workers, 1,
+                           chunking={"max_tokens": 64})  # fmt: skip
+        chunks = read_table(tmp_path / f"out{workers}", "chunks")
+        chunks = chunks.sort_by([("source_uri", "ascending"), ("chunk_index", "ascending")])
+        out[workers] += (chunks.drop_columns(["run_id"]).to_pylist(),)
+    (segs1, docs1, chunks1), (segs2, docs2, chunks2) = out[1], out[2]
+    assert sum(1 for s, _ in segs1 if s == "log.pdf") == SPREAD_MIN_PAGES + 11
+    assert segs2 == segs1 and docs2 == docs1 and chunks2 == chunks1
+    assert "| Pump | Hours |" in docs1["log.pdf"] and "Page 75 line 8" in docs1["log.pdf"]

@@ -267,3 +267,56 @@ def test_two_columns_of_prose_are_not_made_a_table(tmp_path):
     md = unitok.convert(tmp_path / "columns.pdf").markdown
     assert "|" not in md
     assert all(word in md for line in PROSE_LEFT + PROSE_RIGHT for word in line.split())
+
+
+def _area_runs(textpage, chars):
+    """The text layer as read before it was read once per page: pdfium's rectangles for the whole page,
+    each rectangle's text asked for by its area (what _page_lines does for a rectangle without chars)."""
+    for i in range(textpage.count_rects()):
+        yield -1, -1, textpage.get_rect(i)
+
+
+def test_reading_the_text_layer_once_keeps_every_table_and_adds_no_character(tmp_path, monkeypatch):
+    import pypdfium2 as pdfium
+    from unitok.pipeline.formats import pdf
+    from unitok.pipeline.formats.pdf_tables import find_tables
+
+    content = "".join(text_at(x, 720 - 18 * r, cell) for r, row in enumerate(INVOICE)
+                      for x, cell in zip((72, 200, 420), row, strict=True))  # fmt: skip
+    (tmp_path / "invoice.pdf").write_bytes(hand_pdf(content))
+    grid = ruled_table(72, 690, [120, 80], [["Region", "Q1"], ["North", "1,200"], ["South", "980"]])
+    (tmp_path / "ruled.pdf").write_bytes(hand_pdf(grid))
+    files = [tmp_path / "invoice.pdf", tmp_path / "ruled.pdf"]
+    names = ["single_table.pdf", "korean-text-with-tables.pdf", "layout-parser-paper-fast.pdf",
+             "multi-column-2p.pdf", "DA-619p.pdf", "pdf2image-memory-error-test-400p.pdf"]  # fmt: skip
+    files += [corpus(f"pdf/{name}") for name in names]
+
+    def read(path, runs):
+        monkeypatch.setattr(pdf, "_runs", runs)
+        doc = pdfium.PdfDocument(str(path))
+        out = []
+        for i in range(0, len(doc), 1 + len(doc) // 40):  # 40 pages spread over a long one
+            page = doc[i]
+            textpage = page.get_textpage()
+            found = pdf._page_lines(textpage, find_tables(page, textpage))
+            bold = [k for k, b in enumerate(found.bold) if b]
+            out.append(
+                (found.tables, text_layer_markdown(found.lines, found.sizes, found.gaps, found.tables, bold))
+            )
+            textpage.close()
+            page.close()
+        doc.close()
+        return out
+
+    once, by_area = pdf._runs, _area_runs
+    tables = same = total = 0
+    for path in files:
+        for (t_once, md_once), (t_area, md_area) in zip(read(path, once), read(path, by_area), strict=True):
+            assert t_once == t_area, path.name  # ruled and aligned tables alike
+            tables += len(t_once)
+            total += 1
+            same += md_once == md_area
+            # Where they differ, reading by area had taken characters of overlapping runs twice
+            # (seen: "Horrorr", "—w—who"): the text read once is never the longer.
+            assert len(md_once) <= len(md_area), (path.name, md_once, md_area)
+    assert tables >= 4 and same >= 0.6 * total, (tables, same, total)

@@ -404,12 +404,20 @@ class RuntimeConfig(_Strict):
         default="auto",
         description="ray: Ray Data (embedded local Ray, or a cluster). local: this process plus a process "
         "pool, no Ray. beam: an Apache Beam pipeline (runtime.beam). auto: ray when a cluster address is "
-        "set or the job is larger than local_max_objects objects or local_max_bytes bytes, local otherwise "
-        "(Ray's fixed start-up would dominate); auto never picks beam.",
+        "set; else the driver with the shorter estimated wall time (its measured start-up plus the job's "
+        "work, probed from headers and page trees, at per-item rates: pipeline/core/rates.json), the local "
+        "one up to local_max_s; an S3 source, not probed before a run, runs locally at or under "
+        "local_max_objects and local_max_bytes; auto never picks beam.",
     )
     beam: BeamConfig = Field(default_factory=BeamConfig)
+    local_max_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="auto runs a job on the local driver when its estimated wall time there is at most this "
+        "many seconds; longer jobs go to Ray, whose failed workers are restarted and their objects retried",
+    )
     local_max_objects: int = Field(
-        default=8, ge=0, description="auto runs locally at or under this many objects"
+        default=8, ge=0, description="auto, for an S3 source: local at or under this many objects"
     )
     local_max_bytes: int = Field(default=256 << 20, ge=0, description="... and at or under this many bytes.")
     ray_address: str | None = Field(default=None, description="Join this cluster; RAY_ADDRESS also works.")

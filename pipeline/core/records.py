@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # What a segment holds, as its splitter found it; the routing policy maps it to an engine.
@@ -84,12 +84,17 @@ class Segment:
     error_message: str | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; lists and bytes are shared, not copied (a page's lines are not copied
+        again for every row it becomes)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def _copy(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, list) else v for k, v in self.to_row().items()}
 
     def part(self, index: int, kind: str, content: str) -> Segment:
         """A segment of this object (a splitter's base): a copy of its provenance with its own index, kind
         and content."""
-        return Segment(**{**self.to_row(), "segment_index": index, "segment_kind": kind, "content": content})
+        return Segment(**{**self._copy(), "segment_index": index, "segment_kind": kind, "content": content})
 
     def images(self) -> list[bytes]:
         """The encoded images an engine reads: a keyframe group's frames, else the page or image."""
@@ -98,7 +103,7 @@ class Segment:
     def as_error(self, stage: str, exc: BaseException, segment_index: int, explained: bool) -> Segment:
         """A copy of this segment's provenance recording a failure. Unexplained failures keep the last
         frames of their traceback so the error row is enough to debug from."""
-        row = self.to_row()
+        row = self._copy()
         row.update(
             structure_json=None,
             image_png=None,
@@ -123,5 +128,7 @@ class Segment:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Segment:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
+        return cls(**{k: v for k, v in row.items() if k in _FIELDS})
+
+
+_FIELDS = tuple(f.name for f in fields(Segment))

@@ -1,7 +1,9 @@
 """The local driver: the same stage functions without Ray. A process pool (one engine set per worker
 process, like one per Ray actor) takes listed objects one at a time; each worker splits, converts,
 assembles, chunks and writes its object's data files (stages.per_object) and hands back their metadata,
-with a bounded number of objects in flight.
+with a bounded number of objects in flight. A long PDF is spread over the workers: its page ranges are
+split and converted in parallel, then one worker makes the object from their rows (the same bytes as
+one worker converting it whole).
 
 For single machines and small jobs, where Ray's fixed start-up cost (seconds) would dominate the run.
 """
@@ -18,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.stages.per_object import ObjectConverter
+from unitok.pipeline.stages.per_object import ObjectConverter, page_parts
 
 _worker: ObjectConverter | None = None  # this worker process's engines and output
 
@@ -31,6 +33,16 @@ def _init_worker(cfg_data: dict[str, Any], run_id: str, files: TableFiles) -> No
 def _convert_object(obj: dict[str, Any]) -> dict[str, Any]:
     assert _worker is not None, "worker not initialised"
     return _worker(obj)
+
+
+def _convert_pages(obj: dict[str, Any], pages: tuple[int, int]) -> pa.Table:
+    assert _worker is not None, "worker not initialised"
+    return _worker.convert_pages(obj, pages)
+
+
+def _finish_pages(obj: dict[str, Any], parts: list[pa.Table]) -> dict[str, Any]:
+    assert _worker is not None, "worker not initialised"
+    return _worker.finish_pages(obj, parts)
 
 
 def _objects(listing: pa.Table) -> Iterator[dict[str, Any]]:
@@ -52,18 +64,32 @@ def execute_local(
         workers, mp_context=fork, initializer=_init_worker, initargs=(cfg.model_dump(), run_id, files)
     ) as pool:
         todo = _objects(listing)
-        inflight: set[Future[dict[str, Any]]] = set()
+        # A future's role: an object's metadata (None), or part k of a spread object (its parts list, k).
+        inflight: dict[Future[Any], tuple[dict[str, Any], list[Any], int] | None] = {}
         try:
             while True:
                 for obj in todo:  # a few objects queued per worker, never the whole listing
-                    inflight.add(pool.submit(_convert_object, obj))
+                    ranges = page_parts(obj, cfg, workers)
+                    if ranges:
+                        parts: list[Any] = [None] * len(ranges)
+                        for k, pages in enumerate(ranges):
+                            inflight[pool.submit(_convert_pages, obj, pages)] = (obj, parts, k)
+                    else:
+                        inflight[pool.submit(_convert_object, obj)] = None
                     if len(inflight) >= 2 * workers:
                         break
                 if not inflight:
                     return
-                done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    role = inflight.pop(future)
+                    if role is None:
+                        yield future.result()
+                        continue
+                    obj, parts, k = role
+                    parts[k] = future.result()
+                    if all(part is not None for part in parts):
+                        inflight[pool.submit(_finish_pages, obj, parts)] = None
         finally:  # the run stopped early (a failed commit, an interrupt): queued objects are not started
             for future in inflight:
                 future.cancel()

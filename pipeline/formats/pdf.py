@@ -42,17 +42,17 @@ class PageText:
         return sum(len(s.replace(" ", "")) for s in self.lines) + cells
 
 
+# A token that is a word or number once the punctuation around it is stripped (or punctuation only): the
+# same test as stripping _STRIP and matching _WORDLIKE, in one pass over the page.
+_GOOD_TOKEN = re.compile(
+    rf"(?<!\S)(?=\S)[{re.escape(_STRIP)}]*(?:{_WORDLIKE.pattern})?[{re.escape(_STRIP)}]*(?!\S)"
+)
+
+
 def text_quality(text: str) -> float:
     """Share of tokens that look like words or numbers; scanner OCR garbage scores low."""
-    toks = text.split()
-    if not toks:
-        return 0.0
-    good = 0
-    for t in toks:
-        core = t.strip(_STRIP)
-        if not core or _WORDLIKE.fullmatch(core):
-            good += 1
-    return good / len(toks)
+    n = len(text.split())
+    return len(_GOOD_TOKEN.findall(text)) / n if n else 0.0
 
 
 # Hebrew, Arabic (with its supplements), and their presentation forms: the scripts written right to left.
@@ -161,11 +161,62 @@ def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
     return PageText(lines, sizes, gaps, bold=bold)
 
 
+_LINE = re.compile(r"[^\r\n]+")
+
+
+def _char_text(textpage: pdfium.PdfTextPage) -> str:
+    """The page's characters, one per character index (pdfium's text range where it has one character per
+    index, as nearly every page does; else the characters one by one)."""
+    n = textpage.count_chars()
+    text = textpage.get_text_range()
+    if len(text) == n:
+        return text
+    raw = textpage.raw
+    return "".join(chr(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(n))
+
+
+def _runs(textpage: pdfium.PdfTextPage, chars: str) -> Iterator[tuple[int, int, tuple[float, ...]]]:
+    """(first char, end char, box l, b, r, t) of each run of one text object on one pdfium line, in content
+    order: the rectangles pdfium draws for the line, each with the characters it covers. One call per
+    line and per rectangle; characters are asked for their text object only on lines of several runs."""
+    raw = textpage.raw
+    left, top, right, bottom = (ctypes.c_double() for _ in range(4))
+    for m in _LINE.finditer(chars):
+        start, end = m.span()
+        n_rects = pdfium_c.FPDFText_CountRects(raw, start, end - start)
+        boxes = []
+        for k in range(n_rects):
+            pdfium_c.FPDFText_GetRect(raw, k, left, top, right, bottom)
+            boxes.append((left.value, bottom.value, right.value, top.value))
+        if n_rects == 1:
+            yield start, end, boxes[0]
+        elif n_rects > 1:
+            # pdfium starts a rectangle where the text object changes: the same cuts here.
+            cuts, current = [start], None
+            for i in range(start, end):
+                obj = ctypes.cast(pdfium_c.FPDFText_GetTextObject(raw, i), ctypes.c_void_p).value
+                if obj is None:
+                    continue
+                if current is not None and obj != current:
+                    cuts.append(i)
+                current = obj
+            if len(cuts) != n_rects:  # a run of characters without boxes: each rectangle's own text
+                for box in boxes:
+                    yield -1, -1, box
+                continue
+            cuts.append(end)
+            for k, box in enumerate(boxes):
+                yield cuts[k], cuts[k + 1], box
+
+
 def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> PageText:
     """Lines in content order from pdfium's text rectangles, with font size and the gap above; the text
-    inside ruled tables is left to the tables, each placed where its first text comes in content order."""
-    if _RTL.search(textpage.get_text_range()):
+    inside ruled tables is left to the tables, each placed where its first text comes in content order.
+    The page's text is read once; each rectangle's characters are a slice of it."""
+    chars = _char_text(textpage)
+    if _RTL.search(chars):
         return _bidi_lines(textpage)
+    raw = textpage.raw
     placed: list[tuple[int, list[list[str]]]] = []
     seen: set[int] = set()
     lines: list[str] = []
@@ -173,7 +224,6 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     cur_cells: list[list] = []
     sizes: list[float] = []
     gaps: list[float] = []
-    cur_text: list[str] = []
     cur_box: list[float] | None = None  # l, b, r, t of the current line
     prev_bottom: float | None = None
     cur_size = 0.0
@@ -181,11 +231,12 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     cur_bold = True
 
     def flush() -> None:
-        nonlocal cur_text, cur_box, prev_bottom, cur_cells
-        if cur_box is not None and cur_text:
-            text = " ".join(cur_text).strip()
+        nonlocal cur_box, prev_bottom, cur_cells
+        if cur_box is not None and cur_cells:
+            cells = [(c[0], c[1], " ".join(c[2]).strip()) for c in cur_cells]
+            text = " ".join(c[2] for c in cells).strip()
             if text:
-                line_cells.append([(c[0], c[1], " ".join(c[2]).strip()) for c in cur_cells])
+                line_cells.append(cells)
                 height = max(cur_box[3] - cur_box[1], 1.0)
                 gap = (prev_bottom - cur_box[3]) / height if prev_bottom is not None else 0.0
                 lines.append(text)
@@ -193,10 +244,9 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 bold.append(cur_bold)
                 gaps.append(round(gap, 2))
                 prev_bottom = cur_box[1]
-        cur_text, cur_box, cur_cells = [], None, []
+        cur_box, cur_cells = None, []
 
-    for i in range(textpage.count_rects()):
-        left, bottom, right, top = textpage.get_rect(i)
+    for first, end, (left, bottom, right, top) in _runs(textpage, chars):
         inside = next(
             (k for k, t in enumerate(tables) if t.holds((left + right) / 2, (bottom + top) / 2)), None
         )
@@ -207,29 +257,34 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 placed.append((len(lines), tables[inside].rows))
                 prev_bottom = tables[inside].bottom
             continue
-        text = textpage.get_text_bounded(left, bottom, right, top).replace("\r", "").replace("\n", " ")
-        if not text.strip():
+        if first < 0:
+            text = textpage.get_text_bounded(left, bottom, right, top).replace("\r", "").replace("\n", " ")
+            idx = textpage.get_index(
+                (left + right) / 2, (bottom + top) / 2, (right - left) / 2 + 1, (top - bottom) / 2 + 1
+            )
+            idx = -1 if idx is None else idx
+        else:
+            # U+FFFE: pdfium's mark for a hyphen at a line's end (its text by area gives a control
+            # character there): the hyphen the author set; the engine joins the word if it continues.
+            text = chars[first:end].replace("\ufffe", "-")
+            idx = next((i for i in range(first, end) if not chars[i].isspace()), -1)
+        text = text.strip()
+        if not text:
             continue
-        idx = textpage.get_index(
-            (left + right) / 2, (bottom + top) / 2, (right - left) / 2 + 1, (top - bottom) / 2 + 1
-        )
-        size = pdfium_c.FPDFText_GetFontSize(textpage.raw, idx) if idx is not None and idx >= 0 else 0.0
-        is_bold = idx is not None and idx >= 0 and _is_bold(textpage.raw, idx)
+        size = pdfium_c.FPDFText_GetFontSize(raw, idx) if idx >= 0 else 0.0
+        is_bold = idx >= 0 and _is_bold(raw, idx)
         if cur_box is not None:
             mid = (bottom + top) / 2
             same_line = cur_box[1] - 1 <= mid <= cur_box[3] + 1 and left >= cur_box[0] - 1
             if same_line:
                 # Runs that touch (a font change inside a word) join without a space.
                 touching = left - cur_box[2] < 0.1 * max(top - bottom, 1.0)
-                if touching and cur_text:
-                    cur_text[-1] += text.strip()
-                    cur_cells[-1][2][-1] += text.strip()
+                if touching:
+                    cur_cells[-1][2][-1] += text
+                elif left - cur_cells[-1][1] > COLUMN_GAP * max(top - bottom, 1.0):
+                    cur_cells.append([left, right, [text]])
                 else:
-                    cur_text.append(text.strip())
-                    if left - cur_cells[-1][1] > COLUMN_GAP * max(top - bottom, 1.0):
-                        cur_cells.append([left, right, [text.strip()]])
-                    else:
-                        cur_cells[-1][2].append(text.strip())
+                    cur_cells[-1][2].append(text)
                 cur_cells[-1][1] = max(cur_cells[-1][1], right)
                 cur_box = [
                     min(cur_box[0], left),
@@ -241,8 +296,8 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 cur_bold = cur_bold and is_bold
                 continue
             flush()
-        cur_text, cur_box, cur_size = [text.strip()], [left, bottom, right, top], size
-        cur_cells = [[left, right, [text.strip()]]]
+        cur_box, cur_size = [left, bottom, right, top], size
+        cur_cells = [[left, right, [text]]]
         cur_bold = is_bold
     flush()
     blocks = aligned_tables(line_cells)
@@ -335,9 +390,10 @@ def page_content(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[
 
 
 def split_pdf(
-    path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None
+    path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None, pages: range | None = None
 ) -> Iterator[Segment]:
-    """Yield one Segment per page; `base` carries the object's provenance."""
+    """Yield one Segment per page (of `pages` only, where given); `base` carries the object's
+    provenance."""
     needs = needs or Renditions()
     pdf = open_pdf(path)
     try:
@@ -345,7 +401,7 @@ def split_pdf(
         if n_pages == 0:
             raise PdfOpenError("PDF has no pages")
         limit = min(n_pages, cfg.pdf.max_pages or n_pages)
-        for i in range(limit):
+        for i in range(limit) if pages is None else range(pages.start, min(pages.stop, limit)):
             page = pdf[i]
             try:
                 textpage = page.get_textpage()
@@ -385,5 +441,17 @@ def split_pdf(
             finally:
                 page.close()
             yield seg
+    finally:
+        pdf.close()
+
+
+def page_count(path: Path, cfg: JobConfig) -> int:
+    """The pages a conversion of this PDF reads (pdf.max_pages applied); 0 when it does not open."""
+    try:
+        pdf = open_pdf(path)
+    except PdfOpenError:
+        return 0
+    try:
+        return min(len(pdf), cfg.pdf.max_pages or len(pdf))
     finally:
         pdf.close()

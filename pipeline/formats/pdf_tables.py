@@ -5,7 +5,9 @@ others are empty (a note row across the table is written once, not once per colu
 
 from __future__ import annotations
 
+import ctypes
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pypdfium2 as pdfium
@@ -27,12 +29,24 @@ class Table:
         return self.left - SNAP <= x <= self.right + SNAP and self.bottom - SNAP <= y <= self.top + SNAP
 
 
+def _path_bounds(page: pdfium.PdfPage) -> Iterator[tuple[float, float, float, float]]:
+    """The bounds of the page's own path objects (not those inside forms), by pdfium's raw API: a page of
+    text has thousands of objects, and a wrapper object for each cost more than the search itself."""
+    raw = page.raw
+    left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+    for i in range(pdfium_c.FPDFPage_CountObjects(raw)):
+        obj = pdfium_c.FPDFPage_GetObject(raw, i)
+        if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_PATH and pdfium_c.FPDFPageObj_GetBounds(
+            obj, left, bottom, right, top
+        ):
+            yield left.value, bottom.value, right.value, top.value
+
+
 def _rules(page: pdfium.PdfPage) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
     """Horizontal (y, x0, x1) and vertical (x, y0, y1) rules: thin paths, and the edges of boxes."""
     width, height = page.get_size()
     horizontal, vertical = [], []
-    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=1):
-        left, bottom, right, top = obj.get_bounds()
+    for left, bottom, right, top in _path_bounds(page):
         w, h = right - left, top - bottom
         if h <= THIN < w:
             horizontal.append(((bottom + top) / 2, left, right))

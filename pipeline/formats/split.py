@@ -111,9 +111,12 @@ def _base(obj: ObjectInfo) -> Segment:
     )
 
 
-def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -> Iterator[Segment]:
+def split_file(
+    path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions, pages: range | None = None
+) -> Iterator[Segment]:
     """A local file's segments, with obj's provenance (a listed object, or an upload to the HTTP
-    endpoint). Never raises: failures become error segments."""
+    endpoint). Never raises: failures become error segments. `pages`: only these pages of a PDF (a
+    driver spreading one long PDF over its workers)."""
     base = _base(obj)
     next_index = 0
     try:
@@ -137,7 +140,13 @@ def split_file(path: Path, obj: ObjectInfo, cfg: JobConfig, needs: Renditions) -
         warning = extension_warning(ft, obj.key)
         if warning:
             base.warnings.append(warning)
-        for seg in _splitter(ft.mime_type, ft.modality, needs)(path, base, cfg):
+        if pages is not None:
+            if ft.modality != "pdf":
+                raise ValueError(f"a page range is for PDFs; this object is {ft.mime_type}")
+            split = split_pdf(path, base, cfg, needs, pages)
+        else:
+            split = _splitter(ft.mime_type, ft.modality, needs)(path, base, cfg)
+        for seg in split:
             next_index = seg.segment_index + 1
             yield seg
     except Exception as e:  # noqa: BLE001 - every failure becomes an error row

@@ -25,15 +25,16 @@ def load_rates() -> dict[str, Any]:
     return json.loads(RATES.read_text())
 
 
-def probe_file(path: Path, cfg: JobConfig) -> dict[str, Any]:
+def probe_file(path: Path, cfg: JobConfig, sample_pages: int | None = None) -> dict[str, Any]:
     """One file's type and countable work: {"mime_type", "modality", "pages", "ocr_pages", "slides",
     "images", "audio_seconds", "video_seconds"} (zeros where they do not apply; "error" when its header
-    cannot be read, as the run would then record an error row)."""
+    cannot be read, as the run would then record an error row). sample_pages: a PDF's pages needing OCR
+    estimated from that many pages spread over it, not counted on every page."""
     ft = sniff_file(path)
     out: dict[str, Any] = {"mime_type": ft.mime_type, "modality": ft.modality, **dict.fromkeys(COUNTS, 0)}
     try:
         if ft.modality == "pdf":
-            out["pages"], out["ocr_pages"] = _pdf_pages(path, cfg)
+            out["pages"], out["ocr_pages"] = _pdf_pages(path, cfg, sample_pages)
         elif ft.modality == "image":
             from PIL import Image
 
@@ -58,16 +59,18 @@ def probe_file(path: Path, cfg: JobConfig) -> dict[str, Any]:
     return out
 
 
-def _pdf_pages(path: Path, cfg: JobConfig) -> tuple[int, int]:
-    """(pages, pages whose text layer has fewer than pdf.min_text_chars non-space characters)."""
+def _pdf_pages(path: Path, cfg: JobConfig, sample: int | None = None) -> tuple[int, int]:
+    """(pages, pages whose text layer has fewer than pdf.min_text_chars non-space characters: counted, or
+    scaled from `sample` pages spread over the document)."""
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(str(path))
     try:
         n = len(pdf)
         limit = min(n, cfg.pdf.max_pages or n)
+        looked = range(limit) if not sample or sample >= limit else range(0, limit, -(-limit // sample))
         ocr = 0
-        for i in range(limit):
+        for i in looked:
             page = pdf[i]
             try:
                 text = page.get_textpage()
@@ -78,7 +81,7 @@ def _pdf_pages(path: Path, cfg: JobConfig) -> tuple[int, int]:
             finally:
                 page.close()
             ocr += chars < cfg.pdf.min_text_chars
-        return limit, ocr
+        return limit, round(ocr * limit / max(len(looked), 1))
     finally:
         pdf.close()
 
@@ -183,3 +186,50 @@ def estimate(
     out["largest_object_s"] = round(largest_s, 1)
     out["wall_s"] = round(out["start_up_s"] + first_use + max(spread, largest_s), 1)
     return out
+
+
+# A PDF's pages needing OCR are estimated from this many of its pages when a run chooses its driver.
+CHOICE_SAMPLE_PAGES = 8
+
+
+def driver_wall_s(
+    cfg: JobConfig,
+    objects: list[tuple[Any, str]],
+    store: Any,
+    workers: int,
+    rates: dict[str, Any],
+    stop_s: float,
+) -> dict[str, Any]:
+    """The job's wall time on each driver on this machine: its measured start-up, the engines' first
+    use and the objects' work (probed from headers and page trees, per-item rates) spread over the
+    workers, never less than the largest object. objects: (listed ObjectInfo, action); only conversions
+    are probed. Probing stops once the local estimate passes stop_s ("complete" is then False)."""
+    cpu = rates["cpu"]
+    work = largest = 0.0
+    kinds: set[str] = set()
+    probed = 0
+    complete = True
+    for info, action in objects:
+        if action != "convert":
+            work += cpu["object_s"]
+            continue
+        with store.fetch(info) as (path, _):
+            p = probe_file(path, cfg, CHOICE_SAMPLE_PAGES)
+        probed += 1
+        s = object_work_s(p, rates)
+        work, largest = work + s, max(largest, s)
+        kinds |= {k for k in COUNTS if p.get(k)}
+        if rates["start_up_s"]["local"] + max(work / workers, largest) > stop_s:
+            complete = False
+            break
+    first_use_of = {"pages": "text_page_s", "ocr_pages": "ocr_page_s", "slides": "slide_s",
+                    "images": "image_s", "audio_seconds": "audio_s_per_s",
+                    "video_seconds": "video_s_per_s"}  # fmt: skip
+    first_use = sum(rates.get("first_use_s", {}).get(first_use_of[k], 0.0) for k in kinds)
+    run_s = first_use + max(work / max(workers, 1), largest)
+    return {
+        "work_s": round(work, 2),
+        "probed": probed,
+        "complete": complete,
+        **{name: round(start + run_s, 2) for name, start in rates["start_up_s"].items()},
+    }

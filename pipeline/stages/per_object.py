@@ -39,6 +39,7 @@ from unitok.pipeline.core.schemas import (
 )
 from unitok.pipeline.core.testhooks import checkpoint
 from unitok.pipeline.core.version import PIPELINE_VERSION
+from unitok.pipeline.formats.pdf import page_count
 from unitok.pipeline.formats.split import fetch_error, split_file
 from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_document, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
@@ -56,6 +57,37 @@ def _warning_kinds(warnings: list[str]) -> dict[str, int]:
         kind = re.sub(r"\d+", "N", re.sub(r"^(page|slide|frame) \d+: ", "", w))[:160]
         kinds[kind] = kinds.get(kind, 0) + 1
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:10])
+
+
+# A PDF of at least this many pages is spread over a local pool's workers (below it, the part's fixed
+# cost, a fetch and a document open per part and the rows passed back, is not paid back).
+SPREAD_MIN_PAGES = 64
+
+
+def page_parts(obj: dict[str, Any], cfg: JobConfig, workers: int) -> list[tuple[int, int]]:
+    """The page ranges (first, end) to convert a listed PDF in, one worker each; [] to convert it whole.
+    Only for objects on a local disk (parts of an S3 object would each download it), for a conversion
+    (not a rechunk or re-embed), and for engines that read one page at a time (Phi-4 pads a batch: a
+    part's batches would differ from the whole's)."""
+    if (
+        workers < 2
+        or (obj.get("action") or CONVERT) != CONVERT
+        or cfg.engine.uses_phi4
+        or cfg.source.uri.startswith("s3://")
+        or not str(obj.get("key", "")).lower().endswith(".pdf")
+    ):
+        return []
+    store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
+    try:
+        with store.fetch(ObjectInfo(**{k: obj.get(k) for k in LISTING_SCHEMA.names})) as (path, _):
+            pages = page_count(path, cfg)
+    except Exception:  # noqa: BLE001 - unreadable: the whole conversion records why
+        return []
+    if pages < SPREAD_MIN_PAGES:
+        return []
+    n = min(2 * workers, pages // (SPREAD_MIN_PAGES // 2))  # a few parts per worker: the slowest ends last
+    step = -(-pages // n)
+    return [(first, min(first + step, pages)) for first in range(0, pages, step)]
 
 
 class _Redo(Exception):
@@ -112,7 +144,36 @@ class ObjectConverter:
                 action = CONVERT
         return self._convert(listed, store)
 
-    def _convert(self, listed: dict[str, Any], store: Any) -> dict[str, Any]:
+    def convert_pages(self, obj: dict[str, Any], pages: tuple[int, int]) -> pa.Table:
+        """A part of a long PDF: the result rows of its pages first..end (split and engines only). A
+        driver that spreads one object's pages over its workers hands the parts to `finish_pages`."""
+        checkpoint("split.object")
+        listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
+        store = open_store(self.cfg.source.uri, self.cfg.source.s3.model_dump())
+        _, rows = self._split_and_convert(listed, store, range(*pages))
+        return rows_to_table(rows, RESULT_SCHEMA)
+
+    def finish_pages(self, obj: dict[str, Any], parts: list[pa.Table]) -> dict[str, Any]:
+        """The object from its parts' rows, as `convert` would make it from the whole. Parts that do not
+        add up (the object changed between them, or one could not read it) are not mixed: the object is
+        converted again whole."""
+        self._t0 = self._lap_at = time.perf_counter()
+        self._timings = {}
+        listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
+        results = pa.concat_tables(parts)
+        versions = set(results["source_version"].to_pylist())
+        whole_object_error = bool(pc.any(pc.less(results["segment_index"], 0)).as_py())
+        if len(versions) != 1 or whole_object_error:
+            store = open_store(self.cfg.source.uri, self.cfg.source.s3.model_dump())
+            return self._convert(listed, store)
+        self._lap("split and engines")
+        size = results["source_size"][0].as_py()
+        return self._complete({**listed, "size": size}, results.sort_by("segment_index"))
+
+    def _split_and_convert(
+        self, listed: dict[str, Any], store: Any, pages: range | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(the listing row with the version and size read, the result rows)."""
         rows = []
         with ExitStack() as stack:
             info = ObjectInfo(**listed)
@@ -121,14 +182,21 @@ class ObjectConverter:
                 # The bytes read are what is recorded: an object overwritten since it was listed is
                 # recorded (and next listed) as the version converted.
                 listed = {**listed, "version": fetched.version, "size": fetched.size}
-                segments = split_file(path, fetched, self.cfg, renditions(self.cfg))
+                segments = split_file(path, fetched, self.cfg, renditions(self.cfg), pages)
             except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row
                 segments = iter([fetch_error(info, e)])
             for batch in engine_batches(segments, self.cfg):
                 rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
                 checkpoint("converted.batch")  # a test may kill the run here
+        return listed, rows
+
+    def _convert(self, listed: dict[str, Any], store: Any) -> dict[str, Any]:
+        listed, rows = self._split_and_convert(listed, store)
         self._lap("split and engines")
-        results = rows_to_table(rows, RESULT_SCHEMA).sort_by("segment_index")
+        return self._complete(listed, rows_to_table(rows, RESULT_SCHEMA).sort_by("segment_index"))
+
+    def _complete(self, listed: dict[str, Any], results: pa.Table) -> dict[str, Any]:
+        """Segments and errors → the document, its chunks, the object's state; all written."""
         parts = split_results(results)
         segments, errors = parts["segments"], parts["errors"]
         tables: dict[str, pa.Table] = {"segments": segments}
