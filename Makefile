@@ -83,6 +83,7 @@ lint: $(CORE)
 bench: $(FULL)
 	$(PIP) -e ".[dev,bench]"
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
+	$(BIN)/python bench/bench_speed.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_pptx.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_fidelity.py
 	$(BIN)/python bench/bench_chunks.py --corpus "$(CORPUS)"

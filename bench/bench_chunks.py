@@ -33,8 +33,8 @@ def main() -> int:
         src.mkdir()
         (src / "DA-619p.pdf").symlink_to(Path(args.corpus) / "pdf" / "DA-619p.pdf")
         out = Path(tmp) / "out"
-        run_job(parse_config({"source": {"uri": str(src)}, "output": {"uri": str(out)},
-                              "chunking": {"enabled": False}}))  # fmt: skip
+        source = {"uri": str(src), "follow_symlinks": True}
+        run_job(parse_config({"source": source, "output": {"uri": str(out)}, "chunking": {"enabled": False}}))
         (doc,) = read_table(out, "documents").to_pylist()
         segments = read_table(out, "segments").to_pylist()
         del pads

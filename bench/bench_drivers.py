@@ -35,7 +35,7 @@ def run_cmd(files: list[Path], work: Path, executor: str, workers: int) -> list[
         os.symlink(f.resolve(), src / rel)
     demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     job = {
-        "source": {"uri": str(src), "include": demo["source"]["include"]},
+        "source": {"uri": str(src), "include": demo["source"]["include"], "follow_symlinks": True},
         "output": {"uri": str(work / "out")},
         "runtime": {"executor": executor, "max_workers": workers, "num_cpus": workers},
     }

@@ -31,7 +31,8 @@ def unitok_cmd(files: list[Path], work: Path, executor: str) -> list[str]:
         os.symlink(f, src / f.name)
     job = work / "job.yaml"
     job.write_text(
-        f"source:\n  uri: {src}\noutput:\n  uri: {work / 'out'}\nruntime:\n  executor: {executor}\n"
+        f"source:\n  uri: {src}\n  follow_symlinks: true\noutput:\n  uri: {work / 'out'}\n"
+        f"runtime:\n  executor: {executor}\n"
     )
     return [str(Path(sys.executable).parent / "unitok"), "run", str(job)]
 

@@ -409,6 +409,7 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
         load_rates,
         object_work_s,
         probe_file,
+        spread_over_pool,
     )
 
     cfg = with_environment_endpoints(cfg)
@@ -440,8 +441,11 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
         inv["sampled"] = {"probed": len(probed), "of": len(rows)}
         inv["objects"], inv["bytes"] = len(rows), sum(o.size for o in rows)
     rates = load_rates()
-    largest = max((object_work_s(p, rates) for _, p in probed), default=0.0)
     executor, why = choose_executor(cfg, to_convert)
+    # One worker converts an object, except a long PDF on a local disk, which the local pool spreads.
+    spreads = executor == "local" and not remote
+    largest = max((0.0 if spreads and spread_over_pool(p) else object_work_s(p, rates) for _, p in probed),
+                  default=0.0)  # fmt: skip
     workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
     return {
         "source": redact_uri(cfg.source.uri),

@@ -36,14 +36,26 @@ def _alive_nodes(address: str, env: dict[str, str]) -> int:
 
 def _stop_head(temp_dir: Path) -> None:
     """Stop the head's processes only (`ray stop` would stop every Ray on the machine, the suite's too):
-    each of them names its session folder, which lives under this test's temp dir."""
-    subprocess.run(["pkill", "-TERM", "-f", str(temp_dir)], check=False)
+    each of them names its session folder, which lives under this test's temp dir. Killed, not asked:
+    a test cluster has nothing to save, and on SIGTERM one of them outlived a 30 s wait."""
     deadline = time.monotonic() + 30
-    while subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True).returncode == 0:
-        if time.monotonic() > deadline:
-            subprocess.run(["pkill", "-KILL", "-f", str(temp_dir)], check=False)
-            break
+    while _running(str(temp_dir)) and time.monotonic() < deadline:
+        subprocess.run(["pkill", "-KILL", "-f", str(temp_dir)], check=False)
         time.sleep(0.2)
+
+
+def _running(pattern: str) -> bool:
+    """Whether a process that names `pattern` still runs. Zombies do not count: Ray's daemons are
+    re-parented to a PID 1 that may never reap them, and waiting on those took the 30 s deadline."""
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    for pid in found:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            return True
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +85,11 @@ def two_nodes(s3, tmp_path_factory):
                 pytest.fail("the worker node never joined the head")
         yield address, {**env, "RAY_ADDRESS": address}
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        # A test cluster has nothing to save: the worker node's processes are killed, not asked to stop
+        # (`ray start --block` took its 30 s grace period on SIGTERM). Its tmpfs goes with the last one.
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        subprocess.run(["pkill", "-KILL", "-f", "/tmp/ray-node"], check=False)
         _stop_head(temp)
 
 

@@ -130,6 +130,13 @@ def work_s(
     }
 
 
+def spread_over_pool(p: dict[str, Any]) -> bool:
+    """Whether the local driver spreads this probed object's pages over its workers (a long PDF)."""
+    from unitok.pipeline.stages.per_object import SPREAD_MIN_PAGES
+
+    return p.get("modality") == "pdf" and (p.get("pages") or 0) >= SPREAD_MIN_PAGES
+
+
 def object_work_s(p: dict[str, Any], rates: dict[str, Any]) -> float:
     """One probed object's CPU-engine seconds: one worker converts a whole object."""
     return sum(work_s(p, rates["cpu"], 1, int(p.get("slides", 0) is None)).values())
@@ -217,7 +224,7 @@ def driver_wall_s(
             p = probe_file(path, cfg, CHOICE_SAMPLE_PAGES)
         probed += 1
         s = object_work_s(p, rates)
-        work, largest = work + s, max(largest, s)
+        work, largest = work + s, max(largest, 0.0 if spread_over_pool(p) else s)
         kinds |= {k for k in COUNTS if p.get(k)}
         if rates["start_up_s"]["local"] + max(work / workers, largest) > stop_s:
             complete = False
