@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from unitok.actors.contract import EngineOutput
-from unitok.pipeline.core.markdown import md_table
+from unitok.pipeline.core.markdown import chart_markdown, md_table
 from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "slide_text"
@@ -62,15 +62,7 @@ def slide_markdown(
                 line += "\n\n" + "\n".join("> " + ln if ln else ">" for ln in text.splitlines())
             parts.append(line)
         elif kind == "chart":
-            names = [s["name"] for s in block["series"]]
-            n = max([len(block["categories"])] + [len(s["values"]) for s in block["series"]])
-            rows = [[""] + names] + [
-                [block["categories"][i] if i < len(block["categories"]) else ""]
-                + [s["values"][i] if i < len(s["values"]) else "" for s in block["series"]]
-                for i in range(n)
-            ]
-            chart = "<!-- chart -->" + (f"\n**{block['title']}**" if block["title"] else "")
-            parts.append(chart + ("\n\n" + md_table(rows) if n and block["series"] else ""))
+            parts.append(chart_markdown(block))
     comments = structure.get("comments") or []
     if comments:
         lines = []

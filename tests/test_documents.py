@@ -247,6 +247,32 @@ def test_spreadsheets_give_values_as_displayed(tmp_path):
     assert len(regions) == 2  # two table regions, split at the empty row
 
 
+def test_a_chartsheet_gives_its_charts_data_from_the_cells_it_plots(tmp_path):
+    from openpyxl import Workbook
+    from openpyxl.chart import BarChart, Reference
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Sales 2026"
+    for row in [["Region", "Q1", "Q2"], ["North", 120, 135], ["South", 98, 101]]:
+        ws.append(row)
+    sheet = wb.create_chartsheet("Chart of sales")
+    chart = BarChart()
+    chart.title = "Sales by region"
+    chart.add_data(Reference(ws, min_col=2, min_row=1, max_col=3, max_row=3), titles_from_data=True)
+    chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=3))
+    sheet.add_chart(chart)
+    wb.save(tmp_path / "sales.xlsx")  # openpyxl stores the series' cell references, no cached values
+    doc = convert(tmp_path / "sales.xlsx")
+    charted = [s for s in doc.segments if s["heading_path"] == ["Chart of sales"]]
+    assert len(charted) == 1 and charted[0]["page_number"] == 2
+    assert charted[0]["markdown"] == (
+        "<!-- chartsheet: Chart of sales -->\n\n<!-- chart -->\n**Sales by region**\n\n"
+        "|  | Q1 | Q2 |\n| --- | --- | --- |\n| North | 120 | 135 |\n| South | 98 | 101 |"
+    )
+    assert not any("chartsheet" in w for w in doc.row["warnings"])
+
+
 def test_a_sheet_claiming_a_million_rows_converts_its_real_cells(tmp_path):
     path = build_xlsx(tmp_path / "inflated.xlsx")
     members = zip_members(path)

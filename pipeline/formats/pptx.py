@@ -160,6 +160,12 @@ def _points(element: Any, ns: str) -> list[str]:
     return [pts.get(i, "") for i in range(max(pts) + 1)] if pts else []
 
 
+def _formula(element: Any, ns: str) -> str:
+    """A data reference's cell formula ('Sheet 1'!$B$2:$B$5), or ""."""
+    f = element.find(f".//{{{ns}}}f") if element is not None else None
+    return (f.text or "").strip() if f is not None else ""
+
+
 def _first(element: Any, *tags: str) -> Any:
     """The first child found among tags (lxml elements without children are falsy: no `or` chains)."""
     for tag in tags:
@@ -169,9 +175,10 @@ def _first(element: Any, *tags: str) -> Any:
     return None
 
 
-def chart_from_xml(root: Any) -> dict[str, Any]:
+def chart_from_xml(root: Any, cells: Any = None) -> dict[str, Any]:
     """Title, categories and series of a chart part of any type (c: charts, and cx: chartex such as
-    waterfall or treemap), read from its XML and cache, so a chart type no reader models keeps its data."""
+    waterfall or treemap), read from its XML and cache, so a chart type no reader models keeps its data.
+    cells: formula → values, for a c: series that stores only its cell references (a workbook's)."""
     c, cx = NS["c"], NS["cx"]
     title_el = root.find(f".//{{{c}}}chart/{{{c}}}title")
     if title_el is None:
@@ -188,6 +195,11 @@ def chart_from_xml(root: Any) -> dict[str, Any]:
             name = " ".join(xml_paragraphs(tx))
         cats = _points(_first(ser, f"{{{c}}}cat", f"{{{c}}}xVal"), c)
         vals = _points(_first(ser, f"{{{c}}}val", f"{{{c}}}yVal"), c)
+        if cells is not None:  # no cache: the cells the series refers to
+            cats = cats or cells(_formula(_first(ser, f"{{{c}}}cat", f"{{{c}}}xVal"), c))
+            vals = vals or cells(_formula(_first(ser, f"{{{c}}}val", f"{{{c}}}yVal"), c))
+            if not name:
+                name = " ".join(cells(_formula(tx, c)))
         if len(cats) > len(categories):
             categories = cats
         series.append({"name": name, "values": vals})

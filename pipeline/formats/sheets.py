@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import posixpath
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.markdown import md_table
+from unitok.pipeline.core.markdown import chart_markdown, md_table
 from unitok.pipeline.core.records import CONTENT_TEXT, Segment
-from unitok.pipeline.formats.documents import DocumentOpenError, check_zip
+from unitok.pipeline.formats.documents import DocumentOpenError, check_zip, safe_xml
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 XLSM_MIME = "application/vnd.ms-excel.sheet.macroEnabled.12"
@@ -117,11 +119,25 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
     budget = cfg.documents.max_cells
     index = 0
     try:
-        for chart in getattr(wb, "chartsheets", []):
-            base.warnings.append(
-                f"chartsheet {chart.title!r}: its chart is not read (its data is on the sheets it plots)"
-            )
-        for ws in wb.worksheets:
+        charts = _chartsheet_charts(path, wb)
+        sheets = [*wb.worksheets, *getattr(wb, "chartsheets", [])]
+        for ws in sorted(sheets, key=lambda sheet: wb.sheetnames.index(sheet.title)):
+            if ws.title in charts or not hasattr(ws, "iter_rows"):
+                hidden = ws.sheet_state != "visible"
+                marker = f"<!-- {'hidden ' if hidden else ''}chartsheet: {ws.title} -->"
+                found = charts.get(ws.title) or []
+                if not found:
+                    base.warnings.append(f"chartsheet {ws.title!r}: no chart found in it")
+                    continue
+                seg = base.part(index, "sheet", CONTENT_TEXT)
+                seg.heading_path = [ws.title]
+                seg.page_number = wb.sheetnames.index(ws.title) + 1
+                body = "\n\n".join(chart_markdown(chart) for chart in found)
+                seg.structure_json = json.dumps({"markdown": marker + "\n\n" + body, "parser": "openpyxl"})
+                seg.warnings = list(base.warnings)
+                index += 1
+                yield seg
+                continue
             hidden = ws.sheet_state != "visible"
             if hidden:
                 base.warnings.append(f"sheet {ws.title!r} is hidden")
@@ -172,6 +188,69 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
                 break
     finally:
         wb.close()
+
+
+def _chartsheet_charts(path: Path, wb: Any) -> dict[str, list[dict[str, Any]]]:
+    """Each chartsheet's charts (title, categories, series), from the package's parts: the chartsheet,
+    its drawing, the drawing's charts. openpyxl keeps no chart it reads. Values come from a chart's cache,
+    else from the cells its series refer to (files that openpyxl wrote have no cache)."""
+    from unitok.pipeline.formats.docx import PKG_REL, R
+    from unitok.pipeline.formats.pptx import chart_from_xml
+
+    def cells(formula: str) -> list[str]:
+        m = re.fullmatch(r"(?:'((?:[^']|'')+)'|([^!]+))!(\$?[A-Z]+\$?\d+(?::\$?[A-Z]+\$?\d+)?)", formula)
+        if not m:
+            return []
+        name = (m.group(1) or "").replace("''", "'") or m.group(2)
+        if name not in wb.sheetnames or not hasattr(wb[name], "iter_rows"):
+            return []
+        found = wb[name][m.group(3).replace("$", "")]
+        flat = [c for row in found for c in row] if isinstance(found, tuple) else [found]
+        flat = [c for item in flat for c in (item if isinstance(item, tuple) else (item,))]
+        return [display(c.value, c.number_format) for c in flat]
+
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+
+        def xml(name: str) -> Any:
+            return safe_xml(z.read(name)) if name in names else None
+
+        def rels(part: str) -> dict[str, str]:
+            folder, file = posixpath.split(part)
+            root = xml(f"{folder}/_rels/{file}.rels")
+            if root is None:
+                return {}
+            return {r.get("Id"): posixpath.normpath(posixpath.join(folder, r.get("Target", "")))
+                    if not r.get("Target", "").startswith("/") else r.get("Target", "")[1:]
+                    for r in root.iter(f"{{{PKG_REL}}}Relationship")}  # fmt: skip
+
+        book = xml("xl/workbook.xml")
+        if book is None:
+            return {}
+        book_rels = rels("xl/workbook.xml")
+        out: dict[str, list[dict[str, Any]]] = {}
+        for sheet in book.iter(f"{{{_SHEET_NS}}}sheet"):
+            part = book_rels.get(sheet.get(f"{{{R}}}id"), "")
+            root = xml(part) if "/chartsheets/" in f"/{part}" else None
+            if root is None:
+                continue
+            charts = []
+            for drawing in root.iter(f"{{{_SHEET_NS}}}drawing"):
+                drawing_part = rels(part).get(drawing.get(f"{{{R}}}id"), "")
+                drawing_xml = xml(drawing_part)
+                if drawing_xml is None:
+                    continue
+                targets = rels(drawing_part)
+                for ref in drawing_xml.iter(f"{{{_CHART_NS}}}chart"):
+                    chart_xml = xml(targets.get(ref.get(f"{{{R}}}id"), ""))
+                    if chart_xml is not None:
+                        charts.append(chart_from_xml(chart_xml, cells))
+            out[sheet.get("name")] = charts
+        return out
+
+
+_SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_CHART_NS = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 
 
 def _merged_values(ws: Any) -> dict[tuple[int, int], str]:
