@@ -124,11 +124,13 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def choose_executor(cfg: JobConfig, listing: pa.Table) -> tuple[str, str]:
+def choose_executor(
+    cfg: JobConfig, listing: pa.Table, probes: list[dict[str, Any]] | None = None
+) -> tuple[str, str]:
     """(executor, why) for this run. auto: the driver with the shorter estimated wall time on this
     machine (stages.estimate.driver_wall_s), the local one up to runtime.local_max_s; an S3 source
     (not probed before the run: that would download it) by the local_max_objects and local_max_bytes
-    bounds."""
+    bounds. probes: the conversions' probes where the caller has them (`unitok plan`), in listing order."""
     rt = cfg.runtime
     if rt.executor != "auto":
         return rt.executor, "runtime.executor or --executor"
@@ -153,7 +155,7 @@ def choose_executor(cfg: JobConfig, listing: pa.Table) -> tuple[str, str]:
     ]
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump(), cfg.source.follow_symlinks)
     try:
-        est = driver_wall_s(cfg, objects, store, workers, rates, rt.local_max_s)
+        est = driver_wall_s(cfg, objects, store, workers, rates, rt.local_max_s, probes)
     except Exception as e:  # noqa: BLE001 - a file that cannot be probed: the run records why
         return "ray", f"{n} objects: the work could not be estimated ({type(e).__name__}: {e})"
     about = f"{n} objects, about {est['work_s']:.1f} s of work on {workers} workers"
@@ -441,7 +443,7 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
         inv["sampled"] = {"probed": len(probed), "of": len(rows)}
         inv["objects"], inv["bytes"] = len(rows), sum(o.size for o in rows)
     rates = load_rates()
-    executor, why = choose_executor(cfg, to_convert)
+    executor, why = choose_executor(cfg, to_convert, None if step > 1 else [p for _, p in probed])
     # One worker converts an object, except a long PDF on a local disk, which the local pool spreads.
     spreads = executor == "local" and not remote
     largest = max((0.0 if spreads and spread_over_pool(p) else object_work_s(p, rates) for _, p in probed),

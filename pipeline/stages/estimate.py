@@ -206,11 +206,13 @@ def driver_wall_s(
     workers: int,
     rates: dict[str, Any],
     stop_s: float,
+    probes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The job's wall time on each driver on this machine: its measured start-up, the engines' first
     use and the objects' work (probed from headers and page trees, per-item rates) spread over the
     workers, never less than the largest object. objects: (listed ObjectInfo, action); only conversions
-    are probed. Probing stops once the local estimate passes stop_s ("complete" is then False)."""
+    are probed, unless their probes are given (in order). Probing stops once the local estimate passes
+    stop_s ("complete" is then False)."""
     cpu = rates["cpu"]
     work = largest = 0.0
     kinds: set[str] = set()
@@ -220,8 +222,11 @@ def driver_wall_s(
         if action != "convert":
             work += cpu["object_s"]
             continue
-        with store.fetch(info) as (path, _):
-            p = probe_file(path, cfg, CHOICE_SAMPLE_PAGES)
+        if probes is not None:
+            p = probes[probed]
+        else:
+            with store.fetch(info) as (path, _):
+                p = probe_file(path, cfg, CHOICE_SAMPLE_PAGES)
         probed += 1
         s = object_work_s(p, rates)
         work, largest = work + s, max(largest, 0.0 if spread_over_pool(p) else s)
