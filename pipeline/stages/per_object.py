@@ -75,6 +75,8 @@ def page_parts(obj: dict[str, Any], cfg: JobConfig, workers: int) -> list[tuple[
         or cfg.engine.uses_phi4
         or cfg.source.uri.startswith("s3://")
         or not str(obj.get("key", "")).lower().endswith(".pdf")
+        # Not opened to count pages where the file is too small to hold that many (under 256 bytes a page).
+        or (obj.get("size") or 0) < SPREAD_MIN_PAGES * 256
     ):
         return []
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
