@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +50,9 @@ class Document:
     segments: list[dict[str, Any]] = field(default_factory=list)
     chunks: list[dict[str, Any]] = field(default_factory=list)  # empty unless chunking.enabled
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # An e-mail's attachments, each a Document of its own (nested messages' attachments too, in order;
+    # each row's parent_doc_id names the message it came in).
+    attachments: list[Document] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
@@ -72,6 +75,7 @@ class Document:
             "chunks": [_plain(r) for r in self.chunks],
             "errors": [_plain(r) for r in self.errors],
             "warnings": self.warnings,
+            "attachments": [a.to_dict() for a in self.attachments],
         }
 
 
@@ -145,15 +149,26 @@ def convert(source: Source, *, name: str | None = None, config: ConfigLike = Non
     with tempfile.TemporaryDirectory(prefix="unitok-api-") as tmp:
         path, name, uri = _as_file(source, name, Path(tmp))
         out = convert_file(path, name, rt.cfg, rt.engines, "api", uri=uri, chunking=rt.chunking, plain=False)
-    row = out["document"]
-    return Document(
-        source_uri=uri or f"upload://{name}",
-        markdown=row["markdown"] if row else None,
-        row=row,
-        segments=out["segments"],
-        chunks=out.get("chunks", []),
-        errors=out["errors"],
-    )
+    source_uri = uri or f"upload://{name}"
+
+    def document(
+        row: dict[str, Any] | None, mine: Callable[[str], bool], attachments: list[Document]
+    ) -> Document:
+        return Document(
+            source_uri=source_uri,
+            markdown=row["markdown"] if row else None,
+            row=row,
+            segments=[r for r in out["segments"] if mine(r["doc_id"])],
+            chunks=[r for r in out.get("chunks", []) if mine(r["doc_id"])],
+            errors=[r for r in out["errors"] if mine(r["doc_id"])],
+            attachments=attachments,
+        )
+
+    attachments = [document(a, a["doc_id"].__eq__, []) for a in out["attachments"]]
+    claimed = {a["doc_id"] for a in out["attachments"]}
+    # The file's own Document holds every row no attachment's document claims: its own, errors of the
+    # whole file, and those of attachments that gave no document.
+    return document(out["document"], lambda d: d not in claimed, attachments)
 
 
 def convert_many(sources: Iterable[Source], *, config: ConfigLike = None) -> Iterator[Document]:

@@ -63,15 +63,9 @@ def timed(fn, path: Path) -> tuple[str, float]:
     return out, statistics.mean(runs)
 
 
-def main() -> None:
-    import unitok
-    from markitdown import MarkItDown
-    from test_documents import build_docx, build_xlsx
-
-    work = Path(tempfile.mkdtemp(prefix="unitok-bench-docs-"))
-    build_docx(work / "report.docx")
-    build_xlsx(work / "budget.xlsx")
-    (work / "page.html").write_bytes(
+def build_page(path: Path) -> Path:
+    """A web page in windows-1252 with navigation and a footer around its main content."""
+    path.write_bytes(
         '<!DOCTYPE html><html><head><meta charset="windows-1252"><title>Site</title></head><body>'
         "<nav><a href='/'>Home</a> <a href='/about'>About us</a></nav><main><h1>Annual report</h1>"
         "<p>Revenue grew by <b>12%</b> in <a href='https://ex.com/q3'>Q3</a> at Tromsø café.</p>"
@@ -81,6 +75,18 @@ def main() -> None:
             "cp1252"
         )
     )
+    return path
+
+
+def main() -> None:
+    import unitok
+    from markitdown import MarkItDown
+    from test_documents import build_docx, build_xlsx
+
+    work = Path(tempfile.mkdtemp(prefix="unitok-bench-docs-"))
+    build_docx(work / "report.docx")
+    build_xlsx(work / "budget.xlsx")
+    build_page(work / "page.html")
     peer = MarkItDown()
     print("| document | tool | word recall | word precision | ms per conversion |")
     print("|---|---|---|---|---|")

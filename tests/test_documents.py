@@ -4,7 +4,7 @@ and nested lists, merged and nested table cells, text boxes, headers and footers
 comments, tracked changes, equations, pictures' alt text, hyperlinks; legacy .doc through LibreOffice),
 spreadsheets (cached values, number formats, merged cells, comments, hidden sheets, an inflated used
 range; .xls and .ods through LibreOffice), HTML, Markdown and text, CSV, EPUB and e-mail (attachments
-converted as parts of the message); and hostile variants (zip and XML bombs, a malformed EPUB, deeply
+converted as documents of their own); and hostile variants (zip and XML bombs, a malformed EPUB, deeply
 nested messages), each one error row or a bounded result."""
 
 from __future__ import annotations
@@ -380,7 +380,7 @@ def test_epub_chapters_in_reading_order(tmp_path):
     assert [s["page_number"] for s in doc.segments] == [1, 2]
 
 
-def test_email_headers_body_and_attachments_converted_as_parts_of_the_message(tmp_path):
+def build_email(path: Path) -> Path:
     m = EmailMessage()
     m["From"], m["To"], m["Subject"] = "Ana <ana@example.com>", "ops@example.com", "Pump report"
     m["Date"] = "Tue, 01 Dec 2026 10:00:00 +0000"
@@ -392,17 +392,31 @@ def test_email_headers_body_and_attachments_converted_as_parts_of_the_message(tm
         filename="report.pdf",
     )
     m.add_attachment(b"not a real image", maintype="image", subtype="png", filename="broken.png")
-    (tmp_path / "mail.eml").write_bytes(bytes(m))
-    doc = convert(tmp_path / "mail.eml")
+    path.write_bytes(bytes(m))
+    return path
+
+
+def test_email_attachments_are_documents_of_their_own_linked_to_their_message(tmp_path):
+    doc = convert(build_email(tmp_path / "mail.eml"))
     md = doc.markdown
-    assert doc.row["modality"] == "email"
+    assert doc.row["modality"] == "email" and doc.row["parent_doc_id"] is None
     assert "**Subject:** Pump report" in md and "The pumps at site A were serviced." in md
-    assert "water filters" in md.lower()  # the PDF attachment's pages, by the PDF text engine
-    pages = [s for s in doc.segments if s["segment_kind"] == "page"]
-    assert pages and all(s["heading_path"] == ["attachment: report.pdf"] for s in pages)
-    assert "pdf_text" in doc.row["engines"]
-    (err,) = doc.errors
+    (report,) = doc.attachments
+    assert "water filters" not in md.lower()  # the attachment's words are in its own document only
+    assert "water filters" in report.markdown.lower()  # its pages, by the PDF text engine
+    assert report.row["parent_doc_id"] == doc.row["doc_id"] != report.row["doc_id"]
+    assert (report.row["modality"], report.row["mime_type"]) == ("pdf", "application/pdf")
+    assert report.row["source_uri"] == doc.row["source_uri"]  # the bytes are in the listed message
+    assert report.row["engines"] == ["pdf_text"] and doc.row["engines"] == ["markup"]
+    assert report.segments and all(s["heading_path"] == ["attachment: report.pdf"] for s in report.segments)
+    assert [s["segment_kind"] for s in doc.segments] == ["message"]
+    (err,) = doc.errors  # an attachment that gave no document: its error and gap are the message's
     assert "attachment 'broken.png'" in err["message"] and err["segment_index"] > 0  # the message goes on
+    assert md.endswith(f"<!-- segment {err['segment_index']} not converted: {err['error_type']} -->")
+    # Each segment's character offsets point at its Markdown in its document's.
+    for d in (doc, report):
+        for s in d.segments:
+            assert d.markdown[s["char_start"] : s["char_end"]] == s["markdown"]
 
 
 def test_hostile_documents_give_an_error_row_or_a_bounded_result(tmp_path):
@@ -438,8 +452,12 @@ def test_hostile_documents_give_an_error_row_or_a_bounded_result(tmp_path):
         inner = outer
     (tmp_path / "nested.eml").write_bytes(bytes(inner))
     doc = convert(tmp_path / "nested.eml")
-    assert "body 11" in doc.markdown and "deepest" not in doc.markdown
-    assert any("nested more than" in e["message"] for e in doc.errors)
+    texts = [doc.markdown] + [a.markdown for a in doc.attachments]
+    assert "body 11" in doc.markdown and not any("deepest" in t for t in texts)
+    assert len(doc.attachments) == 5  # each nested message a document, five levels down
+    parents = [doc.row["doc_id"]] + [a.row["doc_id"] for a in doc.attachments[:-1]]
+    assert [a.row["parent_doc_id"] for a in doc.attachments] == parents
+    assert any("nested more than" in e["message"] for d in [doc, *doc.attachments] for e in d.errors)
 
 
 def test_types_come_from_the_bytes_and_the_same_rows_on_every_driver(tmp_path, ray_local):
@@ -456,6 +474,7 @@ def test_types_come_from_the_bytes_and_the_same_rows_on_every_driver(tmp_path, r
     (src / "stock.csv").write_text("a,b\n1,2\n")
     (src / "page.htm").write_text("<html><body><p>Hello page</p></body></html>")
     shutil.copy(src / "report.docx", src / "report-without-extension")
+    build_email(src / "mail.eml")
     tables = {}
     for executor in ("local", "ray"):
         cfg = parse_config({"source": {"uri": str(src)}, "output": {"uri": str(tmp_path / executor)},
@@ -463,8 +482,8 @@ def test_types_come_from_the_bytes_and_the_same_rows_on_every_driver(tmp_path, r
         run_job(cfg, {})
         tables[executor] = unitok.read_table(tmp_path / executor, "documents").sort_by("source_uri")
     local, ray = tables["local"], tables["ray"]
-    assert local.num_rows == 7
-    for col in ("doc_id", "markdown", "modality", "mime_type", "engines"):
+    assert local.num_rows == 9  # the message's attachment is a document of its own
+    for col in ("doc_id", "markdown", "modality", "mime_type", "engines", "parent_doc_id"):
         assert local[col].to_pylist() == ray[col].to_pylist(), col
     named = pc.ends_with(local["source_uri"], "report-without-extension")
     assert local.filter(named)["modality"].to_pylist() == ["document"]

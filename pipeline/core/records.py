@@ -77,6 +77,9 @@ class Segment:
     frame_times_s: list[float] = field(default_factory=list)  # each keyframe's time in the video
     audio_f32: bytes | None = None  # 16 kHz mono float32 little-endian samples
     warnings: list[str] = field(default_factory=list)
+    # An e-mail attachment is a document of its own: this is the message's doc_id (null for the listed
+    # object's own document).
+    parent_doc_id: str | None = None
     # A splitter that fails on one object or segment records it here instead of raising.
     status: str = STATUS_OK
     stage: str | None = None

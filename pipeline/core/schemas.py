@@ -53,6 +53,10 @@ RESULT_SCHEMA = pa.schema(
         ("processed_at", pa.timestamp("us", tz="UTC")),
         ("elapsed_ms", pa.float64()),
         ("warnings", pa.list_(pa.string())),
+        # Added columns go last: a table made by an earlier version gains them at its end.
+        ("parent_doc_id", pa.string()),  # an attachment's message (its doc_id); null for a listed object
+        ("char_start", pa.int32()),  # where the segment's Markdown is in its document's (set at assembly;
+        ("char_end", pa.int32()),  # null for a recording's windows, merged into one timeline)
     ]
     + _STATUS
 )
@@ -93,6 +97,7 @@ DOCUMENTS_SCHEMA = pa.schema(
         ("pipeline_version", pa.string()),
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("us", tz="UTC")),
+        ("parent_doc_id", pa.string()),  # the message an e-mail attachment came in; null for a listed object
     ]
 )
 

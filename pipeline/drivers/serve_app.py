@@ -277,7 +277,13 @@ class Api:
 
     def _respond(self, request: Request, results: list[dict[str, Any]]) -> Response:
         if "text/markdown" in request.headers.get("accept", ""):
-            texts = [r["document"]["markdown"] for r in results if r["document"]]
+            # An e-mail's attachments follow their message, as further documents.
+            texts = [
+                d["markdown"]
+                for r in results
+                if r["document"]
+                for d in [r["document"], *r.get("attachments", [])]
+            ]
             status = 200 if texts else 422
             return PlainTextResponse(
                 "\n\n---\n\n".join(texts), status_code=status, media_type="text/markdown"

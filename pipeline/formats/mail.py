@@ -1,6 +1,7 @@
 """E-mail (EML, and Outlook's MSG) → the message's headers and body as one segment, then each attachment
-converted by its own format's splitter into segments of the message, under `attachment: <name>` in their
-heading path (a PDF's pages, a deck's slides, a nested message...). At most documents.max_attachments
+converted by its own format's splitter (a PDF's pages, a deck's slides, a nested message...) as a document
+of its own: its own doc_id, its message's as its parent_doc_id, and `attachment: <name>` in its segments'
+heading path. At most documents.max_attachments
 attachments per message, nested messages included, and five levels deep: a hostile message costs a
 bounded amount. An attachment that cannot be converted is an error row of its own; the message goes on.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.records import CONTENT_TEXT, Segment
+from unitok.pipeline.core.records import CONTENT_TEXT, Segment, make_doc_id
 from unitok.pipeline.formats.documents import DocumentOpenError, html_markdown
 
 MAX_DEPTH = 5
@@ -63,6 +64,10 @@ def _attachments(
             path.write_bytes(data)
             child = base.part(index, "attachment", CONTENT_TEXT)
             child.warnings = []
+            # A document of its own: its id from the message's and its place in it (two attachments
+            # may share a name), its message as its parent.
+            child.doc_id = make_doc_id(base.doc_id, f"attachment {n}")
+            child.parent_doc_id = base.doc_id
             try:
                 for seg in split_child(path, child, cfg, depth=depth + 1, budget=budget, prefix=label):
                     seg.segment_index = index

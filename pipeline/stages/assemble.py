@@ -18,7 +18,7 @@ _TIMED_KINDS = {"audio_window", "video_frames"}
 DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
     "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
-    "engine", "pipeline_version", "run_id",
+    "engine", "pipeline_version", "run_id", "parent_doc_id",
 ]  # fmt: skip
 
 
@@ -162,20 +162,31 @@ def main_language(rows: list[dict[str, Any]]) -> str | None:
 
 def assemble_document(
     group: pa.Table, failures: dict[str, list[dict[str, Any]]], heading_every_s: float = 300.0
-) -> pa.Table:
-    """One document row from all segments of one doc_id, in segment order. Segments that failed
-    leave a marked gap (an HTML comment) where their text would be, so nothing disappears silently."""
+) -> tuple[pa.Table, dict[int, tuple[int, int]]]:
+    """One document row from all segments of one doc_id, in segment order, and where each segment's
+    Markdown is in it (by segment_index; a recording's windows, merged into a timeline, have none).
+    Segments that failed leave a marked gap (an HTML comment) where their text would be, so nothing
+    disappears silently."""
     rows = sorted(group.to_pylist(), key=lambda r: r["segment_index"])
     first = rows[0]
     failed = failures.get(first["doc_id"], [])
     notes = [(e["segment_index"], _failure_note(e)) for e in failed if e["segment_index"] >= 0]
+    offsets: dict[int, tuple[int, int]] = {}
     if any(r["segment_kind"] in _TIMED_KINDS for r in rows):
         # Failed windows have no time in errors/: their notes close the document.
         texts = media_timeline(rows, heading_every_s) + [t for _, t in sorted(notes)]
+        markdown = "\n\n".join(t for t in texts if t.strip())
     else:
         parts = sorted([(r["segment_index"], r["markdown"] or "") for r in rows] + notes, key=lambda p: p[0])
-        texts = [t for _, t in parts]
-    markdown = "\n\n".join(t for t in texts if t.strip())
+        pieces, at = [], 0
+        for index, text in parts:
+            if not text.strip():
+                continue
+            at += 2 if pieces else 0
+            pieces.append(text)
+            offsets[index] = (at, at + len(text))
+            at += len(text)
+        markdown = "\n\n".join(pieces)
     warnings: list[str] = []
     for r in rows:
         for w in r["warnings"] or []:
@@ -198,5 +209,36 @@ def assemble_document(
         "pipeline_version": first["pipeline_version"],
         "run_id": first["run_id"],
         "processed_at": datetime.now(UTC),
+        "parent_doc_id": first.get("parent_doc_id"),
     }
-    return rows_to_table([doc], DOCUMENTS_SCHEMA)
+    return rows_to_table([doc], DOCUMENTS_SCHEMA), offsets
+
+
+def assemble_documents(
+    segments: pa.Table, errors: list[dict[str, Any]], heading_every_s: float = 300.0
+) -> tuple[pa.Table, pa.Table]:
+    """(the documents of one object's segments, the segments with their char_start/char_end in their
+    document). One document per doc_id (an e-mail's attachments are documents of their own), in the
+    order of their first segments, so the listed object's own document comes first."""
+    if not segments.num_rows:
+        return DOCUMENTS_SCHEMA.empty_table(), segments
+    ids = segments["doc_id"]
+    order = list(dict.fromkeys(ids.to_pylist()))
+    failures: dict[str, list[dict[str, Any]]] = {}
+    for e in errors:
+        # An attachment that gave no segment at all leaves its gap in the listed object's document.
+        failures.setdefault(e["doc_id"] if e["doc_id"] in order else order[0], []).append(e)
+    docs, starts, ends = [], [None] * segments.num_rows, [None] * segments.num_rows
+    for doc_id in order:
+        mask = pc.equal(ids, doc_id)
+        group = segments.filter(mask).select(DOC_COLUMNS)
+        doc, offsets = assemble_document(group, failures, heading_every_s)
+        docs.append(doc)
+        for row, index in zip(pc.indices_nonzero(mask).to_pylist(), group["segment_index"].to_pylist(),
+                              strict=True):  # fmt: skip
+            starts[row], ends[row] = offsets.get(index, (None, None))
+    for name, values in (("char_start", starts), ("char_end", ends)):
+        segments = segments.set_column(
+            segments.schema.get_field_index(name), name, pa.array(values, pa.int32())
+        )
+    return pa.concat_tables(docs), segments

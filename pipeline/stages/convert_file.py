@@ -1,5 +1,5 @@
 """One file → its document, segments and errors, in memory, with the same stage functions as a job
-(file_batches, convert_segments, split_results, assemble_document). The HTTP endpoint calls this per
+(file_batches, convert_segments, split_results, assemble_documents). The HTTP endpoint calls this per
 upload."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 from unitok.connectors.objects import ObjectInfo, sha256_file
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
 from unitok.pipeline.core.version import PIPELINE_VERSION
-from unitok.pipeline.stages.assemble import assemble_document, split_results
+from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.doc_chunks import DocumentChunks
 from unitok.pipeline.stages.work import file_batches
@@ -46,9 +47,10 @@ def convert_file(
     chunking: DocumentChunks | None = None,
     plain: bool = True,
 ) -> dict[str, Any]:
-    """{"document": row or None, "segments": [...], "errors": [...], "chunks": [...] (with chunking)}: the
-    rows a job would write for this file, as JSON-ready dicts (plain) or as Arrow gives them. source_uri
-    is `uri`, else uri_prefix + name; source_version its content hash."""
+    """{"document": row or None, "attachments": [rows], "segments": [...], "errors": [...], "chunks": [...]
+    (with chunking)}: the rows a job would write for this file, as JSON-ready dicts (plain) or as Arrow
+    gives them. "attachments": an e-mail's attachments' documents (each with parent_doc_id). source_uri is
+    `uri`, else uri_prefix + name; source_version its content hash."""
     obj = ObjectInfo(
         uri=uri or f"{uri_prefix}{name}",
         key=name,
@@ -65,14 +67,21 @@ def convert_file(
     parts = split_results(rows_to_table(rows, RESULT_SCHEMA))
     errors = parts["errors"].to_pylist()
     segments = parts["segments"]
-    document = None
+    documents: list[dict[str, Any]] = []
     chunks: list[dict[str, Any]] = []
     if segments.num_rows:
-        failures = {errors[0]["doc_id"]: errors} if errors else {}
-        document = assemble_document(segments, failures, cfg.audio.heading_every_s).to_pylist()[0]
+        docs, segments = assemble_documents(segments, errors, cfg.audio.heading_every_s)
+        documents = docs.to_pylist()
         if chunking is not None and cfg.chunking.enabled:
-            chunks = chunking.chunks(document, segments).to_pylist()
-    out = {"document": document, "segments": segments.to_pylist(), "errors": errors}
+            for doc in documents:
+                mine = segments.filter(pc.equal(segments["doc_id"], doc["doc_id"]))
+                chunks += chunking.chunks(doc, mine).to_pylist()
+    out = {
+        "document": documents[0] if documents else None,
+        "attachments": documents[1:],
+        "segments": segments.to_pylist(),
+        "errors": errors,
+    }
     if chunking is not None:
         out["chunks"] = chunks
     if not plain:

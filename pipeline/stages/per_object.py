@@ -41,7 +41,7 @@ from unitok.pipeline.core.testhooks import checkpoint
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.formats.pdf import page_count
 from unitok.pipeline.formats.split import fetch_error, split_file
-from unitok.pipeline.stages.assemble import DOC_COLUMNS, assemble_document, split_results
+from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.doc_chunks import DocumentChunks
 from unitok.pipeline.stages.plan import CONVERT, EMBED, LISTING_SCHEMA, RECHUNK, REFRESH, state_row
@@ -204,13 +204,12 @@ class ObjectConverter:
         tables: dict[str, pa.Table] = {"segments": segments}
         extra_errors: list[dict[str, Any]] = []
         if segments.num_rows:
-            failures = {segments["doc_id"][0].as_py(): errors.to_pylist()} if errors.num_rows else {}
-            doc = assemble_document(segments.select(DOC_COLUMNS), failures, self.cfg.audio.heading_every_s)
-            tables["documents"] = doc
+            docs, segments = assemble_documents(segments, errors.to_pylist(), self.cfg.audio.heading_every_s)
+            tables["documents"], tables["segments"] = docs, segments
             self._lap("assemble")
             if self.cfg.chunking.enabled:
                 try:
-                    tables["chunks"] = self.chunking.chunks(doc.to_pylist()[0], segments)
+                    tables["chunks"] = self._chunks(docs, segments)
                 except EngineSetupError:
                     raise  # an embedder that cannot load stops the run: every object would fail
                 except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
@@ -235,13 +234,13 @@ class ObjectConverter:
         uri = listed["uri"]
         if action == RECHUNK:
             docs = self.files.read("documents", stored.get("documents", []), uri, DOCUMENTS_SCHEMA)
-            if docs.num_rows != 1:
-                raise _Redo(f"{docs.num_rows} stored documents to chunk")
+            if not docs.num_rows:
+                raise _Redo("no stored document to chunk")
             segments = self.files.read("segments", stored.get("segments", []), uri, SEGMENTS_SCHEMA)
             chunks = CHUNKS_SCHEMA.empty_table()
             if self.cfg.chunking.enabled:
                 try:
-                    chunks = self.chunking.chunks(docs.to_pylist()[0], segments.sort_by("segment_index"))
+                    chunks = self._chunks(docs, segments.sort_by("segment_index"))
                 except EngineSetupError:
                     raise
                 except Exception as e:  # noqa: BLE001 - a full conversion records the error
@@ -264,6 +263,16 @@ class ObjectConverter:
         self._lap("chunk and embed")
         tables = {"chunks": chunks, "objects": self._state(listed, False, version)}
         return self._finish(listed, action, tables, ["chunks", "objects"])
+
+    def _chunks(self, docs: pa.Table, segments: pa.Table) -> pa.Table:
+        """Every document's chunks (an e-mail's attachments are documents of their own), each from its
+        own segments."""
+        return pa.concat_tables(
+            [
+                self.chunking.chunks(doc, segments.filter(pc.equal(segments["doc_id"], doc["doc_id"])))
+                for doc in docs.to_pylist()
+            ]
+        )
 
     def _lap(self, stage: str) -> None:
         now = time.perf_counter()
