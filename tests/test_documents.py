@@ -419,6 +419,24 @@ def test_email_attachments_are_documents_of_their_own_linked_to_their_message(tm
             assert d.markdown[s["char_start"] : s["char_end"]] == s["markdown"]
 
 
+def test_an_outlook_msg_gives_its_headers_body_and_attachments_as_documents_of_their_own(tmp_path):
+    from ole_writer import msg_streams, write_cfb
+
+    pdf = (REPO / "sample" / "field-report.pdf").read_bytes()
+    streams = msg_streams("Pump report", "Ana Berg", "ana@example.com", "ops@example.com",
+                          "The pumps at site A were serviced.", [("report.pdf", pdf)])  # fmt: skip
+    doc = convert(write_cfb(tmp_path / "mail-without-extension", streams))
+    assert doc.row["mime_type"] == "application/vnd.ms-outlook"  # typed by its streams, not its name
+    assert doc.markdown == (
+        "**From:** Ana Berg <ana@example.com>  \n**To:** ops@example.com  \n**Subject:** Pump report\n\n"
+        "The pumps at site A were serviced."
+    )
+    (report,) = doc.attachments
+    assert report.row["parent_doc_id"] == doc.row["doc_id"] and report.row["mime_type"] == "application/pdf"
+    assert "1,200 water filters" in report.markdown
+    assert report.segments[0]["heading_path"] == ["attachment: report.pdf"]
+
+
 def test_hostile_documents_give_an_error_row_or_a_bounded_result(tmp_path):
     # A zip bomb: a DOCX whose members claim far more than the limit.
     bomb = tmp_path / "bomb.docx"
