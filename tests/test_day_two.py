@@ -89,6 +89,22 @@ def test_chunking_change_rechunks_stored_documents_and_conversion_change_convert
     assert {s["run_id"] for s in rows(out, "segments")} == {fifth.run_id}
 
 
+def test_every_format_section_shapes_the_conversion_fingerprint_and_its_timeouts_do_not():
+    from unitok.pipeline.core.fingerprint import fingerprints
+
+    def convert_fp(**extra):
+        return fingerprints(spec("in", "out", **extra))["convert_fingerprint"]
+
+    base = convert_fp()
+    shaping = [("documents", "max_rows_per_segment", 7), ("documents", "max_attachments", 3),
+               ("pdf", "min_text_chars", 8), ("pptx", "ocr_pictures", True)]  # fmt: skip
+    for section, field, value in shaping:
+        assert convert_fp(**{section: {field: value}}) != base, f"{section}.{field}"
+    for section, field, value in (("documents", "convert_timeout_s", 99), ("pptx", "convert_timeout_s", 99),
+                                  ("audio", "decode_timeout_s", 99)):  # fmt: skip
+        assert convert_fp(**{section: {field: value}}) == base, f"{section}.{field}"
+
+
 def test_pipeline_upgrade_reconverts_unless_kept_and_the_feed_deletes_before_it_inserts(
     tmp_path, monkeypatch
 ):

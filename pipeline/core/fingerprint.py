@@ -22,6 +22,7 @@ _OPERATIONAL = {
     "audio": {"decode_timeout_s"},
     "phi4": {"local_files_only", "device", "attn_implementation", "token_budget", "num_gpus"},
     "vllm": {"gpu_memory_utilization"},
+    "documents": {"convert_timeout_s"},
 }
 OFF = "off"
 
@@ -43,7 +44,8 @@ def conversion_settings(cfg: JobConfig) -> dict[str, Any]:
         engine["phi4"] = _section("phi4", cfg.engine.phi4)
     if cfg.engine.name == "vllm":
         engine["vllm"] = _section("vllm", cfg.engine.vllm)
-    sections = {n: _section(n, getattr(cfg, n)) for n in ("pdf", "image", "pptx", "audio", "video", "ocr")}
+    formats = ("pdf", "image", "pptx", "documents", "audio", "video", "ocr")
+    sections = {n: _section(n, getattr(cfg, n)) for n in formats}
     return {"engine": engine, **sections}
 
 
