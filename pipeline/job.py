@@ -141,13 +141,12 @@ def choose_executor(
         if n <= rt.local_max_objects and total <= rt.local_max_bytes:
             return "local", f"{n} objects, {total / 2**20:.1f} MiB: under the local_max_* bounds"
         return "ray", f"{n} objects, {total / 2**20:.1f} MiB: over the local_max_* bounds"
-    import os
 
     from unitok.connectors.objects import ObjectInfo
     from unitok.pipeline.stages.estimate import driver_wall_s, load_rates
 
     rates = load_rates()
-    workers = rt.max_workers or rt.num_cpus or os.cpu_count() or 1
+    workers = rt.pool_size
     fields = ("uri", "key", "size", "modified_at", "version")
     objects = [
         (ObjectInfo(**{k: r.get(k) for k in fields}), r.get("action") or CONVERT)
@@ -448,7 +447,7 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
     spreads = executor == "local" and not remote
     largest = max((0.0 if spreads and spread_over_pool(p) else object_work_s(p, rates) for _, p in probed),
                   default=0.0)  # fmt: skip
-    workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
+    workers = cfg.runtime.pool_size
     return {
         "source": redact_uri(cfg.source.uri),
         "output": redact_uri(out.uri),

@@ -445,6 +445,12 @@ class RuntimeConfig(_Strict):
     # Accepted so older configs validate; documents are now assembled per object in the workers.
     local_assembly_max_bytes: int = Field(default=512 << 20, ge=0, description="Ignored.")
 
+    @property
+    def pool_size(self) -> int:
+        """Worker processes of a driver on this machine (local pool, Beam's): max_workers, else num_cpus,
+        else this machine's cores."""
+        return self.max_workers or self.num_cpus or os.cpu_count() or 1
+
     @model_validator(mode="after")
     def _bounds(self) -> RuntimeConfig:
         if self.max_workers is not None and self.max_workers < self.min_workers:

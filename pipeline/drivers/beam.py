@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -124,7 +123,7 @@ def pipeline_options(cfg: JobConfig) -> dict[str, Any]:
     if not log.isEnabledFor(logging.DEBUG):
         options.setdefault("default_sdk_harness_log_level", "WARNING")  # the workers' own logs
     if is_direct(cfg.runtime.beam.runner):
-        workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
+        workers = cfg.runtime.pool_size
         options.setdefault("direct_running_mode", "multi_processing")
         options.setdefault("direct_num_workers", workers)
     return options

@@ -11,7 +11,6 @@ For single machines and small jobs, where Ray's fixed start-up cost (seconds) wo
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -54,7 +53,7 @@ def execute_local(
     listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
 ) -> Iterator[dict[str, Any]]:
     """Each object's metadata as its worker finishes it."""
-    workers = cfg.runtime.max_workers or cfg.runtime.num_cpus or os.cpu_count() or 1
+    workers = cfg.runtime.pool_size
     # Engines never run in this process, even with one worker: a fork of a process whose engines have
     # run native thread pools can deadlock on a lock held by a thread that is gone (seen here: an
     # in-process run, then a pool). Forked, not spawned: spawn re-imports the caller's main module,
