@@ -127,6 +127,7 @@ def test_long_recording_splits_under_30_s_at_silences_and_stitches_without_loss_
     assert summary.failures == 0
     (doc,) = read_table(out, "documents").to_pylist()
     md = doc["markdown"]
+    assert doc["language"] == "en"  # the job's documents table has the language its windows were heard in
     assert md.startswith("### [00:00:00]") and "### [00:01:00]" in md
     words = [w.strip(".,!?").lower() for w in md.split()]
     found = [a for a in ANIMALS if a in words]

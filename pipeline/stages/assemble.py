@@ -18,7 +18,7 @@ _TIMED_KINDS = {"audio_window", "video_frames"}
 DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
     "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
-    "engine", "pipeline_version", "run_id", "parent_doc_id",
+    "engine", "language", "pipeline_version", "run_id", "parent_doc_id",
 ]  # fmt: skip
 
 
