@@ -1,9 +1,9 @@
 """E-mail (EML, and Outlook's MSG) → the message's headers and body as one segment, then each attachment
 converted by its own format's splitter (a PDF's pages, a deck's slides, a nested message...) as a document
 of its own: its own doc_id, its message's as its parent_doc_id, and `attachment: <name>` in its segments'
-heading path. At most documents.max_attachments
-attachments per message, nested messages included, and five levels deep: a hostile message costs a
-bounded amount. An attachment that cannot be converted is an error row of its own; the message goes on.
+heading path. At most documents.max_attachments attachments per message, nested messages included, and
+five levels deep: a hostile message costs a bounded amount. An attachment that cannot be converted is an
+error row of its own; the message goes on.
 """
 
 from __future__ import annotations

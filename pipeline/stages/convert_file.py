@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 from unitok.connectors.objects import ObjectInfo, sha256_file
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
@@ -73,9 +72,7 @@ def convert_file(
         docs, segments = assemble_documents(segments, errors, cfg.audio.heading_every_s)
         documents = docs.to_pylist()
         if chunking is not None and cfg.chunking.enabled:
-            for doc in documents:
-                mine = segments.filter(pc.equal(segments["doc_id"], doc["doc_id"]))
-                chunks += chunking.chunks(doc, mine).to_pylist()
+            chunks = chunking.of_documents(docs, segments).to_pylist()
     out = {
         "document": documents[0] if documents else None,
         "attachments": documents[1:],

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.schemas import CHUNKS_SCHEMA, rows_to_table
 
@@ -39,6 +40,16 @@ class DocumentChunks:
         if self.cfg.embedding.enabled and table.num_rows:
             table = self.embed(table)
         return table
+
+    def of_documents(self, docs: pa.Table, segments: pa.Table) -> pa.Table:
+        """The chunks of an object's documents (an e-mail's attachments are documents of their own), each
+        from its own segments."""
+        return pa.concat_tables(
+            [
+                self.chunks(doc, segments.filter(pc.equal(segments["doc_id"], doc["doc_id"])))
+                for doc in docs.to_pylist()
+            ]
+        )
 
     @property
     def embedder(self) -> Any:

@@ -209,7 +209,7 @@ class ObjectConverter:
             self._lap("assemble")
             if self.cfg.chunking.enabled:
                 try:
-                    tables["chunks"] = self._chunks(docs, segments)
+                    tables["chunks"] = self.chunking.of_documents(docs, segments)
                 except EngineSetupError:
                     raise  # an embedder that cannot load stops the run: every object would fail
                 except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
@@ -240,7 +240,7 @@ class ObjectConverter:
             chunks = CHUNKS_SCHEMA.empty_table()
             if self.cfg.chunking.enabled:
                 try:
-                    chunks = self._chunks(docs, segments.sort_by("segment_index"))
+                    chunks = self.chunking.of_documents(docs, segments.sort_by("segment_index"))
                 except EngineSetupError:
                     raise
                 except Exception as e:  # noqa: BLE001 - a full conversion records the error
@@ -263,16 +263,6 @@ class ObjectConverter:
         self._lap("chunk and embed")
         tables = {"chunks": chunks, "objects": self._state(listed, False, version)}
         return self._finish(listed, action, tables, ["chunks", "objects"])
-
-    def _chunks(self, docs: pa.Table, segments: pa.Table) -> pa.Table:
-        """Every document's chunks (an e-mail's attachments are documents of their own), each from its
-        own segments."""
-        return pa.concat_tables(
-            [
-                self.chunking.chunks(doc, segments.filter(pc.equal(segments["doc_id"], doc["doc_id"])))
-                for doc in docs.to_pylist()
-            ]
-        )
 
     def _lap(self, stage: str) -> None:
         now = time.perf_counter()
