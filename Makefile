@@ -93,6 +93,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_serve.py --pdf sample/scanned-memo.pdf --requests 48
 	$(BIN)/python bench/bench_documents.py
+	$(BIN)/python bench/bench_libraries.py
 
 clean:
 	rm -rf out .pytest_cache
