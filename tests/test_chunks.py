@@ -206,3 +206,71 @@ def test_a_table_header_too_wide_to_repeat_keeps_every_chunk_within_the_budget()
     # no crumbs: the paragraph is cut into chunks that fill the budget, not into fragments
     prose = [c for c in chunks if c["text"].startswith("A paragraph")]
     assert prose and all(c["n_tokens"] > 64 for c in prose[:-1])
+
+
+def test_counts_from_one_encoding_are_the_real_counts_and_a_long_sentence_is_cut_between_words(converted):
+    _, out, _, _ = converted
+    md = read_table(out, "documents").to_pylist()[0]["markdown"]
+    chunker = Chunker.from_config(ChunkingConfig(max_tokens=24, prefix_headings=True))
+    long_sentence = "word " * 20 + "and " + " ".join(f"token{i}" for i in range(60)) + " end."
+    for text in (md, f"# Title\n\n{long_sentence}\n\n| a | b |\n| --- | --- |\n" + "| 1 | 2 |\n" * 30):
+        rows = chunker.chunks(doc(text), [])
+        assert [r["n_tokens"] for r in rows] == [chunker.count(r["text"]) for r in rows]
+        assert all(r["n_tokens"] <= 24 for r in rows)
+        for r in rows:  # never inside a word: both ends at whitespace or at the text's ends
+            a, b = r["char_start"], r["char_end"]
+            assert (a == 0 or text[a - 1].isspace()) and (b == len(text) or text[b].isspace()), text[a:b]
+        assert " ".join(text[r["char_start"] : r["char_end"]] for r in rows).split() == text.split()
+
+
+def test_overlapping_chunks_share_at_most_the_overlap_and_lose_nothing():
+    md = "# Notes\n\n" + " ".join(f"Sentence {i} says one thing." for i in range(80))
+    chunker = Chunker.from_config(ChunkingConfig(max_tokens=40, overlap_tokens=10))
+    rows = chunker.chunks(doc(md), [])
+    assert len(rows) > 5 and all(r["n_tokens"] <= 40 for r in rows)
+    shared = []
+    for prev, nxt in zip(rows, rows[1:], strict=False):
+        assert prev["char_start"] < nxt["char_start"] and prev["char_end"] < nxt["char_end"]
+        if nxt["char_start"] < prev["char_end"]:
+            shared.append(md[nxt["char_start"] : prev["char_end"]])
+    # the prose's chunks overlap (the heading, alone in the first, has nothing to share)
+    assert len(shared) == len(rows) - 2 and all(0 < chunker.count(s) <= 10 for s in shared), shared
+    assert all(s.endswith(".") and s.startswith("Sentence") for s in shared)  # whole sentences
+    assert rows[0]["char_start"] == 0 and rows[-1]["char_end"] == len(md)
+
+
+def test_a_hash_line_inside_fenced_code_is_no_heading():
+    code = "```python\n# set up the counters\ncount = 0\n\n# the loop\nfor x in xs:\n    count += x\n```"
+    md = f"# Guide\n\n## Loop\n\nThe loop:\n\n{code}\n\nAfter the loop."
+    rows = Chunker.from_config(ChunkingConfig(max_tokens=16)).chunks(doc(md), [])
+    assert {tuple(r["heading_path"]) for r in rows} == {("Guide",), ("Guide", "Loop")}
+    assert all(r["n_tokens"] <= 16 for r in rows)
+
+
+def test_a_tokenizer_whose_pieces_cross_spaces_still_keeps_every_chunk_within_the_budget(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    text = (REPO / "README.md").read_text()
+    tokenizer.train_from_iterator([text], trainers.BpeTrainer(vocab_size=600, show_progress=False))
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    chunker = Chunker.from_config(ChunkingConfig(max_tokens=32, tokenizer=str(tmp_path)))
+    rows = chunker.chunks(doc(text), [])
+    assert len(rows) > 10 and all(r["n_tokens"] <= 32 for r in rows)  # its offsets count less: packed again
+    assert [r["n_tokens"] for r in rows] == [chunker.count(r["text"]) for r in rows]
+    # every character kept, in order (a URL longer than a chunk is cut inside)
+    assert "".join("".join(text[r["char_start"] : r["char_end"]].split()) for r in rows) == "".join(
+        text.split()
+    )
+
+
+def test_a_new_chunker_version_changes_the_chunks_fingerprint_only(monkeypatch):
+    from unitok.pipeline.core import fingerprint
+
+    cfg = parse_config({"source": {"uri": "in"}, "output": {"uri": "out"}})
+    before = fingerprint.fingerprints(cfg)
+    monkeypatch.setattr(fingerprint, "CHUNKER_VERSION", "cuts-next")
+    after = fingerprint.fingerprints(cfg)
+    assert after["chunks_fingerprint"] != before["chunks_fingerprint"]
+    assert after["convert_fingerprint"] == before["convert_fingerprint"]

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from unitok.pipeline.core.config import JobConfig
+from unitok.pipeline.core.version import CHUNKER_VERSION
 
 # Per section: fields that do not change a row of output.
 _OPERATIONAL = {
@@ -52,7 +53,7 @@ def conversion_settings(cfg: JobConfig) -> dict[str, Any]:
 def fingerprints(cfg: JobConfig) -> dict[str, str]:
     """{"convert_fingerprint", "chunks_fingerprint", "embeddings_fingerprint"} of this config."""
     chunking, embedding = cfg.chunking, cfg.embedding
-    chunks = _section("chunking", chunking) if chunking.enabled else OFF
+    chunks = {**_section("chunking", chunking), "chunker": CHUNKER_VERSION} if chunking.enabled else OFF
     embeds: Any = OFF
     if chunking.enabled and embedding.enabled:
         embeds = {"model": embedding.model or "all-MiniLM-L6-v2", "max_length": embedding.max_length}

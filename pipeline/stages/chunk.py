@@ -1,27 +1,27 @@
 """Documents → chunks for embedding: structure-aware and token-bounded, each with its provenance.
 
-The cutting is semantic-text-splitter's Markdown splitter (headings first, then blocks such as paragraphs,
-list items, table rows and code blocks, then sentences, words), counting with a real Hugging Face tokenizer.
-What this module adds is the provenance: the heading path, the segments a chunk spans and so its pages,
-slides or time range in a recording, character offsets into the document's Markdown, a table's header
-repeated on the chunks that continue it, and ids that stay the same for the same document version and
+The cutting (pipeline/stages/cuts.py) is at headings first, then blocks such as paragraphs, list items, table
+rows and code blocks, then sentences, words, counting with a real Hugging Face tokenizer that encodes each
+document once. What this module adds is the provenance: the heading path, the segments a chunk spans and so
+its pages, slides or time range in a recording, character offsets into the document's Markdown, a table's
+header repeated on the chunks that continue it, and ids that stay the same for the same document version and
 settings."""
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from unitok.pipeline.core.config import ChunkingConfig
+from unitok.pipeline.core.version import CHUNKER_VERSION
+from unitok.pipeline.stages import cuts
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
-_SECTION = re.compile(r"^#{1,2}\s", re.M)
+_WHITESPACE_BOUNDED = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
 _TABLE_ROW = re.compile(r"^\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+\s*$")
 
@@ -50,28 +50,11 @@ def _load_tokenizer(path: str) -> Any:
     return tokenizer
 
 
-_pool_started_in: int | None = None  # the process that started the splitter's Rust thread pool
-
-
-def _split_sections(splitter: Any, sections: list[str]) -> list[list[tuple[int, str]]]:
-    """The sections' chunks, in parallel on the splitter's thread pool; one by one (the same chunks) in a
-    process forked after an ancestor started that pool, whose threads the fork did not copy: there the
-    pool would wait for them for ever (a local-driver worker forked from a process that chunked)."""
-    global _pool_started_in
-    if _pool_started_in not in (None, os.getpid()):
-        return [splitter.chunk_indices(section) for section in sections]
-    _pool_started_in = os.getpid()
-    return splitter.chunk_all_indices(sections)
-
-
 @dataclass
 class Chunker:
     cfg: ChunkingConfig
     tokenizer: Any
     tokenizer_name: str
-    # Splitters by capacity: building one copies the whole tokenizer into the splitter (measured: 40% of
-    # a worker's time on one-page documents when built per document), and a job needs only a few.
-    _splitters: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, cfg: ChunkingConfig) -> Chunker:
@@ -84,63 +67,92 @@ class Chunker:
     @property
     def settings(self) -> str:
         c = self.cfg
-        return f"{self.tokenizer_name}/{c.max_tokens}/{c.overlap_tokens}/{int(c.prefix_headings)}"
+        return (
+            f"{CHUNKER_VERSION}/{self.tokenizer_name}/{c.max_tokens}/{c.overlap_tokens}/"
+            f"{int(c.prefix_headings)}"
+        )
 
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def _splitter(self, capacity: int) -> Any:
-        from semantic_text_splitter import MarkdownSplitter
+    def _counts(self, texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
-        if capacity not in self._splitters:
-            overlap = min(self.cfg.overlap_tokens, max(capacity - 1, 0))
-            self._splitters[capacity] = MarkdownSplitter.from_huggingface_tokenizer(
-                self.tokenizer, capacity, overlap
-            )
-        return self._splitters[capacity]
+    def _resolve(self, pieces: list[list[Any]], prefix_tokens: dict[str, int]) -> None:
+        """Each piece's final text and count: its heading path first where that fits the budget; pieces
+        not counted from the offsets are counted for real."""
+        budget = self.cfg.max_tokens
+        todo = []
+        for piece in pieces:
+            _, _, body, _, prefix, n = piece
+            if n is None:
+                todo.append(piece)
+            elif prefix is not None and n + prefix_tokens[prefix] <= budget:
+                piece[2], piece[5] = f"{prefix}\n\n{body}", n + prefix_tokens[prefix]
+        bodies = [p[2] for p in todo]
+        prefixed = [f"{p[4]}\n\n{p[2]}" if p[4] is not None else p[2] for p in todo]
+        for piece, text, n in zip(todo, prefixed, self._counts(prefixed), strict=True):
+            piece[2], piece[5] = text, n
+        over = [(p, b) for p, b in zip(todo, bodies, strict=True) if p[4] is not None and p[5] > budget]
+        for (piece, body), n in zip(over, self._counts([b for _, b in over]), strict=True):
+            piece[2], piece[5] = body, n
 
     def chunks(self, doc: dict[str, Any], segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The document's chunk rows, in order."""
         md = doc["markdown"] or ""
         if not md.strip():
             return []
-        headings = [(m.start(), len(m.group(1)), m.group(2)) for m in _HEADING.finditer(md)]
+        found = cuts.Cuts(md, *cuts.encode_offsets(self.tokenizer, md))
+        headings = found.headings
+        heading_at = [h[0] for h in headings]
+        heading_paths = _heading_paths(headings)
+
+        def path_at(position: int) -> list[str]:  # a chunk that starts with a heading is under it
+            i = bisect.bisect_right(heading_at, position) - 1
+            return heading_paths[i] if i >= 0 else []
+
         # Room for what a chunk may carry beyond its own text: a continued table's header, the heading path.
         # Each may take at most half the budget; a header or path longer than that is not repeated.
         limit = self.cfg.max_tokens // 2
-        header_tokens = {t: self.count(t[2]) + 1 for t in _tables(md)}
-        tables = [t for t, n in header_tokens.items() if n <= limit]
-        reserve = max((header_tokens[t] for t in tables), default=0)
-        if self.cfg.prefix_headings:
-            paths = [self.count(" > ".join(_path(headings, p))) + 2 for p, _, _ in headings]
-            reserve += min(max(paths, default=0), limit)
+        found_tables = _tables(md)
+        header_tokens = dict(zip(found_tables, self._counts([t[2] for t in found_tables]), strict=True))
+        tables = [t for t in found_tables if header_tokens[t] + 1 <= limit]
+        table_at = [t[0] for t in tables]
+        reserve = max((header_tokens[t] + 1 for t in tables), default=0)
+        prefixes = {" > ".join(p): None for p in heading_paths} if self.cfg.prefix_headings else {}
+        prefix_tokens = dict(zip(prefixes, self._counts(list(prefixes)), strict=True))
+        reserve += min(max((n + 2 for n in prefix_tokens.values()), default=0), limit)
         capacity = max(self.cfg.max_tokens - reserve, 8)
         places = _places(md, segments)
-        pieces = []
-        # Sections at top-level headings (# and ##), which the splitter never puts in one chunk anyway, are
-        # split in parallel (the splitter's Rust side): its search grows faster than the text, so sections
-        # are also cheaper one by one (DA-619p: 7.0 s whole, 2.3 s in sections, the same 1,198 chunks).
-        cuts = [0] + [m.start() for m in _SECTION.finditer(md) if m.start() > 0] + [len(md)]
-        sections = [md[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
-        found = _split_sections(self._splitter(capacity), sections)
-        spans = [
-            (cut + start, text) for cut, parts in zip(cuts, found, strict=False) for start, text in parts
-        ]
-        for start, text in spans:
-            end = start + len(text)
-            header = next((h for a, b, h in tables if a < start < b and not text.startswith(h)), None)
-            body = f"{header}\n{text}" if header else text
-            path = _path(headings, start)
-            if self.cfg.prefix_headings and path:
-                prefixed = " > ".join(path) + "\n\n" + body
-                body = prefixed if self.count(prefixed) <= self.cfg.max_tokens else body
-            pieces.append((start, end, body, path))
-        counts = [
-            len(e.ids) for e in self.tokenizer.encode_batch([p[2] for p in pieces], add_special_tokens=False)
-        ]
+        # Whole-text offsets count a span exactly when the tokenizer's pieces never cross whitespace
+        # (WordPiece behind BERT's pre-tokenizer, the default's) and the span was not cut inside a word.
+        exact = type(self.tokenizer.pre_tokenizer).__name__ in _WHITESPACE_BOUNDED
+        budget = self.cfg.max_tokens
+        while True:
+            pieces = []
+            for start, end in found.spans(capacity, min(self.cfg.overlap_tokens, capacity - 1)):
+                text = md[start:end]
+                i = bisect.bisect_left(table_at, start) - 1  # the table the chunk starts inside, if any
+                table = tables[i] if i >= 0 and start < tables[i][1] else None
+                header = table[2] if table and not text.startswith(table[2]) else None
+                body = f"{header}\n{text}" if header else text
+                path = path_at(start)
+                prefix = " > ".join(path) if self.cfg.prefix_headings and path else None
+                n = None
+                if exact and cuts.at_whitespace(md, start, end):  # "\n" after a header or path is no token
+                    n = found.count(start, end) + (header_tokens[table] if header else 0)
+                pieces.append([start, end, body, path, prefix, n])
+            self._resolve(pieces, prefix_tokens)
+            over = max((p[5] - budget for p in pieces), default=0)
+            if over <= 0 or capacity <= 8:
+                break
+            capacity = max(capacity - over, 8)  # a tokenizer whose pieces cross whitespace counted more
+        pieces = [(a, b, body, path, n) for a, b, body, path, _, n in pieces]
         rows = []
-        for index, ((start, end, body, path), n_tokens) in enumerate(zip(pieces, counts, strict=True)):
-            spanned = [p for p in places if p["start"] < end and p["end"] > start]
+        place_starts = [p["start"] for p in places]
+        place_ends = [p["end"] for p in places]  # places are found in order and never overlap
+        for index, (start, end, body, path, n_tokens) in enumerate(pieces):
+            spanned = places[bisect.bisect_right(place_ends, start) : bisect.bisect_left(place_starts, end)]
             segs = sorted({p["segment_index"] for p in spanned})
             pages = sorted({p["page_number"] for p in spanned if p["page_number"] is not None})
             times = [(p["time_start_s"], p["time_end_s"]) for p in spanned if p["time_start_s"] is not None]
@@ -171,19 +183,16 @@ class Chunker:
         return rows
 
 
-def _path(headings: list[tuple[int, int, str]], position: int) -> list[str]:
-    """The headings in force at a position (a chunk that starts with a heading is under it): walking back
-    from the last heading at or before it, each shallower heading is an ancestor."""
-    i = bisect.bisect_right(headings, (position, 7, "")) - 1
-    path: list[str] = []
-    level = 7
-    while i >= 0 and level > 1:
-        _, lvl, text = headings[i]
-        if lvl < level:
-            path.append(text)
-            level = lvl
-        i -= 1
-    return path[::-1]
+def _heading_paths(headings: list[tuple[int, int, str]]) -> list[list[str]]:
+    """The path under each heading: the heading and, before it, each shallower heading in force."""
+    stack: list[tuple[int, str]] = []
+    out = []
+    for _, depth, text in headings:
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        stack.append((depth, text))
+        out.append([t for _, t in stack])
+    return out
 
 
 def _tables(md: str) -> list[tuple[int, int, str]]:

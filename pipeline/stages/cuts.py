@@ -1,0 +1,187 @@
+"""Where a Markdown document may be cut into chunks, and how strongly, and the greedy packing that uses it.
+
+Cut points have a strength: before a heading (by its depth: `#` strongest), between blocks (a blank line,
+after a heading, around a fenced code block), between lines (table rows, list items, lines of code), between
+sentences, between words and, for a word longer than a chunk, between tokens. A chunk starts at the cursor
+and takes as many units as fit at the strongest level whose first unit fits: a section that fits is one
+chunk, a table is cut only between rows, a paragraph only between sentences unless one sentence is too long.
+
+The document is tokenized once, with offsets; the tokens a span holds are those wholly inside it, which for a
+WordPiece tokenizer (the default's) is exactly what encoding the span alone gives, since its pieces never
+cross whitespace or punctuation and every cut but a token cut lies at whitespace. The chunk stage checks the
+real counts of the chunks it makes and packs again with less room where another tokenizer counts more."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator
+from typing import Any
+
+BLOCK, LINE, SENTENCE, WORD, TOKEN = 3, 2, 1, 0, -1
+_STRUCTURE = [10 - depth for depth in range(1, 7)] + [BLOCK, LINE]  # coarse to fine
+_FINE = [SENTENCE, WORD, TOKEN]
+
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A sentence ends at . ! ? (and closing quotes or brackets) followed by space; CJK full stops need none.
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*\s+|[\u3002\uff01\uff1f]+\s*")
+_SPACE = re.compile(r"\s+")
+
+
+def _lines(md: str) -> Iterator[tuple[int, int, str, str]]:
+    """(offset, heading depth or 0, heading text, kind) of each line; kind: 'blank', 'open' or 'close' (a
+    code fence), 'code' (inside a fence, blank lines too) or 'text'."""
+    offset = 0
+    fence = ""
+    for line in md.split("\n"):
+        m = _FENCE.match(line)
+        if fence:
+            closes = m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence)
+            if closes and not line.strip(" `~"):
+                fence = ""
+                yield offset, 0, "", "close"
+            else:
+                yield offset, 0, "", "code"
+        elif m:
+            fence = m.group(1)
+            yield offset, 0, "", "open"
+        elif not line.strip():
+            yield offset, 0, "", "blank"
+        else:
+            h = HEADING.match(line)
+            yield offset, (len(h.group(1)) if h else 0), (h.group(2) if h else ""), "text"
+        offset += len(line) + 1
+
+
+class Cuts:
+    """The cut points of one document and token counts of its spans, from one encoding of the whole text."""
+
+    def __init__(self, md: str, starts: list[int], ends: list[int]):
+        self.md = md
+        self.starts, self.ends = starts, ends
+        self.headings: list[tuple[int, int, str]] = []  # (offset, depth, text) outside fenced code
+        strength: list[tuple[int, int]] = []
+        previous, depth_before, blank_before = "", 0, False
+        for offset, depth, title, kind in _lines(md):
+            if depth:
+                self.headings.append((offset, depth, title))
+            if kind == "blank":
+                blank_before = True
+                continue
+            if offset:
+                if depth:
+                    s = 10 - depth
+                elif kind in ("code", "close"):
+                    s = LINE
+                elif kind == "open" or blank_before or depth_before or previous == "close":
+                    s = BLOCK
+                else:
+                    s = LINE
+                strength.append((offset, s))
+            previous, depth_before, blank_before = kind, depth, False
+        # Sorted offsets at each structural level: every cut at least that strong, and the end of the text.
+        self.levels = {level: [o for o, s in strength if s >= level] + [len(md)] for level in _STRUCTURE}
+        self._fine: dict[tuple[int, int], list[int]] = {}
+
+    def count(self, a: int, b: int) -> int:
+        """The tokens wholly inside md[a:b]."""
+        return max(bisect.bisect_right(self.ends, b) - bisect.bisect_left(self.starts, a), 0)
+
+    def _candidates(self, level: int, cursor: int, limit: int) -> tuple[list[int], int, int]:
+        """(positions, lo, hi): positions[lo:hi] are the cuts of this level after cursor, up to and
+        including limit (which is always a cut of every level finer than the one it came from)."""
+        if level in self.levels:
+            ps = self.levels[level]
+        else:
+            key = (level, limit)
+            if key not in self._fine:  # computed once for the span, reused as the cursor walks through it
+                if level == TOKEN:
+                    lo = bisect.bisect_right(self.starts, cursor)
+                    hi = bisect.bisect_left(self.starts, limit)
+                    found = self.starts[lo:hi]
+                else:
+                    pattern = _SENTENCE_END if level == SENTENCE else _SPACE
+                    found = [m.end() for m in pattern.finditer(self.md, cursor, limit)]
+                self._fine[key] = [p for p in found if p < limit] + [limit]
+            ps = self._fine[key]
+        lo = bisect.bisect_right(ps, cursor)
+        hi = bisect.bisect_right(ps, limit)
+        return ps, lo, hi
+
+    def _fit(self, cursor: int, capacity: int) -> tuple[int, int]:
+        """(end, level) of the chunk that starts at cursor."""
+        limit = len(self.md)
+        for level in _STRUCTURE + _FINE:
+            ps, lo, hi = self._candidates(level, cursor, limit)
+            if lo >= hi:
+                continue
+            if self.count(cursor, ps[lo]) <= capacity:
+                k = bisect.bisect_right(ps, capacity, lo, hi, key=lambda p: self.count(cursor, p)) - 1
+                return ps[k], level
+            limit = ps[lo]  # finer levels search only inside the first unit, which is already too big
+        return limit, TOKEN  # one token over the budget: it is still a chunk
+
+    def _overlap_start(self, start: int, end: int, level: int, overlap: int) -> int | None:
+        """The earliest cut after start, at the chunk's level or finer, from which to end holds at most
+        `overlap` tokens."""
+        for lvl in [lv for lv in _STRUCTURE + _FINE if lv <= level and lv > TOKEN]:
+            if lvl in self.levels:
+                ps = self.levels[lvl]
+                lo, hi = bisect.bisect_right(ps, start), bisect.bisect_left(ps, end)
+                found = ps[lo:hi]
+            else:
+                pattern = _SENTENCE_END if lvl == SENTENCE else _SPACE
+                found = [m.end() for m in pattern.finditer(self.md, start, end)]
+                found = [p for p in found if start < p < end]
+            k = bisect.bisect_left(found, True, key=lambda p: self.count(p, end) <= overlap)
+            if k < len(found):
+                return found[k]
+        return None
+
+    def spans(self, capacity: int, overlap: int = 0) -> list[tuple[int, int]]:
+        """(start, end) of each chunk, trimmed of surrounding whitespace, in order."""
+        md = self.md
+        out: list[tuple[int, int]] = []
+        cursor = _skip_space(md, 0)
+        while cursor < len(md):
+            end, level = self._fit(cursor, capacity)
+            trimmed = end
+            while trimmed > cursor and md[trimmed - 1].isspace():
+                trimmed -= 1
+            if out and trimmed <= out[-1][1]:  # an overlap that left no room for anything new
+                cursor = _skip_space(md, out[-1][1])
+                continue
+            out.append((cursor, trimmed))
+            following = self._overlap_start(cursor, trimmed, level, overlap) if overlap else None
+            cursor = _skip_space(md, following if following is not None else end)
+        return out
+
+
+def at_whitespace(md: str, start: int, end: int) -> bool:
+    """Whether a span begins and ends at whitespace (or the text's ends): not cut inside a word."""
+    return (start == 0 or md[start - 1].isspace()) and (end == len(md) or md[end].isspace())
+
+
+def _skip_space(md: str, i: int) -> int:
+    m = _SPACE.match(md, i)
+    return m.end() if m else i
+
+
+def encode_offsets(tokenizer: Any, md: str, piece: int = 1 << 16) -> tuple[list[int], list[int]]:
+    """Token start and end offsets of the whole text. Encoded in pieces of about `piece` characters cut
+    after a newline, as one batch (the tokenizer's threads share it out); no token spans a newline."""
+    bounds = [0]
+    while len(md) - bounds[-1] > piece:
+        cut = md.find("\n", bounds[-1] + piece)
+        if cut < 0:
+            break
+        bounds.append(cut + 1)
+    bounds.append(len(md))
+    texts = [md[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    starts: list[int] = []
+    ends: list[int] = []
+    for base, enc in zip(bounds, tokenizer.encode_batch(texts, add_special_tokens=False), strict=False):
+        starts.extend(base + a for a, _ in enc.offsets)
+        ends.extend(base + b for _, b in enc.offsets)
+    return starts, ends
