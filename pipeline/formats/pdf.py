@@ -63,12 +63,19 @@ _PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufefc]+")
 _BOLD_NAME = re.compile(r"(?i)bold|black|heavy|semibold|demi")
 
 
-def _is_bold(raw: object, index: int) -> bool:
+# FPDFText_GetTextObject answering the object's address as an int: the binding's pointer result needs a
+# ctypes.cast per character to compare, which took a third of the line reading's time.
+_TEXT_OBJECT = ctypes.CFUNCTYPE(ctypes.c_void_p, pdfium_c.FPDF_TEXTPAGE, ctypes.c_int)(
+    ctypes.cast(pdfium_c.FPDFText_GetTextObject, ctypes.c_void_p).value
+)
+
+
+def _is_bold(raw: object, index: int, name: ctypes.Array | None = None) -> bool:
     """A character set in a bold face: by weight where the font says, else by its name (the standard
-    fonts report no weight: Helvetica-Bold)."""
+    fonts report no weight: Helvetica-Bold). `name`: a 128-byte buffer to reuse."""
     if pdfium_c.FPDFText_GetFontWeight(raw, index) >= 600:
         return True
-    name = ctypes.create_string_buffer(128)
+    name = name if name is not None else ctypes.create_string_buffer(128)
     flags = ctypes.c_int()
     pdfium_c.FPDFText_GetFontInfo(raw, index, name, len(name), flags)
     return bool(_BOLD_NAME.search(name.value.decode("latin-1").split("+")[-1]))
@@ -194,7 +201,7 @@ def _runs(textpage: pdfium.PdfTextPage, chars: str) -> Iterator[tuple[int, int, 
             # pdfium starts a rectangle where the text object changes: the same cuts here.
             cuts, current = [start], None
             for i in range(start, end):
-                obj = ctypes.cast(pdfium_c.FPDFText_GetTextObject(raw, i), ctypes.c_void_p).value
+                obj = _TEXT_OBJECT(raw, i)
                 if obj is None:
                     continue
                 if current is not None and obj != current:
@@ -229,6 +236,7 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     cur_size = 0.0
     bold: list[bool] = []
     cur_bold = True
+    font_name = ctypes.create_string_buffer(128)
 
     def flush() -> None:
         nonlocal cur_box, prev_bottom, cur_cells
@@ -272,7 +280,7 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
         if not text:
             continue
         size = pdfium_c.FPDFText_GetFontSize(raw, idx) if idx >= 0 else 0.0
-        is_bold = idx >= 0 and _is_bold(raw, idx)
+        is_bold = idx >= 0 and _is_bold(raw, idx, font_name)
         if cur_box is not None:
             mid = (bottom + top) / 2
             same_line = cur_box[1] - 1 <= mid <= cur_box[3] + 1 and left >= cur_box[0] - 1
