@@ -21,7 +21,10 @@ from unitok.pipeline.core.config import ChunkingConfig
 from unitok.pipeline.core.version import CHUNKER_VERSION
 from unitok.pipeline.stages import cuts
 
+# Tokenizers whose pieces never cross whitespace, and whose normalizer works character by character: a span's
+# tokens are then the same alone as inside the whole text.
 _WHITESPACE_BOUNDED = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+_CHAR_NORMALIZERS = {"NoneType", "BertNormalizer", "Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents"}
 _TABLE_ROW = re.compile(r"^\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+\s*$")
 
@@ -124,9 +127,12 @@ class Chunker:
         reserve += min(max((n + 2 for n in prefix_tokens.values()), default=0), limit)
         capacity = max(self.cfg.max_tokens - reserve, 8)
         places = _places(md, segments)
-        # Whole-text offsets count a span exactly when the tokenizer's pieces never cross whitespace
-        # (WordPiece behind BERT's pre-tokenizer, the default's) and the span was not cut inside a word.
-        exact = type(self.tokenizer.pre_tokenizer).__name__ in _WHITESPACE_BOUNDED
+        # Whole-text offsets count a span exactly for such a tokenizer (the default's: BERT's WordPiece)
+        # where the span was not cut inside a word; any other is counted for real.
+        exact = (
+            type(self.tokenizer.pre_tokenizer).__name__ in _WHITESPACE_BOUNDED
+            and type(self.tokenizer.normalizer).__name__ in _CHAR_NORMALIZERS
+        )
         budget = self.cfg.max_tokens
         while True:
             pieces = []

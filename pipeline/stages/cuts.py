@@ -8,8 +8,9 @@ chunk, a table is cut only between rows, a paragraph only between sentences unle
 
 The document is tokenized once, with offsets; the tokens a span holds are those wholly inside it, which for a
 WordPiece tokenizer (the default's) is exactly what encoding the span alone gives, since its pieces never
-cross whitespace or punctuation and every cut but a token cut lies at whitespace. The chunk stage checks the
-real counts of the chunks it makes and packs again with less room where another tokenizer counts more."""
+cross whitespace and every cut but a token cut lies at whitespace. The chunk stage counts for real what the
+offsets cannot count exactly (another tokenizer, a cut inside a word) and packs again with less room where
+that went over the budget."""
 
 from __future__ import annotations
 
