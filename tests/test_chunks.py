@@ -274,3 +274,17 @@ def test_a_new_chunker_version_changes_the_chunks_fingerprint_only(monkeypatch):
     after = fingerprint.fingerprints(cfg)
     assert after["chunks_fingerprint"] != before["chunks_fingerprint"]
     assert after["convert_fingerprint"] == before["convert_fingerprint"]
+
+
+def test_encoding_each_distinct_word_once_gives_the_offsets_of_encoding_the_whole_text(converted):
+    from unitok.pipeline.stages import cuts
+
+    _, out, _, _ = converted
+    tokenizer = Chunker.from_config(ChunkingConfig()).tokenizer
+    odd = (
+        "  \n Café naïve 東京タワー ﬁne \x00ctrl a\u2028b x\x0by \u3000full\u00a0width " + "a" * 150
+        + " emoji 😀👍🏽 ‐dash ＡＢＣ ١٢٣ Ελληνικά\t\r\nend  "
+    )  # fmt: skip
+    texts = [r["markdown"] for r in read_table(out, "documents").to_pylist()] + [odd, "x", "\x00"]
+    for text in texts:
+        assert cuts.encode_by_word(tokenizer, text) == cuts.encode_offsets(tokenizer, text), text[:80]

@@ -105,7 +105,14 @@ class Chunker:
         md = doc["markdown"] or ""
         if not md.strip():
             return []
-        found = cuts.Cuts(md, *cuts.encode_offsets(self.tokenizer, md))
+        # Whole-text offsets count a span exactly for such a tokenizer (the default's: BERT's WordPiece)
+        # where the span was not cut inside a word; any other is counted for real.
+        exact = (
+            type(self.tokenizer.pre_tokenizer).__name__ in _WHITESPACE_BOUNDED
+            and type(self.tokenizer.normalizer).__name__ in _CHAR_NORMALIZERS
+        )
+        encode = cuts.encode_by_word if exact else cuts.encode_offsets
+        found = cuts.Cuts(md, *encode(self.tokenizer, md))
         headings = found.headings
         heading_at = [h[0] for h in headings]
         heading_paths = _heading_paths(headings)
@@ -127,12 +134,6 @@ class Chunker:
         reserve += min(max((n + 2 for n in prefix_tokens.values()), default=0), limit)
         capacity = max(self.cfg.max_tokens - reserve, 8)
         places = _places(md, segments)
-        # Whole-text offsets count a span exactly for such a tokenizer (the default's: BERT's WordPiece)
-        # where the span was not cut inside a word; any other is counted for real.
-        exact = (
-            type(self.tokenizer.pre_tokenizer).__name__ in _WHITESPACE_BOUNDED
-            and type(self.tokenizer.normalizer).__name__ in _CHAR_NORMALIZERS
-        )
         budget = self.cfg.max_tokens
         while True:
             pieces = []

@@ -186,3 +186,58 @@ def encode_offsets(tokenizer: Any, md: str, piece: int = 1 << 16) -> tuple[list[
         starts.extend(base + a for a, _ in enc.offsets)
         ends.extend(base + b for _, b in enc.offsets)
     return starts, ends
+
+
+# What BERT's normalizer takes for whitespace (\t, \n, \r and the space separators): every tokenizer that
+# counts from the offsets (chunk.py) cuts its pieces there at least.
+_SPACES = " \t\n\r\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_WORD = re.compile(f"[^{_SPACES}]+")
+_GAP = re.compile(f"[{_SPACES}]+")
+
+
+def encode_by_word(tokenizer: Any, md: str, batch: int = 4096) -> tuple[list[int], list[int]]:
+    """The same offsets as `encode_offsets`, for a tokenizer whose pieces never cross whitespace: each
+    distinct word is encoded once (DA-619p has 306 k words, 34 k of them distinct) and its tokens are
+    placed at each of its occurrences, with numpy (a Python loop over the words cost 0.6 s there)."""
+    import numpy as np
+
+    words = _WORD.findall(md)
+    if not words:
+        return [], []
+    gaps = list(map(len, _GAP.findall(md)))
+    lengths = list(map(len, words))
+    # Word k starts after the words and gaps before it (a gap first where the text begins with one).
+    lead = 0 if _WORD.match(md) else gaps[0]
+    between = np.asarray((gaps[1:] if lead else gaps)[: len(words) - 1], dtype=np.int64)
+    steps = np.zeros(len(words), dtype=np.int64)
+    steps[1:] = np.asarray(lengths[:-1], dtype=np.int64) + between
+    word_at = np.cumsum(steps) + lead
+    distinct = list(dict.fromkeys(words))
+    index = {w: i for i, w in enumerate(distinct)}
+    ids = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+    counts = np.zeros(len(distinct), dtype=np.int64)
+    rel_starts: list[int] = []
+    rel_ends: list[int] = []
+    groups = [distinct[i : i + batch] for i in range(0, len(distinct), batch)]
+    texts = [" ".join(group) for group in groups]
+    k = 0
+    for group, enc in zip(groups, tokenizer.encode_batch(texts, add_special_tokens=False), strict=True):
+        starts = np.asarray([a for a, _ in enc.offsets], dtype=np.int64)
+        ends = np.asarray([b for _, b in enc.offsets], dtype=np.int64)
+        # The words are one space apart: word j of the group spans [at_j, at_j + len_j).
+        group_len = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
+        at = np.concatenate(([0], np.cumsum(group_len + 1)[:-1]))
+        owner = np.searchsorted(at + group_len, ends, side="left")  # the word each token ends in
+        counts[k : k + len(group)] = np.bincount(owner, minlength=len(group))
+        rel_starts.extend((starts - at[owner]).tolist())
+        rel_ends.extend((ends - at[owner]).tolist())
+        k += len(group)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))  # each distinct word's first token
+    n = counts[ids]
+    total = int(n.sum())
+    occurrence_first = np.repeat(np.cumsum(n) - n, n)
+    gather = np.repeat(first[ids], n) + (np.arange(total) - occurrence_first)
+    base = np.repeat(word_at, n)
+    return (base + np.asarray(rel_starts, dtype=np.int64)[gather]).tolist(), (
+        base + np.asarray(rel_ends, dtype=np.int64)[gather]
+    ).tolist()
