@@ -89,6 +89,16 @@ class Cuts:
         """The tokens wholly inside md[a:b]."""
         return max(bisect.bisect_right(self.ends, b) - bisect.bisect_left(self.starts, a), 0)
 
+    def _between(self, level: int, a: int, b: int) -> list[int]:
+        """The cuts of a level strictly between a and b."""
+        if level in self.levels:
+            ps = self.levels[level]
+            return ps[bisect.bisect_right(ps, a) : bisect.bisect_left(ps, b)]
+        if level == TOKEN:
+            return self.starts[bisect.bisect_right(self.starts, a) : bisect.bisect_left(self.starts, b)]
+        pattern = _SENTENCE_END if level == SENTENCE else _SPACE
+        return [p for p in (m.end() for m in pattern.finditer(self.md, a, b)) if p < b]
+
     def _candidates(self, level: int, cursor: int, limit: int) -> tuple[list[int], int, int]:
         """(positions, lo, hi): positions[lo:hi] are the cuts of this level after cursor, up to and
         including limit (which is always a cut of every level finer than the one it came from)."""
@@ -97,14 +107,7 @@ class Cuts:
         else:
             key = (level, limit)
             if key not in self._fine:  # computed once for the span, reused as the cursor walks through it
-                if level == TOKEN:
-                    lo = bisect.bisect_right(self.starts, cursor)
-                    hi = bisect.bisect_left(self.starts, limit)
-                    found = self.starts[lo:hi]
-                else:
-                    pattern = _SENTENCE_END if level == SENTENCE else _SPACE
-                    found = [m.end() for m in pattern.finditer(self.md, cursor, limit)]
-                self._fine[key] = [p for p in found if p < limit] + [limit]
+                self._fine[key] = self._between(level, cursor, limit) + [limit]
             ps = self._fine[key]
         lo = bisect.bisect_right(ps, cursor)
         hi = bisect.bisect_right(ps, limit)
@@ -127,14 +130,7 @@ class Cuts:
         """The earliest cut after start, at the chunk's level or finer, from which to end holds at most
         `overlap` tokens."""
         for lvl in [lv for lv in _STRUCTURE + _FINE if lv <= level and lv > TOKEN]:
-            if lvl in self.levels:
-                ps = self.levels[lvl]
-                lo, hi = bisect.bisect_right(ps, start), bisect.bisect_left(ps, end)
-                found = ps[lo:hi]
-            else:
-                pattern = _SENTENCE_END if lvl == SENTENCE else _SPACE
-                found = [m.end() for m in pattern.finditer(self.md, start, end)]
-                found = [p for p in found if start < p < end]
+            found = self._between(lvl, start, end)
             k = bisect.bisect_left(found, True, key=lambda p: self.count(p, end) <= overlap)
             if k < len(found):
                 return found[k]
