@@ -11,6 +11,8 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -43,16 +45,16 @@ class PageText:
 
 
 # A token that is a word or number once the punctuation around it is stripped (or punctuation only): the
-# same test as stripping _STRIP and matching _WORDLIKE, in one pass over the page.
-_GOOD_TOKEN = re.compile(
-    rf"(?<!\S)(?=\S)[{re.escape(_STRIP)}]*(?:{_WORDLIKE.pattern})?[{re.escape(_STRIP)}]*(?!\S)"
-)
+# same test as stripping _STRIP and matching _WORDLIKE, in one match.
+_GOOD_TOKEN = re.compile(rf"[{re.escape(_STRIP)}]*(?:{_WORDLIKE.pattern})?[{re.escape(_STRIP)}]*")
 
 
 def text_quality(text: str) -> float:
-    """Share of tokens that look like words or numbers; scanner OCR garbage scores low."""
-    n = len(text.split())
-    return len(_GOOD_TOKEN.findall(text)) / n if n else 0.0
+    """Share of tokens that look like words or numbers; scanner OCR garbage scores low. A token of letters
+    and digits only (str.isalnum: \\w less the underscore) needs no match."""
+    tokens = text.split()
+    good = _GOOD_TOKEN.fullmatch
+    return sum(1 for t in tokens if t.isalnum() or good(t)) / len(tokens) if tokens else 0.0
 
 
 # Hebrew, Arabic (with its supplements), and their presentation forms: the scripts written right to left.
@@ -70,15 +72,22 @@ _TEXT_OBJECT = ctypes.CFUNCTYPE(ctypes.c_void_p, pdfium_c.FPDF_TEXTPAGE, ctypes.
 )
 
 
-def _is_bold(raw: object, index: int, name: ctypes.Array | None = None) -> bool:
+def _is_bold(
+    raw: object, index: int, name: ctypes.Array | None = None, flags: ctypes.c_int | None = None
+) -> bool:
     """A character set in a bold face: by weight where the font says, else by its name (the standard
-    fonts report no weight: Helvetica-Bold). `name`: a 128-byte buffer to reuse."""
+    fonts report no weight: Helvetica-Bold). `name`, `flags`: a 128-byte buffer and an int to reuse."""
     if pdfium_c.FPDFText_GetFontWeight(raw, index) >= 600:
         return True
     name = name if name is not None else ctypes.create_string_buffer(128)
-    flags = ctypes.c_int()
-    pdfium_c.FPDFText_GetFontInfo(raw, index, name, len(name), flags)
-    return bool(_BOLD_NAME.search(name.value.decode("latin-1").split("+")[-1]))
+    pdfium_c.FPDFText_GetFontInfo(raw, index, name, len(name), flags if flags is not None else ctypes.c_int())
+    return _bold_name(name.value)
+
+
+@lru_cache(maxsize=1024)
+def _bold_name(name: bytes) -> bool:
+    """Whether a font's name says bold (its subset prefix, ABCDEF+, dropped); a document has few fonts."""
+    return bool(_BOLD_NAME.search(name.decode("latin-1").split("+")[-1]))
 
 
 def _kind(ch: str) -> str:
@@ -169,6 +178,7 @@ def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
 
 
 _LINE = re.compile(r"[^\r\n]+")
+_INK = re.compile(r"\S")  # \s is str.isspace's whitespace
 
 
 def _char_text(textpage: pdfium.PdfTextPage) -> str:
@@ -199,14 +209,10 @@ def _runs(textpage: pdfium.PdfTextPage, chars: str) -> Iterator[tuple[int, int, 
             yield start, end, boxes[0]
         elif n_rects > 1:
             # pdfium starts a rectangle where the text object changes: the same cuts here.
-            cuts, current = [start], None
-            for i in range(start, end):
-                obj = _TEXT_OBJECT(raw, i)
-                if obj is None:
-                    continue
-                if current is not None and obj != current:
-                    cuts.append(i)
-                current = obj
+            # Each character's object (None: a character pdfium generated), asked in one map, not a loop.
+            span = range(start, end)
+            objects = [(i, o) for i, o in zip(span, map(_TEXT_OBJECT, repeat(raw), span), strict=True) if o]
+            cuts = [start] + [i for (i, o), (_, p) in zip(objects[1:], objects, strict=False) if o != p]
             if len(cuts) != n_rects:  # a run of characters without boxes: each rectangle's own text
                 for box in boxes:
                     yield -1, -1, box
@@ -236,7 +242,7 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
     cur_size = 0.0
     bold: list[bool] = []
     cur_bold = True
-    font_name = ctypes.create_string_buffer(128)
+    font_name, font_flags = ctypes.create_string_buffer(128), ctypes.c_int()
 
     def flush() -> None:
         nonlocal cur_box, prev_bottom, cur_cells
@@ -255,8 +261,10 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
         cur_box, cur_cells = None, []
 
     for first, end, (left, bottom, right, top) in _runs(textpage, chars):
-        inside = next(
-            (k for k, t in enumerate(tables) if t.holds((left + right) / 2, (bottom + top) / 2)), None
+        inside = (
+            next((k for k, t in enumerate(tables) if t.holds((left + right) / 2, (bottom + top) / 2)), None)
+            if tables
+            else None
         )
         if inside is not None:
             if inside not in seen:
@@ -275,12 +283,13 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
             # U+FFFE: pdfium's mark for a hyphen at a line's end (its text by area gives a control
             # character there): the hyphen the author set; the engine joins the word if it continues.
             text = chars[first:end].replace("\ufffe", "-")
-            idx = next((i for i in range(first, end) if not chars[i].isspace()), -1)
+            ink = _INK.search(chars, first, end)
+            idx = ink.start() if ink else -1
         text = text.strip()
         if not text:
             continue
         size = pdfium_c.FPDFText_GetFontSize(raw, idx) if idx >= 0 else 0.0
-        is_bold = idx >= 0 and _is_bold(raw, idx, font_name)
+        is_bold = idx >= 0 and _is_bold(raw, idx, font_name, font_flags)
         if cur_box is not None:
             mid = (bottom + top) / 2
             same_line = cur_box[1] - 1 <= mid <= cur_box[3] + 1 and left >= cur_box[0] - 1
