@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from statistics import median
 
 from unitok.actors.contract import EngineOutput
 from unitok.pipeline.core.markdown import md_table
@@ -22,12 +21,21 @@ _MD_SPECIAL_START = re.compile(r"^(\s*)([#>+]|\d+\.(?=\s))")
 
 
 def body_font_size(sizes: list[float], lines: list[str]) -> float:
-    """The size most characters are set in."""
-    weighted: list[float] = []
-    for s, t in zip(sizes, lines, strict=False):
-        if s > 0:
-            weighted.extend([s] * min(len(t), 200))
-    return median(weighted) if weighted else 0.0
+    """The size most characters are set in: the median over characters (at most 200 a line), found from
+    the sizes in order with their counts rather than a list of every character's size."""
+    weighted = sorted((s, min(len(t), 200)) for s, t in zip(sizes, lines, strict=False) if s > 0 and t)
+    n = sum(w for _, w in weighted)
+    if not n:
+        return 0.0
+
+    def at(k: int) -> float:  # the k-th character's size, in size order
+        for s, w in weighted:
+            if k < w:
+                return s
+            k -= w
+        raise IndexError(k)
+
+    return at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
 
 
 def _heading_level(size: float, body: float, text: str) -> int:
