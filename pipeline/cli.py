@@ -12,6 +12,7 @@ unexpected failure goes to a log file (named in that line) or, with --debug, to 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -482,5 +483,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+def entry() -> None:
+    """The `unitok` command. Before the interpreter exits, what it holds is frozen out of the cyclic
+    garbage collector: its collections while modules are torn down cost about 0.1 s a run, for nothing."""
+    rc = main()
+    gc.freeze()
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -10,6 +10,7 @@ For single machines and small jobs, where Ray's fixed start-up cost (seconds) wo
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -59,6 +60,19 @@ def execute_local(
     # in-process run, then a pool). Forked, not spawned: spawn re-imports the caller's main module,
     # which breaks scripts that call run_job without a __main__ guard.
     fork = multiprocessing.get_context("fork")
+    # What this process holds now (imports, config, listing) is frozen out of the cyclic collector before
+    # the fork, as the gc module's docs advise: the workers' collections no longer walk it (nor write to
+    # its pages, which stay shared). Unfrozen when the pool is done, for a caller that goes on.
+    gc.freeze()
+    try:
+        yield from _run_pool(listing, cfg, run_id, files, workers, fork)
+    finally:
+        gc.unfreeze()
+
+
+def _run_pool(
+    listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, workers: int, fork: Any
+) -> Iterator[dict[str, Any]]:
     with ProcessPoolExecutor(
         workers, mp_context=fork, initializer=_init_worker, initargs=(cfg.model_dump(), run_id, files)
     ) as pool:
