@@ -62,12 +62,15 @@ def execute_local(
     fork = multiprocessing.get_context("fork")
     # What this process holds now (imports, config, listing) is frozen out of the cyclic collector before
     # the fork, as the gc module's docs advise: the workers' collections no longer walk it (nor write to
-    # its pages, which stay shared). Unfrozen when the pool is done, for a caller that goes on.
+    # its pages, which stay shared). Unfrozen when the pool is done, for a caller that goes on, unless
+    # that caller had frozen objects of its own (unfreezing is all or nothing).
+    ours = gc.get_freeze_count() == 0
     gc.freeze()
     try:
         yield from _run_pool(listing, cfg, run_id, files, workers, fork)
     finally:
-        gc.unfreeze()
+        if ours:
+            gc.unfreeze()
 
 
 def _run_pool(
