@@ -285,6 +285,9 @@ def test_encoding_each_distinct_word_once_gives_the_offsets_of_encoding_the_whol
         "  \n Café naïve 東京タワー ﬁne \x00ctrl a\u2028b x\x0by \u3000full\u00a0width " + "a" * 150
         + " emoji 😀👍🏽 ‐dash ＡＢＣ ١٢٣ Ελληνικά\t\r\nend  "
     )  # fmt: skip
-    texts = [r["markdown"] for r in read_table(out, "documents").to_pylist()] + [odd, "x", "\x00"]
+    ascii_gaps = odd.replace("\u3000", " ").replace("\u00a0", " ")  # split from the UTF-8 bytes
+    edges = [" lead", "trail\n", "  ", "é", " \x0bv\x0cf\x1c \x85nel\x85 ", "x \u2009thin", "ﬁ\tﬂ"]
+    docs = [r["markdown"] for r in read_table(out, "documents").to_pylist()]
+    texts = docs + [odd, ascii_gaps, "x", "\x00", *edges]
     for text in texts:
         assert cuts.encode_by_word(tokenizer, text) == cuts.encode_offsets(tokenizer, text), text[:80]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
+from functools import cache
+from itertools import chain
 from typing import Any
 
 BLOCK, LINE, SENTENCE, WORD, TOKEN = 3, 2, 1, 0, -1
@@ -186,47 +188,63 @@ def encode_offsets(tokenizer: Any, md: str, piece: int = 1 << 16) -> tuple[list[
 
 # What BERT's normalizer takes for whitespace (\t, \n, \r and the space separators): every tokenizer that
 # counts from the offsets (chunk.py) cuts its pieces there at least.
-_SPACES = " \t\n\r\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
-_GAP = re.compile(f"[{_SPACES}]+")
+_SPACES = " \t\n\r\u00a0\u1680\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
+_GAP = re.compile(f"[{re.escape(_SPACES)}]+")
 
 
+@cache
 def _space_table() -> Any:
+    """Whether each code point is in _SPACES (1 MB, built on first use)."""
     import numpy as np
 
-    table = np.zeros(0x110000, dtype=bool)  # by code point
-    table[[ord(c) for c in " \t\n\r\u00a0\u1680\u202f\u205f\u3000"]] = True
-    table[0x2000:0x200B] = True
+    table = np.zeros(0x110000, dtype=bool)
+    table[[ord(c) for c in _SPACES]] = True
     return table
 
 
-def encode_by_word(tokenizer: Any, md: str, batch: int = 4096) -> tuple[list[int], list[int]]:
-    """The same offsets as `encode_offsets`, for a tokenizer whose pieces never cross whitespace: each
-    distinct word is encoded once (DA-619p has 306 k words, 34 k of them distinct) and its tokens are
-    placed at each of its occurrences. No Python loop over the words: numpy finds where they start,
-    pyarrow splits and numbers them (a loop cost 0.6 s on DA-619p; findall and a dict 0.25 s)."""
+def _edges(ink: Any) -> Any:
+    """Where each run of True in a boolean array starts and ends: [start0, end0, start1, end1, ...]."""
+    import numpy as np
+
+    edges = np.flatnonzero(ink[1:] != ink[:-1]) + 1
+    return np.concatenate(
+        ([0] if ink.size and ink[0] else [], edges, [ink.size] if ink.size and ink[-1] else [])
+    ).astype(np.int64)
+
+
+def _words(md: str, codes: Any, ink: Any, n: int) -> Any:
+    """md's n words (the runs of characters outside _SPACES), in order, as an Arrow string array."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    global _IS_SPACE
-    if _IS_SPACE is None:
-        _IS_SPACE = _space_table()
-    try:
-        codes = np.frombuffer(md.encode("utf-32-le"), dtype=np.uint32)
-    except UnicodeEncodeError:  # a lone surrogate, which no tokenizer takes: its error, as before
-        return encode_offsets(tokenizer, md)
-    ink = ~_IS_SPACE[codes]
-    edges = np.flatnonzero(ink[1:] != ink[:-1]) + 1
-    edges = np.concatenate(
-        ([0] if ink.size and ink[0] else [], edges, [ink.size] if ink.size and ink[-1] else [])
-    )
-    word_at = edges[0::2].astype(np.int64)
-    if not word_at.size:
-        return [], []
+    if not (codes[~ink] >= 0x80).any():
+        # Every gap is ASCII, so in the UTF-8 bytes too the gaps are exactly the ASCII space bytes (a
+        # multi-byte character has none): the words are the other bytes, one after another.
+        data = np.frombuffer(md.encode(), dtype=np.uint8)
+        keep = ~_space_table()[data]
+        edges = _edges(keep)
+        assert edges.size == 2 * n  # the same words as the code points'
+        offsets = np.concatenate(([0], np.cumsum(edges[1::2] - edges[0::2])))
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data[keep]))
     # The split leaves an empty string where the text begins or ends with a gap.
     pieces = pc.split_pattern_regex(pa.array([md]), pattern=_GAP.pattern)[0].values
-    words = pieces.slice(1 if not ink[0] else 0, word_at.size)
-    encoded = words.dictionary_encode()
+    return pieces.slice(1 if not ink[0] else 0, n)
+
+
+def word_offsets(tokenizer: Any, md: str, batch: int = 4096) -> tuple[Any, Any]:
+    """`encode_by_word`'s offsets as two int64 numpy arrays."""
+    import numpy as np
+
+    codes = np.frombuffer(
+        md.encode("utf-32-le"), dtype=np.uint32
+    )  # a lone surrogate raises: no tokenizer takes it
+    ink = ~_space_table()[codes]
+    edges = _edges(ink)
+    word_at = edges[0::2]
+    if not word_at.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    encoded = _words(md, codes, ink, word_at.size).dictionary_encode()
     distinct = encoded.dictionary.to_pylist()  # in order of first occurrence
     ids = encoded.indices.to_numpy().astype(np.int64)
     counts = np.zeros(len(distinct), dtype=np.int64)
@@ -235,7 +253,8 @@ def encode_by_word(tokenizer: Any, md: str, batch: int = 4096) -> tuple[list[int
     texts = [" ".join(group) for group in groups]
     k = 0
     for group, enc in zip(groups, tokenizer.encode_batch(texts, add_special_tokens=False), strict=True):
-        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        pairs = enc.offsets  # a list of tuples, built on each access
+        offsets = np.fromiter(chain.from_iterable(pairs), dtype=np.int64, count=2 * len(pairs)).reshape(-1, 2)
         # The words are one space apart: word j of the group spans [at_j, at_j + len_j).
         group_len = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
         at = np.concatenate(([0], np.cumsum(group_len + 1)[:-1]))
@@ -245,14 +264,20 @@ def encode_by_word(tokenizer: Any, md: str, batch: int = 4096) -> tuple[list[int
         rel_ends.append(offsets[:, 1] - at[owner])
         k += len(group)
     first = np.concatenate(([0], np.cumsum(counts)[:-1]))  # each distinct word's first token
-    n = counts[ids]
-    total = int(n.sum())
-    occurrence_first = np.repeat(np.cumsum(n) - n, n)
-    gather = np.repeat(first[ids], n) + (np.arange(total) - occurrence_first)
+    n = counts[ids]  # tokens at each occurrence
+    # Token j of the text is token j - (its occurrence's first token) of the occurrence's distinct word.
+    gather = np.arange(int(n.sum())) + np.repeat(first[ids] - (np.cumsum(n) - n), n)
     base = np.repeat(word_at, n)
-    return (base + np.concatenate(rel_starts)[gather]).tolist(), (
-        base + np.concatenate(rel_ends)[gather]
-    ).tolist()
+    return base + np.concatenate(rel_starts)[gather], base + np.concatenate(rel_ends)[gather]
 
 
-_IS_SPACE: Any = None  # whether each code point is in _SPACES (built on first use: 1 MB)
+def encode_by_word(tokenizer: Any, md: str, batch: int = 4096) -> tuple[list[int], list[int]]:
+    """The same offsets as `encode_offsets`, for a tokenizer whose pieces never cross whitespace: each
+    distinct word is encoded once (DA-619p has 306 k words, 34 k of them distinct) and its tokens are
+    placed at each of its occurrences. No Python loop over the words: numpy finds where they start,
+    pyarrow numbers them (a loop cost 0.6 s on DA-619p; findall and a dict 0.25 s)."""
+    try:
+        starts, ends = word_offsets(tokenizer, md, batch)
+    except UnicodeEncodeError:  # a lone surrogate, which no tokenizer takes: its error, as before
+        return encode_offsets(tokenizer, md)
+    return starts.tolist(), ends.tolist()
