@@ -204,24 +204,32 @@ def _heading_paths(headings: list[tuple[int, int, str]]) -> list[list[str]]:
 
 def _tables(md: str) -> list[tuple[int, int, str]]:
     """(start, end, header lines) of each Markdown table: its first row and the rule under it."""
+    # Only a line that begins with "|" can be a row or a rule: (start, end) of each such line, in order.
+    starts = [0] if md.startswith("|") else []
+    at = md.find("\n|")
+    while at >= 0:
+        starts.append(at + 1)
+        at = md.find("\n|", at + 1)
+    lines = []
+    for start in starts:
+        end = md.find("\n", start)
+        lines.append((start, len(md) if end < 0 else end))
+
+    def next_line_is_row(k: int) -> bool:  # line k follows line k - 1 directly, and is a row
+        return lines[k][0] == lines[k - 1][1] + 1 and bool(_TABLE_ROW.match(md[slice(*lines[k])]))
+
     out = []
-    lines = md.split("\n")
-    pos = 0
-    offsets = []
-    for line in lines:
-        offsets.append(pos)
-        pos += len(line) + 1
-    i = 0
-    while i < len(lines) - 1:
-        if _TABLE_ROW.match(lines[i]) and _TABLE_RULE.match(lines[i + 1]):
-            j = i + 2
-            while j < len(lines) and _TABLE_ROW.match(lines[j]):
+    k = 0
+    while k < len(lines) - 1:
+        (a, b), (c, d) = lines[k], lines[k + 1]
+        if c == b + 1 and _TABLE_ROW.match(md[a:b]) and _TABLE_RULE.match(md[c:d]):
+            j = k + 2
+            while j < len(lines) and next_line_is_row(j):
                 j += 1
-            end = offsets[j - 1] + len(lines[j - 1])
-            out.append((offsets[i], end, lines[i] + "\n" + lines[i + 1]))
-            i = j
+            out.append((a, lines[j - 1][1], md[a:d]))
+            k = j
         else:
-            i += 1
+            k += 1
     return out
 
 
