@@ -12,7 +12,7 @@ unexpected failure goes to a log file (named in that line) or, with --debug, to 
 from __future__ import annotations
 
 import argparse
-import gc
+import atexit
 import json
 import logging
 import os
@@ -484,11 +484,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `unitok` command. Before the interpreter exits, what it holds is frozen out of the cyclic
-    garbage collector: its collections while modules are torn down cost about 0.1 s a run, for nothing."""
+    """The `unitok` command. Once `main` has returned, everything it wrote is closed and committed: the
+    exit handlers run (logging's flush, child processes, temporary folders, Ray's shutdown) and the
+    process ends without the interpreter's teardown, which freed every module's objects one by one for
+    nothing (about 0.03 s a run, and 0.1 s of garbage collections before its heap was frozen)."""
     rc = main()
-    gc.freeze()
-    sys.exit(rc)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe: what the interpreter's own exit answers
+        rc = 120
+    os._exit(rc)
 
 
 if __name__ == "__main__":
