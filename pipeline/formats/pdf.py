@@ -40,8 +40,9 @@ class PageText:
 
     @property
     def n_chars(self) -> int:
-        cells = sum(len(c.replace(" ", "")) for _, rows in self.tables for row in rows for c in row)
-        return sum(len(s.replace(" ", "")) for s in self.lines) + cells
+        """Characters other than spaces, in the lines and the tables' cells."""
+        text = "".join(self.lines) + "".join(c for _, rows in self.tables for row in rows for c in row)
+        return len(text) - text.count(" ")
 
 
 # A token that is a word or number once the punctuation around it is stripped (or punctuation only): the
