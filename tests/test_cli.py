@@ -103,3 +103,24 @@ def test_a_killed_run_leaves_the_published_output_and_the_rerun_completes(tmp_pa
     keys = [(s["doc_id"], s["segment_index"]) for s in segs]
     assert len(keys) == len(set(keys)) == 620  # 619 pages + the memo, none lost, none twice
     assert not (out / "_staging").exists()
+
+
+def test_the_command_ends_as_the_interpreter_would_without_its_teardown():
+    """main's exit code, its buffered output and a thread still running when it returns: the command
+    waits for the thread and flushes the output, as the interpreter's own exit does."""
+    code = (
+        "import sys, threading\n"
+        "from unitok.pipeline import cli\n"
+        "def after_main():\n"
+        "    threading.main_thread().join()  # returns once the main thread is exiting\n"
+        "    sys.stdout.write(' and a thread after main returned')\n"
+        "def main(argv=None):\n"
+        "    threading.Thread(target=after_main).start()\n"
+        "    sys.stdout.write('buffered output')\n"
+        "    return 3\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "buffered output and a thread after main returned"
