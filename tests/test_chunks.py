@@ -286,7 +286,9 @@ def test_encoding_each_distinct_word_once_gives_the_offsets_of_encoding_the_whol
         + " emoji 😀👍🏽 ‐dash ＡＢＣ ١٢٣ Ελληνικά\t\r\nend  "
     )  # fmt: skip
     ascii_gaps = odd.replace("\u3000", " ").replace("\u00a0", " ")  # split from the UTF-8 bytes
-    edges = [" lead", "trail\n", "  ", "é", " \x0bv\x0cf\x1c \x85nel\x85 ", "x \u2009thin", "ﬁ\tﬂ"]
+    # Bytes of multi-byte characters that are 0xA0 (à, Hangul) or 0x85, with ASCII gaps around them.
+    edges = [" lead", "trail\n", "  ", "é", " \x0bv\x0cf\x1c \x85nel\x85 ", "x \u2009thin", "ﬁ\tﬂ",
+             "voilà là\n", "한국어 텍스트 표", "…end\tà…"]  # fmt: skip
     docs = [r["markdown"] for r in read_table(out, "documents").to_pylist()]
     texts = docs + [odd, ascii_gaps, "x", "\x00", *edges]
     for text in texts:

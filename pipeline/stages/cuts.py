@@ -202,6 +202,17 @@ def _space_table() -> Any:
     return table
 
 
+@cache
+def _ascii_space_bytes() -> Any:
+    """Whether each byte value is an ASCII character of _SPACES (a byte of a multi-byte character is not,
+    whatever its value)."""
+    import numpy as np
+
+    table = np.zeros(256, dtype=bool)
+    table[[ord(c) for c in _SPACES if c.isascii()]] = True
+    return table
+
+
 def _edges(ink: Any) -> Any:
     """Where each run of True in a boolean array starts and ends: [start0, end0, start1, end1, ...]."""
     import numpy as np
@@ -222,7 +233,7 @@ def _words(md: str, codes: Any, ink: Any, n: int) -> Any:
         # Every gap is ASCII, so in the UTF-8 bytes too the gaps are exactly the ASCII space bytes (a
         # multi-byte character has none): the words are the other bytes, one after another.
         data = np.frombuffer(md.encode(), dtype=np.uint8)
-        keep = ~_space_table()[data]
+        keep = ~_ascii_space_bytes()[data]
         edges = _edges(keep)
         assert edges.size == 2 * n  # the same words as the code points'
         offsets = np.concatenate(([0], np.cumsum(edges[1::2] - edges[0::2])))
