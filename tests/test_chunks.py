@@ -61,6 +61,22 @@ def test_tables_lists_and_code_are_cut_only_between_rows_items_and_blocks():
     )
 
 
+def test_tables_are_found_by_their_header_and_rule_wherever_they_stand():
+    from unitok.pipeline.stages.chunk import _tables
+
+    first = "| a | b |\n| --- | --- |\n| 1 | 2 |\n| --- | --- |\n| 3 | 4 |"  # a rule in the body is a row
+    md = (f"{first}\ntext | not a row\n| lone | row |\nprose\n\n| c |\r\n|:---:|\r\n| 5 |\r\n"
+          "\n| x |\n| -- |\n| d |\n|---|")  # fmt: skip
+    second = md.index("| c |")
+    last = md.index("| d |")
+    assert _tables(md) == [
+        (0, len(first), "| a | b |\n| --- | --- |"),
+        (second, md.index("| 5 |") + len("| 5 |\r"), "| c |\r\n|:---:|\r"),
+        (last, len(md), "| d |\n|---|"),  # "| -- |" is no rule: a rule's dashes are three or more
+    ]
+    assert _tables("no table\n|---|") == [] and _tables("") == []
+
+
 def test_prefixing_the_heading_path_stays_within_the_budget():
     md = "# Guide\n\n## Setup\n\n" + " ".join(f"Step {i} installs a part." for i in range(60))
     chunks = Chunker.from_config(ChunkingConfig(max_tokens=48, prefix_headings=True)).chunks(doc(md), [])
