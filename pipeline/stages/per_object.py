@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,8 @@ def _warning_kinds(warnings: list[str]) -> dict[str, int]:
         kinds[kind] = kinds.get(kind, 0) + 1
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:10])
 
+
+_EARLY = ("segments", "documents")  # the tables written while an object's chunks are made
 
 # A PDF of at least this many pages is spread over a local pool's workers (below it, the part's fixed
 # cost, a fetch and a document open per part and the rows passed back, is not paid back).
@@ -203,17 +206,23 @@ class ObjectConverter:
         segments, errors = parts["segments"], parts["errors"]
         tables: dict[str, pa.Table] = {"segments": segments}
         extra_errors: list[dict[str, Any]] = []
+        written: dict[str, list[dict[str, Any]]] = {}
         if segments.num_rows:
             docs, segments = assemble_documents(segments, errors.to_pylist(), self.cfg.audio.heading_every_s)
             tables["documents"], tables["segments"] = docs, segments
             self._lap("assemble")
             if self.cfg.chunking.enabled:
-                try:
-                    tables["chunks"] = self.chunking.of_documents(docs, segments)
-                except EngineSetupError:
-                    raise  # an embedder that cannot load stops the run: every object would fail
-                except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
-                    extra_errors.append(self._error_row(listed, segments, "chunk", e))
+                # The document and its segments are written while the chunks are made: Parquet encodes
+                # and compresses without the GIL, on the core the chunker leaves idle.
+                with ThreadPoolExecutor(1) as writer:
+                    early = {name: writer.submit(self._write, name, tables[name]) for name in _EARLY}
+                    try:
+                        tables["chunks"] = self.chunking.of_documents(docs, segments)
+                    except EngineSetupError:
+                        raise  # an embedder that cannot load stops the run: every object would fail
+                    except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
+                        extra_errors.append(self._error_row(listed, segments, "chunk", e))
+                    written = {name: future.result() for name, future in early.items()}
             self._lap("chunk and embed")
         if extra_errors:
             errors = pa.concat_tables([errors, rows_to_table(extra_errors, ERRORS_SCHEMA)])
@@ -224,7 +233,7 @@ class ObjectConverter:
         )
         version = results["source_version"][0].as_py() if results.num_rows else None
         tables["objects"] = self._state(listed, failed, version or None)
-        return self._finish(listed, CONVERT, tables, list(TABLES), failed)
+        return self._finish(listed, CONVERT, tables, list(TABLES), failed, written)
 
     def _rework(
         self, listed: dict[str, Any], action: str, stored: dict[str, list[str]], version: str | None
@@ -279,10 +288,12 @@ class ObjectConverter:
         tables: dict[str, pa.Table],
         replaces: list[str],
         failed: bool = False,
+        written: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
-        """Write the object's tables' files; its metadata for the driver."""
+        """Write the object's tables' files (but those already `written`); its metadata for the driver."""
+        written = written or {}
         files = {
-            name: self.files.write(name, tables[name], self.run_id, TABLES[name])
+            name: written[name] if name in written else self._write(name, tables[name])
             for name in TABLES
             if name in tables
         }
@@ -324,6 +335,9 @@ class ObjectConverter:
             "chunks": tables["chunks"].num_rows if "chunks" in tables else 0,
             "bytes": sum(f["size"] for fs in files.values() for f in fs),
         }
+
+    def _write(self, name: str, rows: pa.Table) -> list[dict[str, Any]]:
+        return self.files.write(name, rows, self.run_id, TABLES[name])
 
     def _error_row(
         self, obj: dict[str, Any], segments: pa.Table, stage: str, exc: Exception
