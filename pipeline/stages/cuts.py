@@ -247,9 +247,8 @@ def word_offsets(tokenizer: Any, md: str, batch: int = 4096) -> tuple[Any, Any]:
     """`encode_by_word`'s offsets as two int64 numpy arrays."""
     import numpy as np
 
-    codes = np.frombuffer(
-        md.encode("utf-32-le"), dtype=np.uint32
-    )  # a lone surrogate raises: no tokenizer takes it
+    # A lone surrogate raises here (UnicodeEncodeError): no tokenizer takes it.
+    codes = np.frombuffer(md.encode("utf-32-le"), dtype=np.uint32)
     ink = ~_space_table()[codes]
     edges = _edges(ink)
     word_at = edges[0::2]
