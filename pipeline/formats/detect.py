@@ -42,6 +42,7 @@ XLSX = FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.she
 XLSM = FileType("application/vnd.ms-excel.sheet.macroEnabled.12", "spreadsheet", True)
 ODT = FileType("application/vnd.oasis.opendocument.text", "document", True)
 ODS = FileType("application/vnd.oasis.opendocument.spreadsheet", "spreadsheet", True)
+ODP = FileType("application/vnd.oasis.opendocument.presentation", "presentation", True)
 EPUB = FileType("application/epub+zip", "ebook", True)
 MSG = FileType("application/vnd.ms-outlook", "email", True)
 EML = FileType("message/rfc822", "email", True)
@@ -57,7 +58,28 @@ TEXT = FileType("text/plain", "unknown", False)  # text of a kind this version d
 _TEXT_BY_EXTENSION = {".md": MARKDOWN, ".markdown": MARKDOWN, ".txt": PLAIN, ".text": PLAIN, ".csv": CSV,
                       ".tsv": TSV, ".tab": TSV}  # fmt: skip
 TEXT_NAMES = ", ".join(sorted(_TEXT_BY_EXTENSION))  # text that only its name tells apart
-_ODF = {ODT.mime_type: ODT, ODS.mime_type: ODS}
+# ODF names its type in the `mimetype` member (and in its manifest); a template converts as its document.
+_ODF = {t.mime_type + tail: t for t in (ODT, ODS, ODP) for tail in ("", "-template")}
+# An OOXML package's type is its main part's content type in [Content_Types].xml, wherever the part is and
+# whatever the file is called; macro-enabled, template and show variants convert as their document.
+_OOXML_PREFIX = "application/vnd.openxmlformats-officedocument."
+_OOXML_MAIN = {
+    **{f"{_OOXML_PREFIX}wordprocessingml.{k}.main+xml": DOCX for k in ("document", "template")},
+    "application/vnd.ms-word.document.macroEnabled.main+xml": DOCX,
+    "application/vnd.ms-word.template.macroEnabledTemplate.main+xml": DOCX,
+    **{f"{_OOXML_PREFIX}spreadsheetml.{k}.main+xml": XLSX for k in ("sheet", "template")},
+    "application/vnd.ms-excel.sheet.macroEnabled.main+xml": XLSM,
+    "application/vnd.ms-excel.template.macroEnabled.main+xml": XLSM,
+    **{
+        f"{_OOXML_PREFIX}presentationml.{k}.main+xml": PPTX for k in ("presentation", "slideshow", "template")
+    },
+    "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml": PPTX,
+    "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml": PPTX,
+    "application/vnd.ms-powerpoint.template.macroEnabled.main+xml": PPTX,
+}
+_CONTENT_TYPE = re.compile(rb"""ContentType\s*=\s*["']([^"']+)["']""")
+_MANIFEST_ENTRY = re.compile(rb"<manifest:file-entry\b[^>]*>")
+_MANIFEST_ATTR = re.compile(rb"""manifest:(full-path|media-type)\s*=\s*["']([^"']*)["']""")
 _MAIL_HEADER = re.compile(
     rb"^(return-path|received|from|to|subject|date|mime-version|message-id|delivered-to|x-[\w-]+):", re.I
 )
@@ -89,39 +111,62 @@ EXPECTED_EXTENSIONS = {
     "application/vnd.ms-powerpoint": {".ppt", ".pps"},
     DOCX.mime_type: {".docx", ".docm", ".dotx"},
     XLSX.mime_type: {".xlsx", ".xltx"},
-    XLSM.mime_type: {".xlsm"},
+    XLSM.mime_type: {".xlsm", ".xltm"},
+    ODT.mime_type: {".odt", ".ott"},
+    ODS.mime_type: {".ods", ".ots"},
+    ODP.mime_type: {".odp", ".otp"},
     EPUB.mime_type: {".epub"},
 }
 
 
+def _member(z: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """The first `limit` bytes of a member ("" when it is absent or unreadable)."""
+    try:
+        with z.open(name) as f:
+            return f.read(limit)
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError):
+        return b""
+
+
+def _manifest_type(xml: bytes) -> bytes:
+    """The media type an ODF manifest gives the package itself (its entry for "/"), for a package whose
+    `mimetype` member is missing."""
+    for entry in _MANIFEST_ENTRY.findall(xml):
+        attrs = dict(_MANIFEST_ATTR.findall(entry))
+        if attrs.get(b"full-path") == b"/":
+            return attrs.get(b"media-type", b"")
+    return b""
+
+
 def _ooxml_kind(path: Path) -> FileType:
+    """A zip container by what it says it holds: an OOXML package's main content type, an ODF or EPUB
+    `mimetype` member (or ODF manifest); the member names when a package lacks them (a damaged deck)."""
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
+            types = _member(z, "[Content_Types].xml", 1 << 20) if "[Content_Types].xml" in names else b""
+            declared = _member(z, "mimetype", 100) if "mimetype" in names else b""
+            if not declared and "META-INF/manifest.xml" in names:
+                declared = _manifest_type(_member(z, "META-INF/manifest.xml", 1 << 20))
     except (zipfile.BadZipFile, OSError, ValueError):
         # A zip header with a broken directory: let the extension say what it claims to be.
         return PPTX if path.suffix.lower() == ".pptx" else ZIP
+    for content_type in _CONTENT_TYPE.findall(types):
+        main = _OOXML_MAIN.get(content_type.decode("ascii", errors="replace"))
+        if main is not None:
+            return main
+    mime = declared.decode("ascii", errors="replace").strip()
+    if mime == EPUB.mime_type:
+        return EPUB
+    if mime in _ODF:
+        return _ODF[mime]
+    # No main content type (a package without [Content_Types].xml): the conventional part names.
     if "ppt/presentation.xml" in names:
         return PPTX
     if "word/document.xml" in names:
         return DOCX
     if "xl/workbook.xml" in names:
-        try:
-            with zipfile.ZipFile(path) as z:
-                types = z.read("[Content_Types].xml")[: 1 << 20] if "[Content_Types].xml" in names else b""
-        except (zipfile.BadZipFile, OSError, KeyError):
-            types = b""
         return XLSM if b"macroEnabled" in types else XLSX
-    if "mimetype" in names:  # EPUB and ODF name their type in a first, stored member
-        try:
-            with zipfile.ZipFile(path) as z:
-                declared = z.read("mimetype")[:100].decode("ascii", errors="replace").strip()
-        except (zipfile.BadZipFile, OSError, KeyError):
-            declared = ""
-        if declared == EPUB.mime_type:
-            return EPUB
-        if declared in _ODF:
-            return _ODF[declared]
     return ZIP
 
 

@@ -1,6 +1,6 @@
 """PowerPoint → one Segment per slide. PPTX is read with python-pptx into a plain structure (title, text
 blocks with list levels, tables, pictures with alt text, charts with their data, notes); the slide_text
-engine renders it as Markdown. Legacy .ppt goes through LibreOffice headless to PPTX first. With a
+engine renders it as Markdown. Legacy .ppt and ODF .odp go through LibreOffice headless to PPTX first. With a
 Phi-4 engine, slides with pictures or charts are rendered (LibreOffice → PDF → page image) for the model.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.core.records import CONTENT_MIXED, CONTENT_TEXT, Renditions, Segment
+from unitok.pipeline.formats.detect import ODP, PPT
 
 
 class DeckOpenError(Exception):
@@ -564,7 +565,7 @@ def split_pptx(
 
     work = Path(tempfile.mkdtemp(prefix="unitok-deck-"))
     try:
-        if base.mime_type == "application/vnd.ms-powerpoint":
+        if base.mime_type in (PPT.mime_type, ODP.mime_type):  # legacy PowerPoint and ODF decks: PPTX first
             path = libreoffice_convert(path, "pptx", work, cfg.pptx.convert_timeout_s)
         if cfg.pptx.partitioner == "unstructured":
             check_zip(path, cfg.pptx.max_uncompressed_bytes)

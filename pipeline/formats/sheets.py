@@ -110,9 +110,14 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "workbook") as z:
         sheet_bytes = sum(i.file_size for i in z.infolist() if i.filename.startswith("xl/worksheets/"))
     stream = sheet_bytes > STREAM_ABOVE_BYTES
+    # A file object, not the path: openpyxl refuses a path whose extension is not .xlsx/.xlsm, and the
+    # type came from the bytes (a workbook without an extension, or under a wrong one). Read-only mode
+    # reads the file lazily, so it stays open as long as the workbook.
+    source = open(path, "rb")  # noqa: SIM115 - closed with the workbook below
     try:
-        wb = load_workbook(path, data_only=True, read_only=stream, keep_links=False)
+        wb = load_workbook(source, data_only=True, read_only=stream, keep_links=False)
     except Exception as e:  # noqa: BLE001 - openpyxl's errors for a broken package are of many types
+        source.close()
         raise DocumentOpenError(f"not a readable workbook ({type(e).__name__}: {e})") from None
     if stream:
         base.warnings.append("large workbook read in streaming mode: merged cells and comments not read")
@@ -188,6 +193,7 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
                 break
     finally:
         wb.close()
+        source.close()  # a zip opened on a file object leaves the file open
 
 
 def _chartsheet_charts(path: Path, wb: Any) -> dict[str, list[dict[str, Any]]]:

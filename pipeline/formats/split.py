@@ -53,8 +53,8 @@ _SPLITTERS = {
 }
 _TABLES = {"text/csv", "text/tab-separated-values"}
 CONVERTED = (
-    "PDF, images, PowerPoint, Word, spreadsheets (XLSX, XLS, ODS, CSV, TSV), HTML, Markdown and text, "
-    "EPUB, e-mail (EML, MSG), audio and video"
+    "PDF, images, PowerPoint and ODP, Word and ODT, spreadsheets (XLSX, XLS, ODS, CSV, TSV), HTML, "
+    "Markdown and text, EPUB, e-mail (EML, MSG), audio and video"
 )
 
 
