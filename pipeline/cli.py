@@ -6,7 +6,8 @@ Exit codes: 0 the run committed (failed objects are error rows, counted in the s
 was committed (a bad config, an unreachable source, an output that cannot be written, a guarded mass
 deletion, or an unexpected failure); 3 part of the run was committed before it stopped (the next run
 completes it); 130 interrupted before any commit. Each stop is one line on stderr; the traceback of an
-unexpected failure goes to a log file (named in that line) or, with --debug, to the terminal.
+unexpected failure goes to a log file (named in that line) or, with --debug, to the terminal. The read-only
+commands (changes, errors, plan, validate) end quietly with 0 when their reader stops early (`| head`).
 """
 
 from __future__ import annotations
@@ -443,6 +444,33 @@ def _keep_traceback(exc: BaseException) -> str:
     return path
 
 
+# Commands that only read and print: a reader that stops early (`unitok changes ... | head`) has what it
+# asked for, and the command ends quietly with 0.
+READ_ONLY_COMMANDS = frozenset({"changes", "errors", "plan", "validate"})
+
+
+def _closed(fd: int) -> bool:
+    """Whether fd is a pipe whose reader has gone (poll says POLLERR on such a write end)."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return fd == 1  # no poll (Windows): a broken pipe in a printing command is its stdout's
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _reader_gone() -> bool:
+    """After a BrokenPipeError: whether it was stdout's or stderr's reader that went. Such a stream is
+    pointed at /dev/null so that what is left in its buffer, flushed at exit, does not fail again."""
+    gone = [fd for fd in (1, 2) if _closed(fd)]
+    for fd in gone:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return bool(gone)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -454,7 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve, "changes": cmd_changes,
                     "maintain": cmd_maintain, "errors": cmd_errors, "plan": cmd_plan}  # fmt: skip
-        return commands[args.command](args)
+        rc = commands[args.command](args)
+        if args.command in READ_ONLY_COMMANDS:
+            sys.stdout.flush()  # a reader gone before the last buffered lines is answered here, not at exit
+        return rc
     except ConfigError as e:
         sep = "\n" if "\n" in str(e) else " "
         where = getattr(args, "config", None) or getattr(args, "target", "")
@@ -471,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         ):  # part of the run is committed: what, and that a rerun completes it
             print(f"unitok: {redact_text(str(e))}", file=sys.stderr)
             return EXIT_PARTIAL
+        if isinstance(e, BrokenPipeError) and args.command in READ_ONLY_COMMANDS and _reader_gone():
+            return EXIT_OK
         if isinstance(e, _expected_errors()):
             print(f"unitok: {redact_text(str(e))}", file=sys.stderr)
             return EXIT_CONFIG
