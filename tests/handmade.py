@@ -15,19 +15,33 @@ MIXED = [
 ]
 
 
-def hand_pdf(content: str) -> bytes:
+def hand_pdf(content: str, to_unicode: dict[int, str] | None = None) -> bytes:
     """A one-page PDF around a content stream (Helvetica as /F1, Helvetica-Bold as /F2), written by hand:
-    every byte known."""
+    every byte known. to_unicode: /F1's ToUnicode map, a character code to the UTF-16BE code units (hex)
+    its text extracts as: a pair for a character outside the BMP, or a lone surrogate as a broken
+    producer writes it."""
     stream = content.encode("latin-1")
+    cmap = b""
+    if to_unicode:
+        pairs = [b"<%02X> <%s>\n" % (code, units.encode()) for code, units in sorted(to_unicode.items())]
+        blocks = b"".join(  # at most 100 mappings a block (the CMap format's limit)
+            b"%d beginbfchar\n%sendbfchar\n" % (len(pairs[i : i + 100]), b"".join(pairs[i : i + 100]))
+            for i in range(0, len(pairs), 100)
+        )
+        cmap = (b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /Custom def "
+                b"/CMapType 2 def 1 begincodespacerange <00> <FF> endcodespacerange\n"
+                b"%sendcmap CMapName currentdict /CMap defineresource pop end end" % blocks)  # fmt: skip
     objs = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica%s >>" % (b" /ToUnicode 7 0 R" if cmap else b""),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >>",
     ]
+    if cmap:
+        objs.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cmap), cmap))
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, body in enumerate(objs, 1):

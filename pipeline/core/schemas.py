@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from unitok.pipeline.core.text import valid_value
 
 # Where a segment comes from and where it sits in its object: shared by the work and result schemas.
 _SOURCE = [
@@ -157,5 +158,11 @@ TABLES = {
 
 
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Build a table with an explicit schema (no type guessing on all-null columns)."""
-    return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
+    """Build a table with an explicit schema (no type guessing on all-null columns). Strings that are
+    not valid Unicode (surrogates) are made valid here as a last guard; the stages that take text in
+    fix and count them first, so this costs nothing on valid rows."""
+    picked = [{n: r.get(n) for n in schema.names} for r in rows]
+    try:
+        return pa.Table.from_pylist(picked, schema=schema)
+    except UnicodeEncodeError:
+        return pa.Table.from_pylist([valid_value(r)[0] for r in picked], schema=schema)

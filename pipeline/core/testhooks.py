@@ -52,3 +52,20 @@ def wait_reached(folder: Path, point: str, n: int = 1, timeout_s: float = 120.0,
 
 def release(folder: Path, point: str, n: int = 1) -> None:
     (folder / f"{point}#{n}.go").touch()
+
+
+class InjectedFault(RuntimeError):
+    """A failure a test asked for at a named point (UNITOK_FAIL_AT)."""
+
+
+def fault(point: str, subject: str = "") -> None:
+    """Raise InjectedFault where UNITOK_FAIL_AT names this point, as `point` (every arrival) or
+    `point@text` (only where `subject`, e.g. an object's URI, contains text); comma-separated. Lets a test
+    fail one object at one stage of its work and check that the rest of the run goes on."""
+    wanted = os.environ.get("UNITOK_FAIL_AT")
+    if not wanted:
+        return
+    for item in wanted.split(","):
+        name, _, text = item.strip().partition("@")
+        if name == point and text in subject:
+            raise InjectedFault(f"injected at {point}")

@@ -19,6 +19,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, CONTENT_TEXT, Renditions, Segment
+from unitok.pipeline.core.text import join_surrogates
 from unitok.pipeline.formats.pdf_tables import COLUMN_GAP, Cell, Table, aligned_tables, find_tables
 
 _WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
@@ -167,7 +168,7 @@ def _bidi_lines(textpage: pdfium.PdfTextPage) -> PageText:
         if not inked:
             continue
         visual = "".join(c[2] for c in sorted(row))  # left to right; one glyph's letters keep pdfium's order
-        text = re.sub(r"\s+", " ", visual_to_logical(visual)).strip()
+        text = re.sub(r"\s+", " ", visual_to_logical(join_surrogates(visual))).strip()
         low, high = min(c[3] for c in inked), max(c[4] for c in inked)
         height = max(high - low, 1.0)
         lines.append(text)
@@ -283,7 +284,8 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
         else:
             # U+FFFE: pdfium's mark for a hyphen at a line's end (its text by area gives a control
             # character there): the hyphen the author set; the engine joins the word if it continues.
-            text = chars[first:end].replace("\ufffe", "-")
+            # A character outside the BMP is two indexes of pdfium's, each a UTF-16 code unit: joined here.
+            text = join_surrogates(chars[first:end].replace("\ufffe", "-"))
             ink = _INK.search(chars, first, end)
             idx = ink.start() if ink else -1
         text = text.strip()

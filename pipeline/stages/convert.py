@@ -13,6 +13,7 @@ from typing import Any
 from unitok.actors.contract import Engine, EngineOutput
 from unitok.actors.registry import make_engine
 from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, STATUS_OK, Segment
+from unitok.pipeline.core.text import replaced_warning, valid_value
 from unitok.pipeline.core.workerenv import pin_native_threads
 
 
@@ -31,6 +32,17 @@ def _result_row(seg: Segment, run_id: str, pipeline_version: str) -> dict[str, A
         elapsed_ms=0.0,
     )
     return row
+
+
+def _valid_text(row: dict[str, Any]) -> None:
+    """An engine's text made valid Unicode (a PDF's characters outside the BMP come as UTF-16 pairs),
+    with a warning that counts what could not be kept."""
+    replaced = 0
+    for name in ("markdown", "spans"):
+        row[name], n = valid_value(row[name])
+        replaced += n
+    if replaced:
+        row["warnings"].append(replaced_warning(replaced))
 
 
 class EnginePool:
@@ -94,6 +106,7 @@ def convert_segments(
                     warnings=list(seg.warnings) + list(out.warnings),
                     status=STATUS_OK,
                 )
+                _valid_text(row)
             rows[i] = row
     return [r for r in rows if r is not None]
 

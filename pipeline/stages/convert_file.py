@@ -5,17 +5,20 @@ upload."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from unitok.actors.contract import EngineSetupError
 from unitok.connectors.objects import ObjectInfo, sha256_file
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
+from unitok.pipeline.core.records import make_doc_id
+from unitok.pipeline.core.schemas import RESULT_SCHEMA, SEGMENTS_SCHEMA, rows_to_table
+from unitok.pipeline.core.testhooks import fault
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
-from unitok.pipeline.stages.doc_chunks import DocumentChunks
+from unitok.pipeline.stages.doc_chunks import DocumentChunks, failed_stage
 from unitok.pipeline.stages.work import file_batches
 
 # Bulky engine inputs never leave the process; everything else in a row is provenance or output.
@@ -33,6 +36,26 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
         return v if isinstance(v, _JSON_SAFE) else str(v)
 
     return {k: value(v) for k, v in row.items()}
+
+
+class NoContentError(Exception):
+    """A file that split into nothing: no segment and no error of its own."""
+
+
+def object_error_row(uri: str, version: str, stage: str, exc: Exception, run_id: str) -> dict[str, Any]:
+    """The error row of a whole object (segment_index -1): the stage its work was in, the exception."""
+    return {
+        "source_uri": uri,
+        "source_version": version,
+        "doc_id": make_doc_id(uri, version) if version else "",
+        "segment_index": -1,
+        "page_number": None,
+        "stage": stage,
+        "error_type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "run_id": run_id,
+        "at": datetime.now(UTC),
+    }
 
 
 def convert_file(
@@ -57,22 +80,45 @@ def convert_file(
         modified_at=time.time(),
         version=sha256_file(path),
     )
-    rows = [
-        row
-        for batch in file_batches(path, obj, cfg)
-        for row in convert_segments(batch, engines, run_id, PIPELINE_VERSION)
-    ]
-    rows.sort(key=lambda r: r["segment_index"])
-    parts = split_results(rows_to_table(rows, RESULT_SCHEMA))
-    errors = parts["errors"].to_pylist()
-    segments = parts["segments"]
-    documents: list[dict[str, Any]] = []
-    chunks: list[dict[str, Any]] = []
-    if segments.num_rows:
-        docs, segments = assemble_documents(segments, errors, cfg.audio.heading_every_s)
-        documents = docs.to_pylist()
-        if chunking is not None and cfg.chunking.enabled:
-            chunks = chunking.of_documents(docs, segments).to_pylist()
+    stage = "split"
+    try:
+        fault("object.split", obj.uri)
+        rows = []
+        for batch in file_batches(path, obj, cfg):
+            stage = "engines"
+            fault("object.engines", obj.uri)
+            rows.extend(convert_segments(batch, engines, run_id, PIPELINE_VERSION))
+            stage = "split"
+        stage = "rows"
+        fault("object.rows", obj.uri)
+        rows.sort(key=lambda r: r["segment_index"])
+        parts = split_results(rows_to_table(rows, RESULT_SCHEMA))
+        errors = parts["errors"].to_pylist()
+        segments = parts["segments"]
+        documents: list[dict[str, Any]] = []
+        chunks: list[dict[str, Any]] = []
+        if segments.num_rows:
+            stage = "assemble"
+            fault("object.assemble", obj.uri)
+            docs, segments = assemble_documents(segments, errors, cfg.audio.heading_every_s)
+            documents = docs.to_pylist()
+            if chunking is not None and cfg.chunking.enabled:
+                try:
+                    fault("object.chunk", obj.uri)
+                    chunks = chunking.of_documents(docs, segments).to_pylist()
+                except EngineSetupError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the document stands, as in a job
+                    stage = failed_stage(e)
+                    errors.append(object_error_row(obj.uri, obj.version or "", stage, e, run_id))
+        elif not errors:
+            stage = "split"
+            raise NoContentError("the file gave no content to convert (no pages, text or media found)")
+    except EngineSetupError:
+        raise  # a model that cannot load is the caller's configuration, not this file's fault
+    except Exception as e:  # noqa: BLE001 - whatever fails in this file's work is its error row
+        documents, chunks, segments = [], [], SEGMENTS_SCHEMA.empty_table()
+        errors = [object_error_row(obj.uri, obj.version or "", stage, e, run_id)]
     out = {
         "document": documents[0] if documents else None,
         "attachments": documents[1:],

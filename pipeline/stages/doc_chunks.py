@@ -7,11 +7,18 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from unitok.actors.contract import EngineSetupError
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.schemas import CHUNKS_SCHEMA, rows_to_table
+from unitok.pipeline.core.testhooks import fault
 
 CHUNK_SEGMENT_COLUMNS = ["doc_id", "segment_index", "markdown", "page_number", "time_start_s", "time_end_s",
                          "spans"]  # fmt: skip
+
+
+def failed_stage(exc: BaseException) -> str:
+    """The stage of a failure raised by `DocumentChunks.of_documents`: embed or chunk."""
+    return getattr(exc, "unitok_stage", "chunk")
 
 
 class DocumentChunks:
@@ -66,5 +73,12 @@ class DocumentChunks:
         from unitok.pipeline.stages.embed import batches_of, with_embeddings
 
         table = table.sort_by("chunk_index")
-        vectors = [self.embedder(texts) for texts in batches_of(table, self.cfg.embedding.batch_size)]
+        try:
+            fault("object.embed", table["source_uri"][0].as_py() if table.num_rows else "")
+            vectors = [self.embedder(texts) for texts in batches_of(table, self.cfg.embedding.batch_size)]
+        except EngineSetupError:
+            raise
+        except Exception as e:
+            e.unitok_stage = "embed"  # the error row names the stage, the exception keeps its own type
+            raise
         return with_embeddings(table, vectors, self.embedder.model_id)

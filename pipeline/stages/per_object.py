@@ -13,9 +13,9 @@ import logging
 import re
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -38,13 +38,14 @@ from unitok.pipeline.core.schemas import (
     TABLES,
     rows_to_table,
 )
-from unitok.pipeline.core.testhooks import checkpoint
+from unitok.pipeline.core.testhooks import checkpoint, fault
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.formats.pdf import page_count
 from unitok.pipeline.formats.split import fetch_error, split_file
 from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
-from unitok.pipeline.stages.doc_chunks import DocumentChunks
+from unitok.pipeline.stages.convert_file import NoContentError, object_error_row
+from unitok.pipeline.stages.doc_chunks import DocumentChunks, failed_stage
 from unitok.pipeline.stages.plan import CONVERT, EMBED, LISTING_SCHEMA, RECHUNK, REFRESH, state_row
 from unitok.pipeline.stages.work import engine_batches
 
@@ -113,6 +114,9 @@ class ObjectConverter:
         self.chunking = DocumentChunks(self.cfg)
         self._t0 = self._lap_at = 0.0  # this object's start and last stage end (for the run report)
         self._timings: dict[str, float] = {}
+        self._stage = "split"  # where this object's work is, for the error row of a failure
+        self._failing = False  # writing a failed object's own error rows
+        self._uri = ""
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.convert(obj)
@@ -121,9 +125,42 @@ class ObjectConverter:
         """{"uri", "action" (what was done: convert, rechunk, embed, refresh), "tables" (those whose
         files of this object the commit replaces), "files": {table: [add-action fields]}, "segments",
         "by_engine", "error_rows", "failed_segments", "failed", "documents", "chunks", "bytes", and for
-        the run report "modality", "elapsed_s", "timings" (seconds by stage), "error_kinds", "warnings"}."""
+        the run report "modality", "elapsed_s", "timings" (seconds by stage), "error_kinds", "warnings"}.
+        Never raises for the object's own sake: whatever fails in its work becomes its error row (see
+        `_isolated`); only what stops every object (an engine or embedder that cannot load, an output
+        that cannot take even the error row) ends the run."""
         self._t0 = self._lap_at = time.perf_counter()
         self._timings = {}
+        return self._isolated(obj, lambda: self._convert_listed(obj))
+
+    def _isolated(self, obj: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        self._stage, self._uri = "split", str(obj.get("uri") or "")
+        try:
+            return work()
+        except EngineSetupError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one object's failure, whatever raised it, is that object's row
+            return self._failed_object({k: obj.get(k) for k in LISTING_SCHEMA.names}, e)
+
+    def _failed_object(self, listed: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        """The object's error row (the stage it was in, the exception's type and reason) and its state,
+        marked failed so the next incremental run tries it again; the rows of earlier versions are
+        replaced as for any file that fails. An output that cannot take these rows raises: the run stops."""
+        stage = self._stage
+        log.warning("%s failed in %s: %s: %s", listed["uri"], stage, type(exc).__name__, exc)
+        version = listed.get("version") or None
+        row = self._error_row(listed, None, stage, exc)
+        tables = {
+            "errors": rows_to_table([row], ERRORS_SCHEMA),
+            "objects": self._state(listed, True, version),
+        }
+        self._failing = True
+        try:
+            return self._finish(listed, CONVERT, tables, list(TABLES), True)
+        finally:
+            self._failing = False
+
+    def _convert_listed(self, obj: dict[str, Any]) -> dict[str, Any]:
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
         action = obj.get("action") or CONVERT
         stored_version = obj.get("stored_version")
@@ -154,9 +191,16 @@ class ObjectConverter:
         driver that spreads one object's pages over its workers hands the parts to `finish_pages`."""
         checkpoint("split.object")
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
-        store = open_store(self.cfg.source.uri, self.cfg.source.s3.model_dump())
-        _, rows = self._split_and_convert(listed, store, range(*pages))
-        return rows_to_table(rows, RESULT_SCHEMA)
+        try:
+            store = open_store(self.cfg.source.uri, self.cfg.source.s3.model_dump())
+            _, rows = self._split_and_convert(listed, store, range(*pages))
+            return rows_to_table(rows, RESULT_SCHEMA)
+        except EngineSetupError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a whole-object error: finish_pages converts the object whole
+            rows = convert_segments([fetch_error(ObjectInfo(**listed), e)], self.engines, self.run_id,
+                                    PIPELINE_VERSION)  # fmt: skip
+            return rows_to_table(rows, RESULT_SCHEMA)
 
     def finish_pages(self, obj: dict[str, Any], parts: list[pa.Table]) -> dict[str, Any]:
         """The object from its parts' rows, as `convert` would make it from the whole. Parts that do not
@@ -164,7 +208,11 @@ class ObjectConverter:
         converted again whole."""
         self._t0 = self._lap_at = time.perf_counter()
         self._timings = {}
+        return self._isolated(obj, lambda: self._finish_parts(obj, parts))
+
+    def _finish_parts(self, obj: dict[str, Any], parts: list[pa.Table]) -> dict[str, Any]:
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
+        self._stage = "rows"
         results = pa.concat_tables(parts)
         versions = set(results["source_version"].to_pylist())
         whole_object_error = bool(pc.any(pc.less(results["segment_index"], 0)).as_py())
@@ -190,14 +238,26 @@ class ObjectConverter:
                 segments = split_file(path, fetched, self.cfg, renditions(self.cfg), pages)
             except Exception as e:  # noqa: BLE001 - a download that fails becomes an error row
                 segments = iter([fetch_error(info, e)])
-            for batch in engine_batches(segments, self.cfg):
+            # Splitting is lazy: the stage is the split's while the next batch is made, the engines' while
+            # a batch runs.
+            for batch in engine_batches(self._splitting(segments, listed["uri"]), self.cfg):
+                self._stage = "engines"
+                fault("object.engines", listed["uri"])
                 rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
                 checkpoint("converted.batch")  # a test may kill the run here
+                self._stage = "split"
+        self._stage = "rows"
         return listed, rows
+
+    def _splitting(self, segments: Iterator[Any], uri: str) -> Iterator[Any]:
+        self._stage = "split"
+        fault("object.split", uri)
+        yield from segments
 
     def _convert(self, listed: dict[str, Any], store: Any) -> dict[str, Any]:
         listed, rows = self._split_and_convert(listed, store)
         self._lap("split and engines")
+        fault("object.rows", listed["uri"])
         return self._complete(listed, rows_to_table(rows, RESULT_SCHEMA).sort_by("segment_index"))
 
     def _complete(self, listed: dict[str, Any], results: pa.Table) -> dict[str, Any]:
@@ -208,22 +268,38 @@ class ObjectConverter:
         extra_errors: list[dict[str, Any]] = []
         written: dict[str, list[dict[str, Any]]] = {}
         if segments.num_rows:
+            self._stage = "assemble"
+            fault("object.assemble", listed["uri"])
             docs, segments = assemble_documents(segments, errors.to_pylist(), self.cfg.audio.heading_every_s)
             tables["documents"], tables["segments"] = docs, segments
             self._lap("assemble")
+            self._stage = "chunk"
             if self.cfg.chunking.enabled:
                 # The document and its segments are written while the chunks are made: Parquet encodes
                 # and compresses without the GIL, on the core the chunker leaves idle.
                 with ThreadPoolExecutor(1) as writer:
                     early = {name: writer.submit(self._write, name, tables[name]) for name in _EARLY}
                     try:
+                        fault("object.chunk", listed["uri"])
                         tables["chunks"] = self.chunking.of_documents(docs, segments)
                     except EngineSetupError:
                         raise  # an embedder that cannot load stops the run: every object would fail
                     except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
-                        extra_errors.append(self._error_row(listed, segments, "chunk", e))
+                        stage = failed_stage(e)
+                        extra_errors.append(self._error_row(listed, segments, stage, e))
+                    self._stage = "write"
                     written = {name: future.result() for name, future in early.items()}
             self._lap("chunk and embed")
+        if "documents" not in tables and not errors.num_rows:
+            # Nothing came out and nothing said why: the object still ends as a row that says so.
+            extra_errors.append(
+                self._error_row(
+                    listed,
+                    results,
+                    "split",
+                    NoContentError("the file gave no content to convert (no pages, text or media found)"),
+                )
+            )
         if extra_errors:
             errors = pa.concat_tables([errors, rows_to_table(extra_errors, ERRORS_SCHEMA)])
         tables["errors"] = errors
@@ -291,6 +367,7 @@ class ObjectConverter:
         written: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
         """Write the object's tables' files (but those already `written`); its metadata for the driver."""
+        self._stage = "write"
         written = written or {}
         files = {
             name: written[name] if name in written else self._write(name, tables[name])
@@ -337,21 +414,18 @@ class ObjectConverter:
         }
 
     def _write(self, name: str, rows: pa.Table) -> list[dict[str, Any]]:
+        if not self._failing:
+            fault("object.write", self._uri)
         return self.files.write(name, rows, self.run_id, TABLES[name])
 
     def _error_row(
-        self, obj: dict[str, Any], segments: pa.Table, stage: str, exc: Exception
+        self, obj: dict[str, Any], segments: pa.Table | None, stage: str, exc: Exception
     ) -> dict[str, Any]:
+        """An error of the whole object (segments: its segment rows, for their version; None where the
+        object failed before any, and the listing's version stands)."""
         log.debug("%s failed for %s:\n%s", stage, obj["uri"], traceback.format_exc())
-        return {
-            "source_uri": obj["uri"],
-            "source_version": segments["source_version"][0].as_py(),
-            "doc_id": segments["doc_id"][0].as_py(),
-            "segment_index": -1,
-            "page_number": None,
-            "stage": stage,
-            "error_type": type(exc).__name__,
-            "message": str(exc)[:2000],
-            "run_id": self.run_id,
-            "at": datetime.now(UTC),
-        }
+        if segments is not None and segments.num_rows:
+            version = segments["source_version"][0].as_py()
+        else:
+            version = obj.get("version") or ""
+        return object_error_row(obj["uri"], version, stage, exc, self.run_id)
