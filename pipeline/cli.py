@@ -17,6 +17,7 @@ import atexit
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -42,6 +43,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         out["output.uri"] = args.output
     if getattr(args, "executor", None):
         out["runtime.executor"] = args.executor
+    if getattr(args, "retry_failed", False):
+        out["runtime.retry_failed"] = "true"
     return out
 
 
@@ -385,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
             )
             sp.add_argument("--json", action="store_true", help="print the run summary as JSON")
             sp.add_argument(
+                "--retry-failed",
+                action="store_true",
+                help="convert again the objects marked crashed (their worker died converting them)",
+            )
+            sp.add_argument(
                 "--allow-mass-delete",
                 action="store_true",
                 help="commit even if the run lists nothing, or deletes more than runtime.max_delete_fraction "
@@ -471,6 +479,14 @@ def _reader_gone() -> bool:
     return bool(gone)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job): the run stops as on Ctrl-C."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -479,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # botocore says at INFO where it found credentials, on every client it makes
         logging.getLogger("botocore").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.command == "run" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # stopped as by Ctrl-C: workers end, commits said
     try:
         commands = {"run": cmd_run, "validate": cmd_validate, "serve": cmd_serve, "changes": cmd_changes,
                     "maintain": cmd_maintain, "errors": cmd_errors, "plan": cmd_plan}  # fmt: skip
@@ -491,9 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         where = getattr(args, "config", None) or getattr(args, "target", "")
         print(f"unitok: invalid config {where}:{sep}{redact_text(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        print("unitok: interrupted; nothing was committed by this run", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"unitok: {how}; nothing was committed by this run", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except Exception as e:  # noqa: BLE001 - every stop is one line and exit 2; 1 is --fail-on-error's
         from unitok.pipeline.stages.commit import PartialCommitError
 

@@ -257,7 +257,7 @@ def list_source(cfg: JobConfig) -> tuple[Any, pa.Table]:
 def plan_for(cfg: JobConfig, listing: pa.Table, previous: pa.Table) -> Any:
     """stages.plan's plan of this config against the last run's state."""
     return plan_run(listing, previous, cfg.run_mode, fingerprints(cfg), PIPELINE_VERSION,
-                    cfg.runtime.on_pipeline_upgrade)  # fmt: skip
+                    cfg.runtime.on_pipeline_upgrade, cfg.runtime.retry_failed)  # fmt: skip
 
 
 def with_environment_endpoints(cfg: JobConfig) -> JobConfig:
@@ -384,11 +384,14 @@ def run_job(
             lance = out.lancedb
             try:
                 summary.lancedb = sync_lancedb(out.uri, output.storage_options, lance.uri, lance.table)
-            except Exception as e:  # noqa: BLE001 - the Delta tables stand; the next run syncs LanceDB
+            except BaseException as e:  # noqa: BLE001 - the Delta tables stand (an interrupt too): say so
+                if isinstance(e, KeyboardInterrupt):
+                    why = str(e) or "interrupted"
+                else:
+                    why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                 raise PartialCommitError(
                     f"the Delta tables are committed (run {run_id}), but LanceDB {redact_uri(lance.uri)}/"
-                    f"{lance.table} was not brought in step ({type(e).__name__}: "
-                    f"{(str(e).strip().splitlines() or [''])[0]}); the next run syncs it"
+                    f"{lance.table} was not brought in step ({why}); the next run syncs it"
                 ) from e
             log.info("LanceDB %s/%s in step with chunks version %d", redact_uri(lance.uri), lance.table,
                      summary.lancedb["version"])  # fmt: skip

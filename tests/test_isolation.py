@@ -190,3 +190,93 @@ def test_a_folder_with_astral_pdfs_among_good_files_commits_them_all(tmp_path):
         assert docs[name].split() == words
     chunks = read_table(out, "chunks").to_pylist()
     assert any("\U0001d400" in c["text"] for c in chunks)
+
+
+def plain_job(tmp_path, src, out, executor: str = "local") -> str:
+    path = tmp_path / f"plain-{executor}.yaml"
+    path.write_text(
+        f"mode: incremental\nsource:\n  uri: {src}\noutput:\n  uri: {out}\n"
+        f"runtime:\n  executor: {executor}\n  max_workers: 2\n"
+    )
+    return str(path)
+
+
+def reports_folder(folder, n: int):
+    folder.mkdir()
+    for i in range(n):
+        shutil.copy(REPO / "sample" / "field-report.pdf", folder / f"report-{i}.pdf")
+    shutil.copy(REPO / "sample" / "field-report.pdf", folder / "poison.pdf")
+    return folder
+
+
+def test_an_object_that_kills_its_worker_is_named_and_skipped_until_it_changes(tmp_path):
+    src, out = reports_folder(tmp_path / "src", 5), tmp_path / "out"
+    job_file = plain_job(tmp_path, src, out)
+    kill = {"UNITOK_KILL_AT": "object.split@poison.pdf"}
+    r = unitok_cli("run", job_file, "--json", env_extra=kill)
+    assert r.returncode == 0, r.stderr[-3000:]
+    docs = {d["source_uri"].rsplit("/", 1)[-1] for d in read_table(out, "documents").to_pylist()}
+    assert docs == {f"report-{i}.pdf" for i in range(5)}
+    (error,) = read_table(out, "errors").to_pylist()
+    assert error["source_uri"].endswith("/poison.pdf") and error["stage"] == "worker"
+    assert error["error_type"] == "WorkerCrashed"
+    assert (
+        error["message"]
+        == "the worker converting this object was killed by SIGKILL (out of memory, or killed)"
+    )
+    states = {s["source_uri"].rsplit("/", 1)[-1]: s["status"] for s in read_table(out, "objects").to_pylist()}
+    assert states["poison.pdf"] == "crashed"
+    assert "poison.pdf" in r.stderr and "recorded as crashed" in r.stderr
+    # The next run does not feed it to a worker again (it would kill one each run) ...
+    again = unitok_cli("run", job_file, "--json", env_extra=kill)
+    assert again.returncode == 0 and json.loads(again.stdout)["converted_objects"] == 0, again.stderr[-2000:]
+    # ... until asked to, or until it changes.
+    retried = unitok_cli("run", job_file, "--json", "--retry-failed")
+    assert retried.returncode == 0 and json.loads(retried.stdout)["converted_objects"] == 1
+    assert not read_table(out, "errors").num_rows and len(read_table(out, "documents")) == 6
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_driver_leaves_no_worker_behind(tmp_path, sig):
+    import signal
+
+    from unitok.pipeline.core.testhooks import release, wait_reached
+
+    src, out = reports_folder(tmp_path / "src", 3), tmp_path / "out"
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "UNITOK_PAUSE_AT": "converted.batch",
+           "UNITOK_PAUSE_DIR": str(pause)}  # fmt: skip
+    proc = subprocess.Popen([*UNITOK, "run", plain_job(tmp_path, src, out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_reached(pause, "converted.batch", alive=lambda: proc.poll() is None)
+        workers = _children(proc.pid)
+        assert workers, "no pool worker"
+        proc.send_signal(getattr(signal, sig))
+        _, stderr = proc.communicate(timeout=60)  # the workers held stdout too: this returns once all end
+    finally:
+        release(pause, "converted.batch")
+        if proc.poll() is None:
+            proc.kill()
+    for pid in workers:  # each had stdout open: communicate returned once they had all ended
+        assert not _alive(pid), f"worker {pid} outlived the driver"
+    if sig == "SIGTERM":
+        assert proc.returncode == 143
+        assert (
+            stderr.strip().splitlines()[-1]
+            == "unitok: terminated (SIGTERM); nothing was committed by this run"
+        )

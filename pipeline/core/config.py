@@ -430,6 +430,11 @@ class RuntimeConfig(_Strict):
     fail_on_error: bool = Field(
         default=False, description="Exit 1 when an object or segment failed (as run --fail-on-error)."
     )
+    retry_failed: bool = Field(
+        default=False,
+        description="Incremental runs: convert again the objects whose worker died converting them (marked "
+        "crashed: skipped until they change), as run --retry-failed.",
+    )
     max_delete_fraction: float = Field(
         default=0.5,
         ge=0,

@@ -9,6 +9,7 @@ a checkpoint costs one dictionary look-up.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -61,11 +62,20 @@ class InjectedFault(RuntimeError):
 def fault(point: str, subject: str = "") -> None:
     """Raise InjectedFault where UNITOK_FAIL_AT names this point, as `point` (every arrival) or
     `point@text` (only where `subject`, e.g. an object's URI, contains text); comma-separated. Lets a test
-    fail one object at one stage of its work and check that the rest of the run goes on."""
-    wanted = os.environ.get("UNITOK_FAIL_AT")
+    fail one object at one stage of its work and check that the rest of the run goes on. UNITOK_KILL_AT,
+    the same way, kills the process there with SIGKILL."""
+    if _wanted("UNITOK_FAIL_AT", point, subject):
+        raise InjectedFault(f"injected at {point}")
+    if _wanted("UNITOK_KILL_AT", point, subject):  # a worker dying as the OOM killer ends it
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wanted(variable: str, point: str, subject: str) -> bool:
+    wanted = os.environ.get(variable)
     if not wanted:
-        return
+        return False
     for item in wanted.split(","):
         name, _, text = item.strip().partition("@")
         if name == point and text in subject:
-            raise InjectedFault(f"injected at {point}")
+            return True
+    return False

@@ -10,10 +10,17 @@ For single machines and small jobs, where Ray's fixed start-up cost (seconds) wo
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import logging
 import multiprocessing
-from collections.abc import Iterator
+import os
+import signal
+from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +30,27 @@ from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.stages.per_object import ObjectConverter, page_parts
 
 _worker: ObjectConverter | None = None  # this worker process's engines and output
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+log = logging.getLogger("unitok")
 
 
 def _init_worker(cfg_data: dict[str, Any], run_id: str, files: TableFiles) -> None:
     global _worker
+    # A worker dies with the driver (even a SIGKILLed one), and leaves Ctrl-C to it: the driver stops the
+    # pool and says what was committed.
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = ObjectConverter(cfg_data, run_id, files)  # applies the worker environment contract
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown still ends the workers
+        return
+    if os.getppid() == 1:  # the driver was gone before the call took effect
+        os._exit(1)
 
 
 def _convert_object(obj: dict[str, Any]) -> dict[str, Any]:
@@ -76,36 +99,105 @@ def execute_local(
 def _run_pool(
     listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, workers: int, fork: Any
 ) -> Iterator[dict[str, Any]]:
-    with ProcessPoolExecutor(
+    """The listing through a pool of `workers`. A worker that dies (the kernel's OOM killer, a native
+    crash) breaks the pool and fails every object in flight: those objects are each converted again alone,
+    in a pool of their own, so the one that kills its worker again is named and recorded as crashed, and
+    the rest of the listing goes on in a new pool."""
+    todo = _objects(listing)
+    while True:
+        suspects: list[dict[str, Any]] = []
+        with _pool(cfg, run_id, files, workers, fork) as pool:
+            suspects = yield from _drive(pool, todo, cfg, workers)
+        if not suspects:
+            return
+        log.warning("a pool worker died; converting the %d object(s) it may have held one at a time",
+                    len(suspects))  # fmt: skip
+        for obj in suspects:
+            yield _alone(obj, cfg, run_id, files, fork)
+
+
+@contextmanager
+def _pool(
+    cfg: JobConfig, run_id: str, files: TableFiles, workers: int, fork: Any
+) -> Iterator[ProcessPoolExecutor]:
+    pool = ProcessPoolExecutor(
         workers, mp_context=fork, initializer=_init_worker, initargs=(cfg.model_dump(), run_id, files)
-    ) as pool:
-        todo = _objects(listing)
-        # A future's role: an object's metadata (None), or part k of a spread object (its parts list, k).
-        inflight: dict[Future[Any], tuple[dict[str, Any], list[Any], int] | None] = {}
+    )
+    try:
+        yield pool
+    except BaseException:
+        # Stopped (an interrupt, SIGTERM, a failed commit): the workers stop now, not after their objects.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _drive(
+    pool: ProcessPoolExecutor, todo: Iterator[dict[str, Any]], cfg: JobConfig, workers: int
+) -> Generator[dict[str, Any], None, list[dict[str, Any]]]:
+    """Each object's metadata as its worker finishes it; returns [] when the listing is done, or the
+    objects in flight when the pool broke (a worker died)."""
+    # A future's role: (its object, None, -1) for a whole object, or (its object, its parts list, k) for
+    # part k of a spread object.
+    inflight: dict[Future[Any], tuple[dict[str, Any], list[Any] | None, int]] = {}
+    try:
+        while True:
+            for obj in todo:  # a few objects queued per worker, never the whole listing
+                ranges = page_parts(obj, cfg, workers)
+                if ranges:
+                    parts: list[Any] = [None] * len(ranges)
+                    for k, pages in enumerate(ranges):
+                        inflight[pool.submit(_convert_pages, obj, pages)] = (obj, parts, k)
+                else:
+                    inflight[pool.submit(_convert_object, obj)] = (obj, None, -1)
+                if len(inflight) >= 2 * workers:
+                    break
+            if not inflight:
+                return []
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                return list({o["uri"]: o for o, _, _ in inflight.values()}.values())
+            for future in done:
+                obj, parts, k = inflight.pop(future)
+                if parts is None:
+                    yield future.result()
+                    continue
+                parts[k] = future.result()
+                if all(part is not None for part in parts):
+                    inflight[pool.submit(_finish_pages, obj, parts)] = (obj, None, -1)
+    finally:  # the run stopped early (a failed commit, an interrupt): queued objects are not started
+        for future in inflight:
+            future.cancel()
+
+
+def _alone(obj: dict[str, Any], cfg: JobConfig, run_id: str, files: TableFiles, fork: Any) -> dict[str, Any]:
+    """One object in a pool of its own worker. When that worker dies too, the object is the one that
+    kills it: a new worker records its error row and marks it crashed (not converted again until it
+    changes, or a run with --retry-failed)."""
+    with _pool(cfg, run_id, files, 1, fork) as pool:
+        future = pool.submit(_convert_object, obj)
+        processes = list(getattr(pool, "_processes", {}).values())
         try:
-            while True:
-                for obj in todo:  # a few objects queued per worker, never the whole listing
-                    ranges = page_parts(obj, cfg, workers)
-                    if ranges:
-                        parts: list[Any] = [None] * len(ranges)
-                        for k, pages in enumerate(ranges):
-                            inflight[pool.submit(_convert_pages, obj, pages)] = (obj, parts, k)
-                    else:
-                        inflight[pool.submit(_convert_object, obj)] = None
-                    if len(inflight) >= 2 * workers:
-                        break
-                if not inflight:
-                    return
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    role = inflight.pop(future)
-                    if role is None:
-                        yield future.result()
-                        continue
-                    obj, parts, k = role
-                    parts[k] = future.result()
-                    if all(part is not None for part in parts):
-                        inflight[pool.submit(_finish_pages, obj, parts)] = None
-        finally:  # the run stopped early (a failed commit, an interrupt): queued objects are not started
-            for future in inflight:
-                future.cancel()
+            return future.result()
+        except BrokenProcessPool:
+            pass
+    codes = [p.exitcode for p in processes if p.exitcode]
+    how = _death(codes[0]) if codes else "ended abruptly"
+    log.warning("%s: the worker converting it %s; recorded as crashed", obj["uri"], how)
+    with _pool(cfg, run_id, files, 1, fork) as pool:
+        return pool.submit(_record_crash, obj, f"the worker converting this object {how}").result()
+
+
+def _death(exitcode: int) -> str:
+    if exitcode < 0:
+        sig = signal.Signals(-exitcode).name
+        why = " (out of memory, or killed)" if -exitcode == signal.SIGKILL else ""
+        return f"was killed by {sig}{why}"
+    return f"exited with code {exitcode}"
+
+
+def _record_crash(obj: dict[str, Any], reason: str) -> dict[str, Any]:
+    assert _worker is not None, "worker not initialised"
+    return _worker.crashed(obj, reason)

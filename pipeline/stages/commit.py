@@ -86,7 +86,7 @@ class ProgressCommits:
             return None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, KeyboardInterrupt):
-            reason = "interrupted"
+            reason = str(exc) or "interrupted"  # SIGTERM's says so
         tables = list(TABLES)
         parts = (
             [f"{self.objects_committed} object(s) committed in every table"] if self.objects_committed else []

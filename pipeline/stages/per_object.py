@@ -46,7 +46,16 @@ from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.convert_file import NoContentError, object_error_row
 from unitok.pipeline.stages.doc_chunks import DocumentChunks, failed_stage
-from unitok.pipeline.stages.plan import CONVERT, EMBED, LISTING_SCHEMA, RECHUNK, REFRESH, state_row
+from unitok.pipeline.stages.plan import (
+    CONVERT,
+    CRASHED,
+    EMBED,
+    FAILED,
+    LISTING_SCHEMA,
+    RECHUNK,
+    REFRESH,
+    state_row,
+)
 from unitok.pipeline.stages.work import engine_batches
 
 log = logging.getLogger("unitok")
@@ -96,6 +105,10 @@ def page_parts(obj: dict[str, Any], cfg: JobConfig, workers: int) -> list[tuple[
     return [(first, min(first + step, pages)) for first in range(0, pages, step)]
 
 
+class WorkerCrashed(Exception):
+    """The process converting an object died (killed for memory, a native crash)."""
+
+
 class _Redo(Exception):
     """The stored rows cannot be reused (missing, or chunking them failed): convert the object again."""
 
@@ -142,7 +155,18 @@ class ObjectConverter:
         except Exception as e:  # noqa: BLE001 - one object's failure, whatever raised it, is that object's row
             return self._failed_object({k: obj.get(k) for k in LISTING_SCHEMA.names}, e)
 
-    def _failed_object(self, listed: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    def crashed(self, obj: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The rows of an object whose worker died converting it (a driver saw it kill a worker of its
+        own): its error row, and its state marked crashed, so that later runs skip it until it changes
+        (or a run retries failed objects)."""
+        self._t0 = self._lap_at = time.perf_counter()
+        self._timings = {}
+        self._stage = "worker"
+        return self._failed_object(
+            {k: obj.get(k) for k in LISTING_SCHEMA.names}, WorkerCrashed(reason), CRASHED
+        )
+
+    def _failed_object(self, listed: dict[str, Any], exc: Exception, status: str = FAILED) -> dict[str, Any]:
         """The object's error row (the stage it was in, the exception's type and reason) and its state,
         marked failed so the next incremental run tries it again; the rows of earlier versions are
         replaced as for any file that fails. An output that cannot take these rows raises: the run stops."""
@@ -152,7 +176,7 @@ class ObjectConverter:
         row = self._error_row(listed, None, stage, exc)
         tables = {
             "errors": rows_to_table([row], ERRORS_SCHEMA),
-            "objects": self._state(listed, True, version),
+            "objects": self._state(listed, True, version, status),
         }
         self._failing = True
         try:
@@ -354,8 +378,13 @@ class ObjectConverter:
         self._timings[stage] = self._timings.get(stage, 0.0) + now - self._lap_at
         self._lap_at = now
 
-    def _state(self, listed: dict[str, Any], failed: bool, version: str | None) -> pa.Table:
-        return rows_to_table([state_row(listed, failed, self.run_id, version, self.settings)], OBJECTS_SCHEMA)
+    def _state(
+        self, listed: dict[str, Any], failed: bool, version: str | None, status: str | None = None
+    ) -> pa.Table:
+        row = state_row(listed, failed, self.run_id, version, self.settings)
+        if status is not None:
+            row["status"] = status
+        return rows_to_table([row], OBJECTS_SCHEMA)
 
     def _finish(
         self,

@@ -62,6 +62,9 @@ CONVERT = "convert"  # split, convert, assemble, chunk, embed: every table's row
 RECHUNK = "rechunk"  # chunks (and embeddings) again from the stored document: chunks replaced
 EMBED = "embed"  # embeddings again on the stored chunks: chunks replaced
 REFRESH = "refresh"  # nothing to redo: the run state records the new listing version
+# An object's status in the run state: converted; failed (converted again next run); crashed (its worker
+# died converting it: converted again only once it changes, or by a run that retries failed objects).
+OK, FAILED, CRASHED = "ok", "failed", "crashed"
 # Why, in the order a reason wins; the summary and the log count objects by these.
 REASONS = {
     "new": "new objects",
@@ -107,6 +110,7 @@ def plan_run(
     current: dict[str, str] | None = None,
     pipeline_version: str = "",
     on_pipeline_upgrade: str = "reconvert",
+    retry_failed: bool = False,
 ) -> Plan:
     """previous_objects: the objects table (as OBJECTS_SCHEMA). current: this config's fingerprints
     (pipeline.core.fingerprint). In incremental mode an object is converted again when it is new, failed
@@ -144,8 +148,10 @@ def plan_run(
 
     versions = _versions(listing)
     has_prev = pc.is_valid(joined["prev_status"])
-    ok = pc.fill_null(pc.equal(joined["prev_status"], "ok"), False)
     listing_same = same("listing_version", versions)
+    ok = pc.fill_null(pc.equal(joined["prev_status"], OK), False)
+    if not retry_failed:  # an object that killed its worker stays skipped while it is the same object
+        ok = pc.or_(ok, pc.and_(pc.fill_null(pc.equal(joined["prev_status"], CRASHED), False), listing_same))
     hashed = pc.fill_null(pc.starts_with(joined["prev_source_version"], "sha256:"), False)
     conv_same = same("convert_fingerprint", current.get("convert_fingerprint", ""), keep)
     pipe_same = true(n) if keep else same("pipeline_version", pipeline_version)
@@ -220,7 +226,7 @@ def state_row(
         "listing_version": listing_version(obj),
         "size": obj["size"],
         "modified_at": obj["modified_at"],
-        "status": "failed" if failed else "ok",
+        "status": FAILED if failed else OK,
         "run_id": run_id,
         "source_version": source_version,
         **settings,
