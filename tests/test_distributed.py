@@ -5,6 +5,7 @@ with a temp dir of its own; SeaweedFS on 127.0.0.1 is the bucket for source and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +26,17 @@ RAY = str(Path(sys.executable).parent / "ray")
 # Ray replaces a node address of 127.0.0.1 with the machine's outward address; another loopback address
 # it keeps, so every node registers, and is reached, on the loopback range.
 NODE_IP = "127.0.0.2"
+
+
+def _kept() -> list[str]:
+    """The folders under /tmp the worker node needs (the checkout, the virtualenv, the interpreter's
+    prefix), outermost only."""
+    needed = {
+        Path(p).resolve() for p in (REPO, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent)
+    }
+    tmp = Path("/tmp").resolve()
+    under = sorted(p for p in needed if tmp in p.parents)
+    return [str(p) for p in under if not any(q in p.parents for q in under)]
 
 
 def _alive_nodes(address: str, env: dict[str, str]) -> int:
@@ -70,8 +82,11 @@ def two_nodes(s3, tmp_path_factory):
     subprocess.run([RAY, "start", "--head", "--num-cpus=0", f"--node-ip-address={NODE_IP}", f"--port={port}",
                     f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True)  # fmt: skip
-    # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it.
-    worker_cmd = (f"mount -t tmpfs tmpfs /tmp && exec {RAY} start --address={address} "
+    # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it. What it
+    # runs (the checkout, the virtualenv, the interpreter) is bound back in where it lies under /tmp (a
+    # clone there), from this process's view of the file system (/proc/PID/root).
+    binds = "".join(f" && mkdir -p {p} && mount --bind /proc/{os.getpid()}/root{p} {p}" for p in _kept())
+    worker_cmd = (f"mount -t tmpfs tmpfs /tmp{binds} && exec {RAY} start --address={address} "
                   f"--node-ip-address={NODE_IP} --num-cpus=2 --temp-dir=/tmp/ray-node --block "
                   "--disable-usage-stats")  # fmt: skip
     worker = subprocess.Popen(
@@ -87,10 +102,14 @@ def two_nodes(s3, tmp_path_factory):
     finally:
         # A test cluster has nothing to save: the worker node's processes are killed, not asked to stop
         # (`ray start --block` took its 30 s grace period on SIGTERM). Its tmpfs goes with the last one.
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-        subprocess.run(["pkill", "-KILL", "-f", "/tmp/ray-node"], check=False)
-        _stop_head(temp)
+        # The head is stopped whatever happened to the worker (a worker that never started has no group).
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+            subprocess.run(["pkill", "-KILL", "-f", "/tmp/ray-node"], check=False)
+        finally:
+            _stop_head(temp)
 
 
 def unitok(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

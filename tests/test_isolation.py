@@ -280,3 +280,16 @@ def test_a_stopped_driver_leaves_no_worker_behind(tmp_path, sig):
             stderr.strip().splitlines()[-1]
             == "unitok: terminated (SIGTERM); nothing was committed by this run"
         )
+
+
+def test_on_ray_an_object_that_kills_its_workers_is_recorded_not_retried_forever(tmp_path):
+    src, out = reports_folder(tmp_path / "src", 3), tmp_path / "out"
+    r = unitok_cli(
+        "run", plain_job(tmp_path, src, out, "ray"), env_extra={"UNITOK_KILL_AT": "object.split@poison.pdf"}
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(read_table(out, "documents")) == 3
+    (error,) = read_table(out, "errors").to_pylist()
+    assert error["source_uri"].endswith("/poison.pdf") and error["error_type"] == "WorkerCrashed"
+    states = {s["source_uri"].rsplit("/", 1)[-1]: s["status"] for s in read_table(out, "objects").to_pylist()}
+    assert states["poison.pdf"] == "crashed"

@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 import ray
+import ray.util.scheduling_strategies
 from unitok.connectors.local import path_from_uri
 from unitok.connectors.output import OutputError
 from unitok.connectors.table_files import TableFiles
@@ -55,22 +56,58 @@ def ensure_ray(cfg: JobConfig) -> None:
         os.environ.update(saved)
 
 
+# An object whose worker died this many times while converting it is recorded as crashed, not tried again.
+# Once is not enough: a node lost (a spot instance reclaimed) takes the objects it held with it.
+CRASHES_TO_GIVE_UP = 2
+
+
+class Attempts:
+    """The run's count of started and finished conversions per object, in one small actor: Ray Data
+    retries a task whose actor died, so an object that kills every worker it is given would be retried
+    forever. The count lives outside the workers, so it survives them."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+
+    def start(self, uri: str) -> int:
+        """How many earlier attempts at this object ended without finishing (their worker died)."""
+        self.open[uri] = self.open.get(uri, 0) + 1
+        return self.open[uri] - 1
+
+    def finish(self, uri: str) -> None:
+        self.open.pop(uri, None)
+
+
 class ObjectWorker:
     """The per-object stage as a Ray Data callable class: one instance per actor, engines loaded once.
     Each input row is a listed object; each output row is that object's metadata (its data files are
     already in the tables' folders), so no row of the run travels back to the driver."""
 
-    def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles):
+    def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles, attempts: Any = None):
         self.convert = ObjectConverter(cfg_data, run_id, files)
+        self.attempts = attempts
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """batch: rows of `objects`, each a few listed objects as Arrow IPC bytes (see execute_ray)."""
         metas = [
-            json.dumps(self.convert(obj))
+            json.dumps(self._one(obj))
             for item in batch.column("objects").to_pylist()
             for obj in pa.ipc.open_stream(item).read_all().to_pylist()
         ]
         return pa.table({"meta": pa.array(metas, pa.string())})
+
+    def _one(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self.attempts is None:
+            return self.convert(obj)
+        crashes = ray.get(self.attempts.start.remote(obj["uri"]))
+        if crashes >= CRASHES_TO_GIVE_UP:
+            log.warning("%s: %d workers died converting it; recorded as crashed", obj["uri"], crashes)
+            meta = self.convert.crashed(obj, f"{crashes} workers died converting this object (out of memory, "
+                                             "or a native crash)")  # fmt: skip
+        else:
+            meta = self.convert(obj)
+        self.attempts.finish.remote(obj["uri"])
+        return meta
 
 
 def _items(listing: pa.Table) -> list[dict[str, bytes]]:
@@ -125,17 +162,35 @@ def execute_ray(
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
     # One object per call: its split, engines, document, chunks and files stay in one actor (no
     # object-store hop for pages, nothing to regroup by doc_id); parallelism is across objects.
+    # Small and on the driver's node: it outlives any worker node that goes.
+    attempts = (
+        ray.remote(num_cpus=0)(Attempts)
+        .options(
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=True
+            )
+        )
+        .remote()
+    )
     ds = ds.map_batches(
         ObjectWorker,
-        fn_constructor_kwargs={"cfg_data": cfg.model_dump(), "run_id": run_id, "files": files},
+        fn_constructor_kwargs={
+            "cfg_data": cfg.model_dump(),
+            "run_id": run_id,
+            "files": files,
+            "attempts": attempts,
+        },  # fmt: skip
         compute=ray.data.ActorPoolStrategy(min_size=min_workers, max_size=max_workers, initial_size=initial),
         batch_size=1,
         batch_format="pyarrow",
         num_cpus=1,
         num_gpus=num_gpus or None,
     )
-    for row in ds.iter_rows():
-        yield json.loads(row["meta"])
+    try:
+        for row in ds.iter_rows():
+            yield json.loads(row["meta"])
+    finally:
+        ray.kill(attempts)
 
 
 @ray.remote(num_cpus=0)
