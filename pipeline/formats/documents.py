@@ -5,6 +5,9 @@ own (docx.py, sheets.py, mail.py) and share the section helpers here.
 A document becomes sections along its headings, each with its heading path; a section longer than
 documents.max_segment_chars is cut at paragraph boundaries. Each segment carries its Markdown for the markup
 engine (actors/markup.py), which hands it on: these formats need no model.
+
+A file that gives no text is a DocumentOpenError that says why (only whitespace, an EPUB whose spine names
+no chapter, a CSV header past documents.max_cells): never an object that ends with no row at all.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import posixpath
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -134,6 +139,8 @@ def split_text(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
     if warning:
         base.warnings.append(warning)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DocumentOpenError(f"no text: the file holds only whitespace ({path.stat().st_size:,} bytes)")
     sections = markdown_sections(text) if base.mime_type == "text/markdown" else [([], text.strip("\n"))]
     yield from section_segments(base, [s for s in sections if s[1].strip()], cfg, "text")
 
@@ -294,20 +301,92 @@ def _tag(el: Any) -> str:
     return el.tag.split("}")[-1].lower() if isinstance(el.tag, str) else ""
 
 
-def html_markdown(data: bytes | str) -> str:
+class _FlatText(HTMLParser):
+    """The text of HTML in document order, one paragraph per block, read as a stream (no tree): for pages
+    nested past what a tree can hold (libxml2 stops at 256 levels; Python's recursion sooner)."""
+
+    _HIDDEN = {"script", "style", "noscript", "template", "title"}  # elements that always have an end tag
+    _BREAKS = _BLOCK | _STRUCT | {"li", "tr", "td", "th", "br", "dd", "dt"}  # each ends a paragraph
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.paragraphs: list[str] = []
+        self.run: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in self._HIDDEN:
+            self.hidden += 1
+        elif tag in self._BREAKS:
+            self.flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self._BREAKS:
+            self.flush()
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.run.append(data)
+
+    def flush(self) -> None:
+        text = _squash("".join(self.run)).strip()
+        self.run = []
+        if text:
+            self.paragraphs.append(re.sub(r"^(#{1,6}\s)", r"\\\1", text))  # never read as a heading
+
+
+def _flat_markdown(data: bytes | str) -> str:
+    flat = _FlatText()
+    flat.feed(data.decode(_charset(data), errors="replace") if isinstance(data, bytes) else data)
+    flat.close()
+    flat.flush()
+    return "\n\n".join(flat.paragraphs)
+
+
+def _limit_hit(parser: Any) -> str | None:
+    """libxml2's message when it stopped at one of its limits (nesting depth, a huge text node): it then
+    keeps the tree built so far and drops the rest of the file without raising."""
+    for e in parser.error_log:
+        if e.type_name == "ERR_RESOURCE_LIMIT" or "XML_PARSE_HUGE" in e.message:
+            depth = re.search(r"depth\D*(\d+)", e.message, re.I)
+            return f"elements nested more than {depth[1]} deep" if depth else e.message.strip()
+    return None
+
+
+def html_markdown(data: bytes | str, warnings: list[str] | None = None) -> str:
     """An HTML or XHTML document's main content as Markdown: <main> or the one <article> when there is
-    one, else <body>; navigation, scripts, styles, forms and asides left out."""
+    one, else <body>; navigation, scripts, styles, forms and asides left out. A page past the parser's
+    limits is read as plain paragraphs instead, with a warning in `warnings`."""
     from lxml import etree
     from lxml import html as lhtml
 
     if isinstance(data, bytes):
-        parser = lhtml.HTMLParser(encoding=_charset(data), remove_comments=True)
+        encoding = _charset(data)
+        try:
+            lhtml.HTMLParser(encoding=encoding)
+        except LookupError:  # a codec Python has and libxml2 does not (cp775, mac_latin2...): decoded here
+            data, encoding = data.decode(encoding, errors="replace").encode("utf-8"), "utf-8"
+        parser = lhtml.HTMLParser(encoding=encoding, remove_comments=True)
     else:
         parser = lhtml.HTMLParser(remove_comments=True)
     try:
         root = lhtml.document_fromstring(data, parser=parser)
     except (etree.ParserError, ValueError) as e:
         raise DocumentOpenError(f"not readable HTML ({e})") from None
+    limit = _limit_hit(parser)
+    if limit is None:
+        try:
+            return _tree_markdown(root)
+        except RecursionError:
+            limit = "elements nested deeper than Python's recursion limit"
+    if warnings is not None:
+        warnings.append(f"HTML {limit}: read as plain paragraphs, without its structure")
+    return _flat_markdown(data)
+
+
+def _tree_markdown(root: Any) -> str:
     main = root.xpath("//main") or root.xpath("//*[@role='main']")
     articles = root.xpath("//article")
     body = root.find("body")
@@ -351,8 +430,11 @@ def _charset(data: bytes) -> str:
 
 
 def split_html(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
-    markdown = html_markdown(path.read_bytes())
-    yield from section_segments(base, markdown_sections(markdown), cfg, "lxml-html")
+    markdown = html_markdown(path.read_bytes(), base.warnings)
+    sections = markdown_sections(markdown)
+    if not sections:
+        raise DocumentOpenError("no text: the page's main content is empty")
+    yield from section_segments(base, sections, cfg, "lxml-html")
 
 
 # -- EPUB -----------------------------------------------------------------------------------------------
@@ -375,6 +457,47 @@ def check_zip(path: Path, limit: int, what: str) -> zipfile.ZipFile:
     return z
 
 
+# ISO/IEC 29500 Strict names the same parts and elements as Transitional under other namespaces
+# (http://purl.oclc.org/ooxml/wordprocessingml/main for .../wordprocessingml/2006/main, and so on); the
+# readers here and openpyxl know only the Transitional ones, so Strict parts are read with theirs mapped.
+_STRICT = re.compile(
+    rb"http://purl\.oclc\.org/ooxml/"
+    rb"(officeDocument|drawingml|wordprocessingml|spreadsheetml|presentationml|schemaLibrary)/(\w+)"
+)
+_STRICT_RENAMED = {b"extendedProperties": b"extended-properties", b"customProperties": b"custom-properties"}
+
+
+def transitional(data: bytes) -> bytes:
+    """An Office Open XML part with its Strict namespaces (and relationship types) as Transitional's."""
+    if b"purl.oclc.org/ooxml/" not in data:
+        return data
+    return _STRICT.sub(
+        lambda m: b"http://schemas.openxmlformats.org/%s/2006/%s" % (m[1], _STRICT_RENAMED.get(m[2], m[2])),
+        data,
+    )
+
+
+def is_strict(z: zipfile.ZipFile, main_part: str) -> bool:
+    """Whether the package's main part (word/document.xml, xl/workbook.xml) is written in Strict."""
+    try:
+        with z.open(main_part) as f:
+            return b"purl.oclc.org/ooxml/" in f.read(4096)
+    except KeyError:
+        return False
+
+
+def transitional_copy(z: zipfile.ZipFile, dst: Path) -> Path:
+    """A copy of a Strict package with every XML part mapped to Transitional, for a library that reads
+    only that (openpyxl). The source was checked against documents.max_uncompressed_bytes."""
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in z.infolist():
+            data = z.read(info)
+            if info.filename.endswith((".xml", ".rels")):
+                data = transitional(data)
+            out.writestr(info.filename, data)
+    return dst
+
+
 def safe_xml(data: bytes) -> Any:
     """Parsed XML without entity expansion, network access or DTDs (XML bombs, external entities)."""
     from lxml import etree
@@ -386,8 +509,12 @@ def safe_xml(data: bytes) -> Any:
         raise DocumentOpenError(f"malformed XML ({e})") from None
 
 
+_CHAPTER_TYPES = {"application/xhtml+xml", "text/html", "application/x-dtbook+xml", ""}
+
+
 def split_epub(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
-    """An EPUB's chapters in reading order (the package's spine), each its sections."""
+    """An EPUB's chapters in reading order (the package's spine), each its sections. A spine entry that is
+    not a chapter (the package document itself, an image, a chapter already read) is skipped and said."""
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "EPUB") as z:
         try:
             container = safe_xml(z.read("META-INF/container.xml"))
@@ -396,58 +523,124 @@ def split_epub(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
         except (KeyError, IndexError):
             raise DocumentOpenError("malformed EPUB: no META-INF/container.xml or package document") from None
         folder = rootfile.rsplit("/", 1)[0] + "/" if "/" in rootfile else ""
-        items = {i.get("id"): i.get("href") for i in opf.iter(f"{_OPF}item")}
+        items = {i.get("id"): (i.get("href"), i.get("media-type") or "") for i in opf.iter(f"{_OPF}item")}
         spine = [items.get(r.get("idref")) for r in opf.iter(f"{_OPF}itemref")]
+        # The reading plan first: what is skipped is known, and said, before the first segment is made.
+        names = set(z.namelist())
+        plan: list[tuple[int, str]] = []
+        planned: set[str] = set()
+        skipped: dict[str, list[int]] = {}  # why → the spine places it applies to
+        for n, (href, media_type) in enumerate(item for item in spine if item and item[0]):
+            name = posixpath.normpath(folder + unquote(href.split("#")[0]))
+            why = (
+                f"the spine lists the package document {name} itself: skipped"
+                if name == posixpath.normpath(rootfile)
+                else f"{name} is {media_type}, not a chapter: skipped"
+                if media_type not in _CHAPTER_TYPES
+                else f"{name} is in the spine but not in the file"
+                if name not in names
+                else f"{name} is listed again in the spine: read once"
+                if name in planned
+                else None
+            )
+            if why:
+                skipped.setdefault(why, []).append(n + 1)
+            else:
+                plan.append((n + 1, name))
+                planned.add(name)
+        # What was skipped goes on the first segment only: every chapter's would repeat it per chapter.
+        notes = [f"{_places('chapter', places)}: {why}" for why, places in skipped.items()]
         index = 0
-        for n, href in enumerate(h for h in spine if h):
-            name = folder + unquote(href.split("#")[0])
-            try:
-                markdown = html_markdown(z.read(name))
-            except KeyError:
-                base.warnings.append(f"chapter {n + 1}: {name} is in the spine but not in the file")
-                continue
+        for place, name in plan:
+            chapter_warnings: list[str] = []
+            markdown = html_markdown(z.read(name), chapter_warnings)
             sections = markdown_sections(markdown)
             for seg in section_segments(base, sections, cfg, "lxml-html", kind="chapter", start=index):
-                seg.page_number = n + 1  # the chapter's place in the reading order
+                seg.page_number = place  # the chapter's place in the reading order
+                seg.warnings += chapter_warnings + (notes if not index else [])
                 index = seg.segment_index + 1
                 yield seg
+        if not index:
+            said = "; ".join(notes[:3]) or f"{len(plan)} chapter(s) read, none with text"
+            raise DocumentOpenError(f"no text in the EPUB's reading order ({said})")
+
+
+def _places(what: str, places: list[int]) -> str:
+    """'chapter 3', 'chapters 2, 5, 9', or the first five and how many in all."""
+    if len(places) == 1:
+        return f"{what} {places[0]}"
+    shown = ", ".join(map(str, places[:5]))
+    return f"{what}s {shown}" + (f" … ({len(places):,} in all)" if len(places) > 5 else "")
 
 
 # -- CSV and TSV ----------------------------------------------------------------------------------------
 
 
 def split_csv(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
-    """A CSV or TSV file as Markdown tables of documents.max_rows_per_segment rows, each with the header."""
+    """A CSV or TSV file as Markdown tables of documents.max_rows_per_segment rows, each with the header.
+    Past documents.max_cells (or at a line the csv module cannot read) the rest is left out with a warning;
+    a header row that is itself past it is the file's error."""
     text, warning = read_text(path)
     if warning:
         base.warnings.append(warning)
+    if not text.strip():
+        raise DocumentOpenError(f"no text: the file holds only whitespace ({path.stat().st_size:,} bytes)")
     delimiter = "\t" if base.mime_type == "text/tab-separated-values" else ","
     if delimiter == ",":
         try:
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;|\t").delimiter
         except csv.Error:
             pass
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    most = cfg.documents.max_cells
+    reader = csv.reader(_bounded_lines(text, delimiter, most), delimiter=delimiter)
     limit = cfg.documents.max_rows_per_segment
     header: list[str] | None = None
     rows: list[list[str]] = []
+    held: list[list[str]] | None = None  # a full table held back one step: the last one carries every warning
     index = cells = 0
-    for row in reader:
-        cells += len(row)
-        if cells > cfg.documents.max_cells:
-            base.warnings.append(
-                f"over documents.max_cells={cfg.documents.max_cells:,}: the rest of the rows left out"
-            )
-            break
-        if header is None:
-            header = row
-            continue
-        rows.append(row)
-        if len(rows) == limit:
-            yield _table_segment(base, index, header, rows)
-            index, rows = index + 1, []
+    stop = None
+    try:
+        for row in reader:
+            cells += len(row)
+            if cells > most:
+                stop = f"line {reader.line_num:,} goes past documents.max_cells={most:,}"
+                break
+            if header is None:
+                if any(c.strip() for c in row):
+                    header = row
+                continue
+            rows.append(row)
+            if len(rows) == limit:
+                if held is not None:
+                    yield _table_segment(base, index, header, held)
+                    index += 1
+                held, rows = rows, []
+    except _LongLine as e:
+        stop = f"line {e.args[0]:,} holds more than documents.max_cells={most:,} cells"
+    except csv.Error as e:
+        stop = f"line {reader.line_num:,} is not readable ({e})"
+    if stop and header is None:
+        raise DocumentOpenError(f"{stop}, in its header row: nothing converted")
+    if stop:
+        base.warnings.append(f"{stop}: the rest of the rows left out")
+    if held is not None:
+        yield _table_segment(base, index, header or [], held)
+        index += 1
     if header is not None and (rows or index == 0):
         yield _table_segment(base, index, header, rows)
+
+
+class _LongLine(Exception):
+    """A line with more delimiters than the cells a file may have (its number is the argument)."""
+
+
+def _bounded_lines(text: str, delimiter: str, most: int) -> Iterator[str]:
+    """The lines of text, stopped at one that alone holds more than `most` cells: the csv module would
+    build the whole row first (a 40 MB line of commas is millions of strings)."""
+    for number, line in enumerate(io.StringIO(text), 1):
+        if line.count(delimiter) >= most:
+            raise _LongLine(number)
+        yield line
 
 
 def _table_segment(base: Segment, index: int, header: list[str], rows: list[list[str]]) -> Segment:

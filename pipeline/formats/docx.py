@@ -2,7 +2,8 @@
 the package's XML with lxml: headings from styles and outline levels, lists with their numbering and
 nesting, tables (merged cells repeated, nested tables inline), text boxes, headers and footers (marked),
 footnotes and endnotes, comments, tracked changes as accepted (insertions kept, deletions left out),
-equations as LaTeX, pictures as markers with their alt text, hyperlinks.
+equations as LaTeX, pictures as markers with their alt text, hyperlinks. A file saved as Strict Open XML
+(ISO/IEC 29500 Strict namespaces) is read with its namespaces mapped to the Transitional ones.
 
 Why not a library: python-docx reads neither footnotes, text boxes nor tracked insertions (its paragraph
 text skips runs inside w:ins); mammoth (markitdown's DOCX path) drops headers, footers, text boxes and
@@ -27,6 +28,7 @@ from unitok.pipeline.formats.documents import (
     markdown_sections,
     safe_xml,
     section_segments,
+    transitional,
 )
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
@@ -54,7 +56,7 @@ class _Package:
         self.numbering = self._numbering()
 
     def xml(self, name: str) -> Any | None:
-        return safe_xml(self.z.read(name)) if name in self.names else None
+        return safe_xml(transitional(self.z.read(name))) if name in self.names else None
 
     def part_rels(self, name: str) -> dict[str, tuple[str, str]]:
         root = self.xml(name)
@@ -330,6 +332,10 @@ def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
         if document is None:
             raise DocumentOpenError("not a Word document: no word/document.xml")
         body = document.find(f"{_W}body")
+        if body is None and document.tag != f"{_W}document":
+            raise DocumentOpenError(
+                f"not a WordprocessingML document: its main part's root is {document.tag}"
+            )
         writer = _Writer(pkg, pkg.rels)
         blocks: list[str] = []
         if body is not None:
@@ -411,4 +417,6 @@ def split_docx(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+    if not sections:
+        raise DocumentOpenError("no text: the document's body, headers, footers and notes are empty")
     yield from section_segments(base, sections, cfg, PARSER)

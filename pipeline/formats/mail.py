@@ -1,9 +1,11 @@
 """E-mail (EML, and Outlook's MSG) → the message's headers and body as one segment, then each attachment
 converted by its own format's splitter (a PDF's pages, a deck's slides, a nested message...) as a document
 of its own: its own doc_id, its message's as its parent_doc_id, and `attachment: <name>` in its segments'
-heading path. At most documents.max_attachments attachments per message, nested messages included, and
-five levels deep: a hostile message costs a bounded amount. An attachment that cannot be converted is an
-error row of its own; the message goes on.
+heading path. At most documents.max_attachments attachments per listed message, nested messages included
+(a message's own attachments are counted when it is opened, before those of the messages inside it), and
+five levels deep: a hostile message costs a bounded amount, and the message's warnings say what was left
+out. An attachment that cannot be converted is an error row of its own; the message goes on. Parts nested
+past what Python's email package can parse (hundreds of levels) are the message's error, said as such.
 """
 
 from __future__ import annotations
@@ -29,11 +31,35 @@ _UNSAFE = re.compile(r"[^\w.\- ]+")
 
 # (path, base, cfg) → an attachment's segments: split.py hands in its dispatch (this module is below it).
 SplitChild = Callable[[Path, Segment, JobConfig], Iterator[Segment]]
+_Item = tuple[str, bytes | Exception]  # an attachment's name, and its bytes or why they cannot be read
 
 
 class _Budget:
+    """The attachments a listed message may still convert, shared by the messages nested in it."""
+
     def __init__(self, n: int):
-        self.left = n
+        self.limit = self.left = n
+
+    def claim(self, names: list[str], warnings: list[str]) -> int:
+        """How many of a message's attachments (the first ones) it converts; those past the budget are
+        said in its warnings."""
+        kept = min(len(names), max(self.left, 0))
+        self.left -= kept
+        dropped = names[kept:]
+        if dropped:
+            shown = ", ".join(repr(n) for n in dropped[:3]) + (", …" if len(dropped) > 3 else "")
+            warnings.append(
+                f"{len(names)} attachments, {kept} converted, and {len(dropped)} more attachments not "
+                f"converted (over documents.max_attachments={self.limit}, nested messages included): {shown}"
+            )
+        return kept
+
+
+def _too_deep(e: RecursionError) -> DocumentOpenError:
+    return DocumentOpenError(
+        f"MIME parts nested too deeply to read (past Python's recursion limit; messages nested more than "
+        f"{MAX_DEPTH} deep are not opened anyway)"
+    )
 
 
 def _message_segment(
@@ -48,20 +74,15 @@ def _message_segment(
 
 
 def _attachments(
-    items: list[tuple[str, bytes]], base: Segment, cfg: JobConfig, split_child: SplitChild, start: int,
+    items: list[_Item], base: Segment, cfg: JobConfig, split_child: SplitChild, start: int,
     depth: int, budget: _Budget, prefix: list[str],
 ) -> Iterator[Segment]:  # fmt: skip
     index = start
     for n, (name, data) in enumerate(items):
         label = prefix + [f"attachment: {name}"]
-        if budget.left <= 0:
-            base.warnings.append(f"over documents.max_attachments={cfg.documents.max_attachments}: "
-                                 f"{len(items) - n} attachment(s) left out")  # fmt: skip
-            return
-        budget.left -= 1
         with tempfile.TemporaryDirectory(prefix="unitok-attachment-") as tmp:
             path = Path(tmp) / (_UNSAFE.sub("_", name)[:100] or "attachment")
-            path.write_bytes(data)
+            path.write_bytes(data if isinstance(data, bytes) else b"")
             child = base.part(index, "attachment", CONTENT_TEXT)
             child.warnings = []
             # A document of its own: its id from the message's and its place in it (two attachments
@@ -69,6 +90,8 @@ def _attachments(
             child.doc_id = make_doc_id(base.doc_id, f"attachment {n}")
             child.parent_doc_id = base.doc_id
             try:
+                if isinstance(data, Exception):
+                    raise data
                 for seg in split_child(path, child, cfg, depth=depth + 1, budget=budget, prefix=label):
                     seg.segment_index = index
                     seg.heading_path = label + [h for h in seg.heading_path if h not in label]
@@ -77,6 +100,8 @@ def _attachments(
             except Exception as e:  # noqa: BLE001 - the attachment's error row; the message goes on
                 from unitok.pipeline.formats.split import explained
 
+                if isinstance(e, RecursionError):
+                    e = _too_deep(e)
                 err = child.as_error("split", e, index, explained(e))
                 err.heading_path = label
                 err.error_message = f"attachment {name!r}: {err.error_message}"
@@ -89,11 +114,14 @@ def split_eml(
     budget: _Budget | None = None, prefix: list[str] | None = None,
 ) -> Iterator[Segment]:  # fmt: skip
     budget = budget or _Budget(cfg.documents.max_attachments)
-    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    if not any(msg.get(h) for h in _HEADERS):
-        raise DocumentOpenError("not an e-mail message: no From, To, Date or Subject header")
-    headers = [(h, str(msg.get(h, "") or "")) for h in _HEADERS]
-    body_part = msg.get_body(preferencelist=("plain", "html"))
+    try:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if not any(msg.get(h) for h in _HEADERS):
+            raise DocumentOpenError("not an e-mail message: no From, To, Date or Subject header")
+        headers = [(h, str(msg.get(h, "") or "")) for h in _HEADERS]
+        body_part = msg.get_body(preferencelist=("plain", "html"))
+    except RecursionError as e:
+        raise _too_deep(e) from None
     body = ""
     if body_part is not None:
         try:
@@ -101,22 +129,62 @@ def split_eml(
         except (LookupError, UnicodeError, ValueError) as e:
             base.warnings.append(f"body unreadable ({e}): left out")
             content = ""
-        body = html_markdown(content) if body_part.get_content_subtype() == "html" else str(content)
+        if body_part.get_content_subtype() == "html":
+            body = html_markdown(content, base.warnings)
+        else:
+            body = str(content)
+    # The attachments this message converts are known before its segment is made, so its warnings say
+    # which were left out.
+    attached = list(msg.iter_attachments())
+    kept = budget.claim([_name(part) for part in attached], base.warnings)
+    items: list[_Item] = [(_name(part), _payload(part, depth)) for part in attached[:kept]]
     seg = _message_segment(base, 0, headers, body, "python-email")
     seg.heading_path = list(prefix or [])
     yield seg
-    items = []
-    for part in msg.iter_attachments():
-        name = part.get_filename() or (
-            "message.eml" if part.get_content_type() == "message/rfc822" else "attachment"
-        )
-        if part.get_content_type() == "message/rfc822":
-            inner = part.get_content()
-            data = inner.as_bytes() if hasattr(inner, "as_bytes") else bytes(inner)
-        else:
-            data = part.get_payload(decode=True) or b""
-        items.append((name, data))
     yield from _attachments(items, base, cfg, split_child, 1, depth, budget, list(prefix or []))
+
+
+def _name(part: Any) -> str:
+    nested = part.get_content_type() == "message/rfc822"
+    return part.get_filename() or ("message.eml" if nested else "attachment")
+
+
+def _payload(part: Any, depth: int) -> bytes | DocumentOpenError:
+    """An attachment's bytes; a nested message's made again from its parsed parts, without the levels
+    below the depth at which messages are no longer opened (serializing hundreds of levels would pass
+    Python's recursion limit, for parts that are never read)."""
+    if part.get_content_type() != "message/rfc822":
+        return part.get_payload(decode=True) or b""
+    inner = part.get_content()
+    if not hasattr(inner, "as_bytes"):
+        return bytes(inner)
+    _prune(inner, MAX_DEPTH - depth - 1)
+    try:
+        return inner.as_bytes()
+    except RecursionError as e:
+        return _too_deep(e)  # the attachment's error row, raised where it is converted
+
+
+def _prune(msg: Any, levels: int) -> None:
+    """Cut the messages nested in msg more than `levels` deep to their headers (walked without recursion).
+    They stay attachments, so the depth guard still names them."""
+    stack = [(msg, 0)]
+    while stack:
+        part, level = stack.pop()
+        payload = part.get_payload()
+        if not isinstance(payload, list):
+            continue
+        for child in payload:
+            if part.get_content_type() != "message/rfc822":
+                stack.append((child, level))
+            elif level >= levels:
+                stub = email.message.EmailMessage(policy=email.policy.default)
+                for header in _HEADERS:
+                    if child.get(header) is not None:
+                        stub[header] = str(child.get(header))
+                part.set_payload([stub])
+            else:
+                stack.append((child, level + 1))
 
 
 # -- MSG (an OLE container of MAPI properties) ----------------------------------------------------------
@@ -162,11 +230,8 @@ def split_msg(
                    ("Date", _sent_at(ole) or ""), ("Subject", _prop(ole, "", "0037") or "")]  # fmt: skip
         body = _prop(ole, "", "1000")
         if body is None and ole.exists("__substg1.0_10130102"):
-            body = html_markdown(ole.openstream("__substg1.0_10130102").read())
-        seg = _message_segment(base, 0, headers, body or "", "olefile-msg")
-        seg.heading_path = list(prefix or [])
-        yield seg
-        items = []
+            body = html_markdown(ole.openstream("__substg1.0_10130102").read(), base.warnings)
+        stored: list[tuple[str, str]] = []
         storages = sorted(
             {
                 e[0]
@@ -178,7 +243,13 @@ def split_msg(
             root = storage + "/"
             name = _prop(ole, root, "3707") or _prop(ole, root, "3704") or storage.rsplit("#", 1)[-1]
             if ole.exists(root + "__substg1.0_37010102"):
-                items.append((name, ole.openstream(root + "__substg1.0_37010102").read()))
+                stored.append((name, root + "__substg1.0_37010102"))
             else:
                 base.warnings.append(f"attachment {name!r}: an embedded Outlook item, not converted")
+        # As for EML: what is left out is known, and said, before the message's segment is made.
+        kept = budget.claim([name for name, _ in stored], base.warnings)
+        items: list[_Item] = [(name, ole.openstream(stream).read()) for name, stream in stored[:kept]]
+    seg = _message_segment(base, 0, headers, body or "", "olefile-msg")
+    seg.heading_path = list(prefix or [])
+    yield seg
     yield from _attachments(items, base, cfg, split_child, 1, depth, budget, list(prefix or []))

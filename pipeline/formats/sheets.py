@@ -5,7 +5,9 @@ provenance (heading_path) and a marker, not a heading the author did not write.
 
 Bounded time: only cells present in the file are read (a sheet whose used range claims a million rows
 costs its real cells), at most documents.max_cells per workbook; a workbook whose sheets' XML is large is
-streamed (openpyxl's read-only mode: merged cells and comments are then not read, and it says so).
+streamed (openpyxl's read-only mode: merged cells and comments are then not read, and it says so). A
+workbook saved as Strict Open XML is read from a copy with its namespaces mapped to the Transitional ones
+(openpyxl reads only those). A workbook with no value in any sheet is an error that says so.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from typing import Any
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.markdown import chart_markdown, md_table
 from unitok.pipeline.core.records import CONTENT_TEXT, Segment
-from unitok.pipeline.formats.documents import DocumentOpenError, check_zip, safe_xml
+from unitok.pipeline.formats.documents import (
+    DocumentOpenError,
+    check_zip,
+    is_strict,
+    safe_xml,
+    transitional_copy,
+)
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 XLSM_MIME = "application/vnd.ms-excel.sheet.macroEnabled.12"
@@ -191,6 +199,8 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
                     yield seg
             if budget < 0:
                 break
+        if not index:
+            raise DocumentOpenError(f"no text: no value in any of the workbook's {len(sheets)} sheet(s)")
     finally:
         wb.close()
         source.close()  # a zip opened on a file object leaves the file open
@@ -280,6 +290,10 @@ def split_sheets(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -
             work = Path(tempfile.mkdtemp(prefix="unitok-xls-"))
             path = libreoffice_convert(path, "xlsx", work, cfg.documents.convert_timeout_s, DocumentOpenError,
                                        "workbook")  # fmt: skip
+        with check_zip(path, cfg.documents.max_uncompressed_bytes, "workbook") as z:
+            if is_strict(z, "xl/workbook.xml"):
+                work = work or Path(tempfile.mkdtemp(prefix="unitok-xls-"))
+                path = transitional_copy(z, work / "transitional.xlsx")
         yield from workbook_segments(path, base, cfg)
     finally:
         if work is not None:

@@ -150,6 +150,12 @@ def split_file(
             next_index = seg.segment_index + 1
             yield seg
     except Exception as e:  # noqa: BLE001 - every failure becomes an error row
+        if isinstance(e, RecursionError):
+            # A parser's recursion on a hostile structure: its reason, not a traceback of one frame repeated.
+            e = DocumentOpenError(
+                f"{base.mime_type or 'the file'}: structure nested too deeply to read (past Python's "
+                "recursion limit)"
+            )
         # Segments already yielded stay; the error names where splitting stopped.
         yield _error(base, obj, e, next_index if next_index else -1)
 

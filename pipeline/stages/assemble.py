@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from unitok.pipeline.core.records import STATUS_OK, clock
 from unitok.pipeline.core.schemas import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, SEGMENTS_SCHEMA, rows_to_table
 
-MAX_DOC_WARNINGS = 50
+MAX_DOC_WARNINGS = 50  # a document's warnings, the last of them "and N more" when there are more
 _TIMED_KINDS = {"audio_window", "video_frames"}
 # The segment columns a document is assembled from.
 DOC_COLUMNS = [
@@ -160,6 +160,16 @@ def main_language(rows: list[dict[str, Any]]) -> str | None:
     return max(weight, key=weight.__getitem__) if weight else None
 
 
+def capped_warnings(warnings: dict[str, bool], most: int = MAX_DOC_WARNINGS) -> list[str]:
+    """At most `most` warnings, in their order, the last saying how many more there were. The file's own
+    warnings (a cap reached, frames skipped) are kept before those of single pages, which repeat."""
+    if len(warnings) <= most:
+        return list(warnings)
+    whole = [w for w, of_file in warnings.items() if of_file][: most - 1]
+    kept = set(whole + [w for w, of_file in warnings.items() if not of_file][: most - 1 - len(whole)])
+    return [w for w in warnings if w in kept] + [f"and {len(warnings) - len(kept):,} more warnings"]
+
+
 def assemble_document(
     group: pa.Table, failures: dict[str, list[dict[str, Any]]], heading_every_s: float = 300.0
 ) -> tuple[pa.Table, dict[int, tuple[int, int]]]:
@@ -187,12 +197,11 @@ def assemble_document(
             offsets[index] = (at, at + len(text))
             at += len(text)
         markdown = "\n\n".join(pieces)
-    warnings: list[str] = []
+    warnings: dict[str, bool] = {}  # each distinct warning (in order): whether it concerns the whole file
     for r in rows:
         for w in r["warnings"] or []:
             label = f"page {r['page_number']}: {w}" if r["page_number"] else w
-            if label not in warnings:
-                warnings.append(label)
+            warnings.setdefault(label, not r["page_number"])
     doc = {
         "doc_id": first["doc_id"],
         "source_uri": first["source_uri"],
@@ -205,7 +214,7 @@ def assemble_document(
         "n_failed_segments": len(failed),
         "engines": sorted({r["engine"] for r in rows if r["engine"]}),
         "language": main_language(rows),
-        "warnings": warnings[:MAX_DOC_WARNINGS],
+        "warnings": capped_warnings(warnings),
         "pipeline_version": first["pipeline_version"],
         "run_id": first["run_id"],
         "processed_at": datetime.now(UTC),
