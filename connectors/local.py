@@ -9,11 +9,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from unitok.connectors.objects import ObjectInfo, key_selected
+from unitok.pipeline.core.text import valid_unicode
 
 
 def path_from_uri(uri: str) -> Path:
     if uri.startswith("file://"):
-        return Path(unquote(urlparse(uri).path))
+        # A name that is not UTF-8 is percent-encoded byte by byte in its URI (Path.as_uri): the same
+        # bytes back, as the file system has them.
+        return Path(unquote(urlparse(uri).path, errors="surrogateescape"))
     return Path(uri).expanduser()
 
 
@@ -46,6 +49,9 @@ class LocalStore:
             if not key_selected(key, include, exclude):
                 continue
             st = p.stat()
+            # The URI carries a name that is not UTF-8 exactly (percent-encoded bytes); the key is for
+            # people and globs, its undecodable bytes shown as U+FFFD.
+            key = valid_unicode(key)[0]
             yield ObjectInfo(uri=p.as_uri(), key=key, size=st.st_size, modified_at=st.st_mtime)
 
     def _walk(self, root: Path) -> Iterator[Path]:

@@ -293,3 +293,18 @@ def test_on_ray_an_object_that_kills_its_workers_is_recorded_not_retried_forever
     assert error["source_uri"].endswith("/poison.pdf") and error["error_type"] == "WorkerCrashed"
     states = {s["source_uri"].rsplit("/", 1)[-1]: s["status"] for s in read_table(out, "objects").to_pylist()}
     assert states["poison.pdf"] == "crashed"
+
+
+def test_a_file_name_that_is_not_utf8_is_converted_under_its_exact_uri(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(REPO / "sample" / "field-report.pdf", src / "good.pdf")
+    shutil.copy(
+        REPO / "sample" / "field-report.pdf", os.fsdecode(bytes(src) + b"/caf\xe9 \xf0\x9f\x92\xa7.pdf")
+    )
+    r = unitok_cli("run", plain_job(tmp_path, src, out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    uris = sorted(d["source_uri"] for d in read_table(out, "documents").to_pylist())
+    # Latin-1 é as its byte, the droplet (UTF-8) as its bytes: the URI names the file exactly.
+    assert [u.rsplit("/", 1)[-1] for u in uris] == ["caf%E9%20%F0%9F%92%A7.pdf", "good.pdf"]
+    assert not read_table(out, "errors").num_rows
