@@ -438,9 +438,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from unitok.connectors.local import SourceNotFound
     from unitok.connectors.output import ConcurrentRunError, OutputError
     from unitok.connectors.s3 import SourceError
+    from unitok.pipeline.drivers.cluster import ClusterLostError
     from unitok.pipeline.stages.plan import MassDeleteError
 
-    return EngineSetupError, SourceError, SourceNotFound, OutputError, MassDeleteError, ConcurrentRunError
+    return (EngineSetupError, SourceError, SourceNotFound, OutputError, MassDeleteError, ConcurrentRunError,
+            ClusterLostError)  # fmt: skip
 
 
 def _keep_traceback(exc: BaseException) -> str:

@@ -187,3 +187,30 @@ def test_a_folder_output_the_worker_node_cannot_see_is_refused_before_converting
     job.write_text(json.dumps({"source": {"uri": str(src)}, "output": s3_out}))
     r = unitok(env, "run", str(job))
     assert r.returncode == 2 and "cannot see" in r.stderr.strip().splitlines()[-1], r.stderr[-3000:]
+
+
+def test_a_run_on_a_cluster_where_no_node_can_host_a_worker_stops_with_one_line(tmp_path, tmp_path_factory):
+    """The worker nodes gone and none coming (a head with 0 CPUs alone): a bounded wait, then exit 2 (nothing
+    was committed) with the line that says why, never a wait forever."""
+    temp = tmp_path_factory.mktemp("ray-alone")  # a short path: Ray's socket paths have a length limit
+    port = free_port()
+    address = f"{NODE_IP}:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([RAY, "start", "--head", "--num-cpus=0", f"--node-ip-address={NODE_IP}", f"--port={port}",
+                    f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    try:
+        src = tmp_path / "src"
+        src.mkdir()
+        shutil.copy(REPO / "sample" / "field-report.pdf", src)
+        job = tmp_path / "job.yaml"
+        job.write_text(json.dumps({"source": {"uri": str(src)}, "output": {"uri": str(tmp_path / "out")},
+                                   "runtime": {"executor": "ray", "node_wait_s": 1}}))  # fmt: skip
+        r = unitok({**env, "RAY_ADDRESS": address}, "run", str(job))
+    finally:
+        _stop_head(temp)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        "unitok: no node of the Ray cluster can host a worker (1 CPU) and none came for 1 s "
+        "(runtime.node_wait_s): the run stops"
+    )

@@ -430,6 +430,12 @@ class RuntimeConfig(_Strict):
     fail_on_error: bool = Field(
         default=False, description="Exit 1 when an object or segment failed (as run --fail-on-error)."
     )
+    node_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A Ray run in which no node can host a worker (the worker nodes lost, none replacing "
+        "them) stops after this many seconds without progress: exit 3 with what is committed, or 2.",
+    )
     retry_failed: bool = Field(
         default=False,
         description="Incremental runs: convert again the objects whose worker died converting them (marked "

@@ -14,3 +14,7 @@ def cluster_address(cfg: JobConfig) -> str | None:
 
 def joins_cluster(cfg: JobConfig) -> bool:
     return cfg.runtime.executor != "local" and cluster_address(cfg) is not None
+
+
+class ClusterLostError(RuntimeError):
+    """No node of the Ray cluster can host a worker, and none came within runtime.node_wait_s."""

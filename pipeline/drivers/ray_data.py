@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +29,7 @@ from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.workerenv import worker_env_vars
-from unitok.pipeline.drivers.cluster import cluster_address, joins_cluster
+from unitok.pipeline.drivers.cluster import ClusterLostError, cluster_address, joins_cluster
 from unitok.pipeline.stages.per_object import ObjectConverter
 
 log = logging.getLogger("unitok")
@@ -160,18 +163,12 @@ def execute_ray(
     items = _items(listing)
     # Up to 1,000 blocks, so that a small run has a block per object to spread over the actors.
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
+    # Small and on the driver's node: it outlives any worker node that goes.
+    node = ray.get_runtime_context().get_node_id()
+    on_driver = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=True)
+    attempts = ray.remote(num_cpus=0)(Attempts).options(scheduling_strategy=on_driver).remote()
     # One object per call: its split, engines, document, chunks and files stay in one actor (no
     # object-store hop for pages, nothing to regroup by doc_id); parallelism is across objects.
-    # Small and on the driver's node: it outlives any worker node that goes.
-    attempts = (
-        ray.remote(num_cpus=0)(Attempts)
-        .options(
-            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=True
-            )
-        )
-        .remote()
-    )
     ds = ds.map_batches(
         ObjectWorker,
         fn_constructor_kwargs={
@@ -179,7 +176,7 @@ def execute_ray(
             "run_id": run_id,
             "files": files,
             "attempts": attempts,
-        },  # fmt: skip
+        },
         compute=ray.data.ActorPoolStrategy(min_size=min_workers, max_size=max_workers, initial_size=initial),
         batch_size=1,
         batch_format="pyarrow",
@@ -187,10 +184,62 @@ def execute_ray(
         num_gpus=num_gpus or None,
     )
     try:
-        for row in ds.iter_rows():
-            yield json.loads(row["meta"])
+        for meta in _watched(ds, num_gpus or 0.0, cfg.runtime.node_wait_s):
+            yield json.loads(meta)
     finally:
         ray.kill(attempts)
+
+
+_POLL_S = 2.0
+
+
+def _watched(ds: Any, num_gpus: float, wait_s: float) -> Iterator[str]:
+    """The dataset's rows, read on a thread of their own, so that the driver can see a run that cannot go
+    on: Ray Data waits forever for an actor no node can host (the only worker node lost, none coming)."""
+    rows: queue.Queue[Any] = queue.Queue(maxsize=64)
+    done = object()
+
+    def read() -> None:
+        try:
+            for row in ds.iter_rows():
+                rows.put(row["meta"])
+            rows.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the driver's thread, which raises it
+            rows.put(e)
+
+    threading.Thread(target=read, name="unitok-rows", daemon=True).start()
+    stalled_since: float | None = None
+    while True:
+        try:
+            item = rows.get(timeout=_POLL_S)
+        except queue.Empty:
+            if _can_host(num_gpus):
+                stalled_since = None
+                continue
+            now = time.monotonic()
+            stalled_since = stalled_since or now
+            if now - stalled_since >= wait_s:
+                asks = f"1 CPU, {num_gpus:g} GPU" if num_gpus else "1 CPU"
+                raise ClusterLostError(
+                    f"no node of the Ray cluster can host a worker ({asks}) and none came for {wait_s:g} s "
+                    "(runtime.node_wait_s): the run stops"
+                ) from None
+            continue
+        stalled_since = None
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _can_host(num_gpus: float) -> bool:
+    """Whether some alive node has the CPU (and GPU) one worker asks for, in total (busy or not)."""
+    for node in ray.nodes():
+        res = node.get("Resources") or {}
+        if node.get("Alive") and res.get("CPU", 0) >= 1 and res.get("GPU", 0) >= num_gpus:
+            return True
+    return False
 
 
 @ray.remote(num_cpus=0)
