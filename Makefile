@@ -54,11 +54,14 @@ lock: $(CORE)
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q -o constraints.txt
 
-# The corpus (or sample/) with configs/demo.yaml; where the corpus has no video, also sample/talk.mp4.
+# The corpus (or sample/) with configs/demo.yaml; where the corpus has no video, also sample/talk.mp4. The
+# corpus goes to out/demo-corpus: out/demo is the Quickstart's (sample/), and one output holds one source
+# (a run of the other source there would stop at the mass-deletion guard).
 demo: $(BASE)
 	@src=$$( [ -d "$(CORPUS)" ] && echo "$(CORPUS)" || echo sample ); \
-	echo "converting $$src with configs/demo.yaml"; \
-	$(BIN)/unitok run configs/demo.yaml --source "$$src" --output out/demo && \
+	out=$$( [ "$$src" = sample ] && echo out/demo || echo out/demo-corpus ); \
+	echo "converting $$src into $$out with configs/demo.yaml"; \
+	$(BIN)/unitok run configs/demo.yaml --source "$$src" --output "$$out" && \
 	if [ "$$src" != sample ]; then \
 	  echo "converting sample/talk.mp4 with configs/recordings.yaml"; \
 	  $(BIN)/unitok run configs/recordings.yaml --source sample --output out/demo-recordings; \

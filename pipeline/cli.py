@@ -265,6 +265,8 @@ def format_plan(r: dict[str, Any]) -> str:
         f"plan       {p['convert']} to convert, {p['rechunk']} to re-chunk, {p['embed']} to re-embed, "
         f"{p['check_content']} to check by content, {p['carried']} unchanged, {p['deleted']} deleted",
         *[f"           {REASONS.get(why, why)}: {n}" for why, n in p["reasons"].items()],
+        *([f"stops      a run stops here, before committing: {p['stops']}; check source.uri and output.uri, "
+           "or run with --allow-mass-delete to commit the deletions"] if p.get("stops") else []),
         f"to convert {r['objects']} objects, {mib:.1f} MiB"
         + (f" (probed {r['sampled']['probed']} of {r['sampled']['of']}, the rest extrapolated)"
            if "sampled" in r else ""),

@@ -35,6 +35,7 @@ from unitok.pipeline.stages.plan import (
     REFRESH,
     check_deletions,
     listing_table,
+    mass_deletion,
     plan_run,
 )
 from unitok.pipeline.stages.preflight import preflight
@@ -464,6 +465,10 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
             "carried": plan.carried,
             "deleted": len(plan.deleted),
             "reasons": dict(plan.reasons),  # the same keys as run --json's (stages.plan.REASONS says them)
+            # Where a run would stop at the mass-deletion guard, and why (None: it would not).
+            "stops": mass_deletion(
+                plan, listing.num_rows, redact_uri(cfg.source.uri), cfg.runtime.max_delete_fraction
+            ),
         },
         **inv,
         "estimate": {**estimate(inv, cfg, workers, executor, rates, largest), "executor_why": why},

@@ -194,25 +194,38 @@ class MassDeleteError(RuntimeError):
     confirm (an unmounted volume, a wrong prefix or an expired credential lists nothing)."""
 
 
+def mass_deletion(plan: Plan, n_listed: int, source_uri: str, max_fraction: float) -> str | None:
+    """Why a run of this plan stops at the mass-deletion guard (None: it does not): it lists nothing where
+    the last run listed objects, or would delete more than max_fraction of them. `unitok plan` says it
+    too, before anyone runs."""
+    before = plan.previous
+    if not before or not len(plan.deleted):
+        return None
+    if n_listed == 0:
+        return f"source {source_uri} lists 0 objects where the last run listed {before}"
+    share = len(plan.deleted) / before
+    if share <= max_fraction:
+        return None
+    why = (
+        f"this run would delete {len(plan.deleted)} of the {before} objects the last run listed "
+        f"({share:.0%}, above runtime.max_delete_fraction {max_fraction:g})"
+    )
+    if len(plan.deleted) == before:  # not one object in common: most likely two jobs share an output
+        why += f"; not one of them is listed under {source_uri} (is output.uri another job's output?)"
+    return why
+
+
 def check_deletions(plan: Plan, n_listed: int, source_uri: str, max_fraction: float) -> None:
     """Raise MassDeleteError when this run lists nothing where the last run listed objects, or would
     delete more than max_fraction of them."""
-    before = plan.previous
-    if not before or not len(plan.deleted):
+    why = mass_deletion(plan, n_listed, source_uri, max_fraction)
+    if why is None:
         return
     how = "check the source; to commit the deletions, pass --allow-mass-delete"
-    if n_listed == 0:
-        raise MassDeleteError(
-            f"source {source_uri} lists 0 objects where the last run listed {before}; nothing was "
-            f"committed ({how})"
-        )
-    share = len(plan.deleted) / before
-    if share > max_fraction:
-        raise MassDeleteError(
-            f"this run would delete {len(plan.deleted)} of the {before} objects the last run listed "
-            f"({share:.0%}, above runtime.max_delete_fraction {max_fraction:g}); nothing was committed "
-            f"({how} or raise runtime.max_delete_fraction)"
-        )
+    raise MassDeleteError(
+        f"{why}; nothing was committed ({how}"
+        + (")" if n_listed == 0 else " or raise runtime.max_delete_fraction)")
+    )
 
 
 def state_row(
