@@ -171,6 +171,10 @@ def delta_storage_options(s3_options: dict[str, Any] | None) -> dict[str, str]:
     return opts
 
 
+# A file of one object's rows, as workers write them, is a few KB; one a compaction wrote is far larger.
+SMALL_FILE_BYTES = 1 << 20
+
+
 class RunOutput:
     """The output of a job: the tables' current state (for planning), and the staging and commit of a
     new run. Use as a context manager; close() removes the local work folder of an s3:// output."""
@@ -256,6 +260,24 @@ class RunOutput:
                     TABLES[name].field(c), pa.nulls(table.num_rows, TABLES[name].field(c).type)
                 )
         return table.select(columns)
+
+    def compact(self, at_files: int) -> dict[str, int]:
+        """Merge the small files of each table that holds more than `at_files` small data files (a commit
+        without data change: the change feed shows none); a checkpoint follows, so readers start from it.
+        Returns, per table compacted, the files it merged."""
+        merged: dict[str, int] = {}
+        for name in TABLE_NAMES:
+            dt = self.table(name)
+            if dt is None:
+                continue
+            sizes = pa.table(dt.get_add_actions(flatten=True))["size_bytes"]
+            if (pc.sum(pc.less(sizes, SMALL_FILE_BYTES)).as_py() or 0) <= at_files:
+                continue
+            metrics = dt.optimize.compact()
+            dt.create_checkpoint()
+            merged[name] = int(metrics.get("numFilesRemoved", 0))
+            self.read_versions[name] = dt.version()
+        return merged
 
     def object_files(self, name: str, uris: pa.Array) -> dict[str, list[str]]:
         """The table's data files (paths relative to it) that hold rows of these objects: what a worker
@@ -374,11 +396,18 @@ class RunOutput:
             read = dt.version()
         touched = self._touched(dt, replace, listed)
         mixed = [f for f in touched if len(f["uris"]) > 1]
+        listed_set = set(listed.to_pylist()) if mixed and listed is not None else set()
         if mixed:
             # Files holding several objects (a compaction): first split them into files per object, in a
             # commit without data change (the change feed shows nothing), so that the run's own commit
             # replaces exactly its objects' files and its feed shows only them.
-            self._split(dt, name, schema, run_id, mixed, metadata, read)
+            split_out = {
+                u
+                for f in mixed
+                for u in f["uris"]
+                if u in replace or (listed is not None and u not in listed_set)
+            }
+            self._split(dt, name, schema, run_id, mixed, split_out, metadata, read)
             read = dt.version()
             touched = self._touched(dt, replace, listed)
         now = int(time.time() * 1000)
@@ -466,6 +495,7 @@ class RunOutput:
         schema: pa.Schema,
         run_id: str,
         mixed: list[dict[str, Any]],
+        split_out: set[str],
         metadata: dict[str, Any] | Callable[[dict[str, int]], dict[str, Any]],
         read: int,
     ) -> None:
@@ -475,7 +505,13 @@ class RunOutput:
         rows = delta_files(dt, self.storage_options, [f["path"] for f in mixed]).to_table()
         now = int(time.time() * 1000)
         removes = [RemoveAction(f["path"], False, now, f["size"], {}) for f in mixed]
-        files = self.files.write(name, rows, f"{run_id}-split", schema, data_change=False)
+        # The objects this commit replaces get files of their own; the rest stay together, as compacted.
+        out = pc.fill_null(
+            pc.is_in(rows["source_uri"], value_set=pa.array(sorted(split_out), pa.string())), False
+        )
+        files = self.files.write(name, rows.filter(out), f"{run_id}-split", schema, data_change=False)
+        rest = rows.filter(pc.invert(out))
+        files += self.files.write(name, rest, f"{run_id}-rest", schema, data_change=False, per_object=False)
         if callable(metadata):
             metadata = metadata({name: dt.version() + 1})
         props = CommitProperties(

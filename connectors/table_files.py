@@ -73,16 +73,26 @@ class TableFiles:
         return f"{self.uri.rstrip('/')}/{name}"
 
     def write(
-        self, name: str, rows: pa.Table, run_id: str, schema: pa.Schema, data_change: bool = True
+        self,
+        name: str,
+        rows: pa.Table,
+        run_id: str,
+        schema: pa.Schema,
+        data_change: bool = True,
+        per_object: bool = True,
     ) -> list[dict[str, Any]]:
-        """Rows of one table, files per object in them (sorted by source URI); the add actions'
-        fields, as plain values: path (relative to the table), size, modification_time, data_change,
-        stats (Delta's JSON statistics: row count and the file's one source_uri)."""
+        """Rows of one table, files per object in them (sorted by source URI), or with per_object off
+        files of several objects (what a compaction left, rewritten); the add actions' fields, as plain
+        values: path (relative to the table), size, modification_time, data_change, stats (Delta's JSON
+        statistics: row count and the file's first and last source_uri)."""
         if rows.num_rows == 0:
             return []
         rows = conform(rows, schema).sort_by("source_uri")
         uris = rows["source_uri"].to_pylist()
-        starts = [0] + [i for i in range(1, len(uris)) if uris[i] != uris[i - 1]]
+        if per_object:
+            starts = [0] + [i for i in range(1, len(uris)) if uris[i] != uris[i - 1]]
+        else:
+            starts = [0]
         cuts = [  # each object's rows, in files of at most rows_per_file rows
             (i, min(i + self.rows_per_file, b))
             for a, b in zip(starts, starts[1:] + [len(uris)], strict=True)
@@ -97,7 +107,7 @@ class TableFiles:
             stats = {
                 "numRecords": part.num_rows,
                 "minValues": {"source_uri": source},
-                "maxValues": {"source_uri": source},
+                "maxValues": {"source_uri": uris[b - 1]},
                 "nullCount": {"source_uri": 0},
             }
             out.append(

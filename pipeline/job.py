@@ -378,6 +378,17 @@ def run_job(
         summary.committed = True
         summary.elapsed_s = round(time.perf_counter() - t0, 3)
         log.info("committed run %s to %s in %d commit(s)", run_id, summary.output_uri, commits.rounds)
+        if out.compact_at_files:
+            try:
+                merged = output.compact(out.compact_at_files)
+            except Exception as e:  # noqa: BLE001 - the run is committed; the next run compacts again
+                log.warning(
+                    "compacting the tables failed (%s: %s); the run is committed", type(e).__name__, e
+                )
+            else:
+                for name, n in merged.items():
+                    log.info("compacted %s: %d small files merged (output.compact_at_files %d)", name, n,
+                             out.compact_at_files)  # fmt: skip
         _write_report(report, summary, raw_config, files)
         if out.lancedb is not None and cfg.chunking.enabled:
             from unitok.connectors.lancedb_sink import sync_lancedb

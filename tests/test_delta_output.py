@@ -220,6 +220,29 @@ def test_compacted_tables_are_split_again_only_where_an_object_changes(tmp_path,
     assert all(r in after.to_pylist() for r in untouched)  # the other objects' rows, the same
     feed = changes(out, "segments", compacted).to_pylist()  # the split, then the run
     assert {r["source_uri"].rsplit("/", 1)[-1] for r in feed} == {"report-1.pdf"}
+    # The other three objects stay together in one file; the changed one has a file of its own.
+    assert len(files(out, "segments")) == 2
+
+
+def test_a_run_compacts_a_table_past_compact_at_files_and_the_rows_and_feed_stay(tmp_path, corpus4):
+    out = tmp_path / "out"
+    small = {"uri": str(out), "compact_at_files": 3}
+    first = run_job(parse_config(spec(corpus4, out, output=small)))
+    rows = read_table(out, "segments").sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
+    # 4 reports and broken.pdf (its error and state rows only): merged
+    assert {len(files(out, t)) for t in ("segments", "documents", "objects")} == {1}
+    versions = {t: last_commit(out, t)["version"] for t in ("segments", "documents")}
+    assert versions["segments"] > first.table_versions["segments"]  # the compaction's own commit
+    assert changes(out, "segments", first.table_versions["segments"]).num_rows == 0  # no data changed
+    assert (
+        read_table(out, "segments")
+        .sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
+        .equals(rows)
+    )
+    # Under the bound nothing is merged: a run of the same output with a higher bound keeps its files.
+    again = run_job(parse_config(spec(corpus4, out, output={"uri": str(out), "compact_at_files": 100})))
+    assert again.reasons == {"failed": 1}  # broken.pdf, tried again
+    assert len(files(out, "segments")) == 1
 
 
 def test_an_objects_rows_are_data_files_of_its_own_cut_at_max_rows_per_file(tmp_path, corpus4):

@@ -98,6 +98,13 @@ class OutputConfig(_Strict):
     checkpoint_interval: int = Field(
         default=10, ge=1, description="A Delta checkpoint every this many commits (readers replay less log)."
     )
+    compact_at_files: int = Field(
+        default=512,
+        ge=0,
+        description="After a run, a table of more data files than this has its small files merged (each "
+        "run writes a file per object, and planning reads every file's entry): a nightly run's cost stays "
+        "flat in the output's size. 0: never (unitok maintain --compact does it).",
+    )
     log_retention_days: int = Field(
         default=30, ge=1, description="Commit log entries older than this are removed after a checkpoint."
     )

@@ -68,7 +68,10 @@ class ProgressCommits:
         def metadata(versions: dict[str, int]) -> dict[str, Any]:
             return self.metadata(versions, final)
 
-        self.versions = self.output.commit(self.pending, self.run_id, TABLES, metadata, listed_uris)
+        # The listed URIs only where the plan deletes: else no file can hold an object no longer listed,
+        # and the commit need not read the source_uri of every file of several objects (compacted).
+        listed = listed_uris if deletes else None
+        self.versions = self.output.commit(self.pending, self.run_id, TABLES, metadata, listed)
         self.rounds += 1
         self.objects_committed += len(self.pending)
         if self.first_commit_s is None and self.pending:
