@@ -308,3 +308,23 @@ def test_a_file_name_that_is_not_utf8_is_converted_under_its_exact_uri(tmp_path)
     # Latin-1 é as its byte, the droplet (UTF-8) as its bytes: the URI names the file exactly.
     assert [u.rsplit("/", 1)[-1] for u in uris] == ["caf%E9%20%F0%9F%92%A7.pdf", "good.pdf"]
     assert not read_table(out, "errors").num_rows
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Raw Windows-1252 bytes in headers and a body that declares no charset, as old mailers send them.
+        (b"From: J\xf6rg <j@example.com>\r\nSubject: Gr\xfc\xdfe aus K\xf6ln\r\n"
+         b"Content-Type: text/plain\r\n\r\nThe b\xe9ll rang twice.\r\n",
+         "**From:** J\u00f6rg <j@example.com>  \n**Subject:** Gr\u00fc\u00dfe aus K\u00f6ln\n\n"
+         "The b\u00e9ll rang twice."),
+        # Raw UTF-8 beside an RFC 2047 word; characters outside the BMP in both.
+        (b"From: =?utf-8?q?J=C3=B6rg?= <j@example.com>\r\nSubject: Caf\xc3\xa9 \xf0\x9f\x92\xa7\r\n"
+         b"Content-Type: text/plain\r\n\r\nThe b\xc3\xa9ll \xf0\x9f\x98\x80.\r\n",
+         "**From:** J\u00f6rg <j@example.com>  \n**Subject:** Caf\u00e9 \U0001f4a7\n\n"
+         "The b\u00e9ll \U0001f600."),
+    ],
+)  # fmt: skip
+def test_e_mail_headers_and_bodies_in_raw_8_bit_keep_every_character(raw, expected):
+    doc = unitok.convert(raw, name="message.eml")
+    assert doc.ok and doc.markdown == expected

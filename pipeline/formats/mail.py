@@ -109,6 +109,34 @@ def _attachments(
                 yield err
 
 
+def _header(msg: email.message.EmailMessage, raw: dict[str, str], name: str) -> str:
+    """A header's text. One sent as raw 8-bit bytes (no RFC 2047 encoding) is held by the parser as
+    surrogate escapes, which its own decoding replaces byte by byte: read here as UTF-8, else as
+    Windows-1252, as mail clients read them."""
+    value = raw.get(name.lower())
+    if value is None or not any("\udc80" <= c <= "\udcff" for c in value):
+        return str(msg.get(name, "") or "")
+    data = re.sub(r"\r?\n[ \t]+", " ", value).strip().encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
+
+
+def _body_text(part: email.message.EmailMessage) -> str:
+    """The text of a body part. One that declares no charset (or US-ASCII) but holds 8-bit bytes is read as
+    UTF-8, else Windows-1252, not with each such byte replaced (what the parser does)."""
+    declared = (part.get_content_charset() or "us-ascii").lower()
+    if declared in ("us-ascii", "ascii"):
+        raw = part.get_payload(decode=True) or b""
+        if not raw.isascii():
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return raw.decode("cp1252", "replace")
+    return str(part.get_content())
+
+
 def split_eml(
     path: Path, base: Segment, cfg: JobConfig, split_child: SplitChild, depth: int = 0,
     budget: _Budget | None = None, prefix: list[str] | None = None,
@@ -118,14 +146,15 @@ def split_eml(
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         if not any(msg.get(h) for h in _HEADERS):
             raise DocumentOpenError("not an e-mail message: no From, To, Date or Subject header")
-        headers = [(h, str(msg.get(h, "") or "")) for h in _HEADERS]
+        raw = {k.lower(): v for k, v in reversed(list(msg.raw_items()))}  # the first of each name
+        headers = [(h, _header(msg, raw, h)) for h in _HEADERS]
         body_part = msg.get_body(preferencelist=("plain", "html"))
     except RecursionError as e:
         raise _too_deep(e) from None
     body = ""
     if body_part is not None:
         try:
-            content = body_part.get_content()
+            content = _body_text(body_part)
         except (LookupError, UnicodeError, ValueError) as e:
             base.warnings.append(f"body unreadable ({e}): left out")
             content = ""
