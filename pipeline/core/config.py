@@ -218,7 +218,7 @@ class AudioConfig(_Strict):
     language: str | None = Field(
         default="en",
         pattern=r"^[a-z]{2,3}$",
-        description="Whisper language code; null detects it per window (multilingual models, not *.en).",
+        description="Whisper language code; null detects it once per recording (multilingual models only).",
     )
 
 
