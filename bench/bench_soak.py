@@ -71,6 +71,7 @@ def make_source(folder: Path, n: int) -> dict[str, int]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,4000,16000", help="object counts, comma-separated")
+    ap.add_argument("--executor", default="ray", choices=["ray", "local"], help="the driver to soak")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
@@ -81,7 +82,7 @@ def main() -> int:
             src.mkdir()
             mix = make_source(src, n)
             job = d / f"job-{n}.yaml"
-            job.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}}}\nruntime: {{executor: ray}}\n")
+            job.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}}}\nruntime: {{executor: {args.executor}}}\n")
             started = time.time()
             wall, peak, driver, done = measure_driver([*UNITOK, "run", str(job)])
             if done.returncode != 0:

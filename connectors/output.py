@@ -261,10 +261,12 @@ class RunOutput:
                 )
         return table.select(columns)
 
-    def compact(self, at_files: int) -> dict[str, int]:
+    def compact(self, at_files: int, metadata: dict[str, Any]) -> dict[str, int]:
         """Merge the small files of each table that holds more than `at_files` small data files (a commit
         without data change: the change feed shows none); a checkpoint follows, so readers start from it.
         Returns, per table compacted, the files it merged."""
+        from deltalake.transaction import CommitProperties
+
         merged: dict[str, int] = {}
         for name in TABLE_NAMES:
             dt = self.table(name)
@@ -273,7 +275,10 @@ class RunOutput:
             sizes = pa.table(dt.get_add_actions(flatten=True))["size_bytes"]
             if (pc.sum(pc.less(sizes, SMALL_FILE_BYTES)).as_py() or 0) <= at_files:
                 continue
-            metrics = dt.optimize.compact()
+            # The run's metadata on this commit too: readers take a table's last commit as its last run's.
+            about = {**metadata, "table": name, "unitok_operation": "compact"}
+            props = CommitProperties(custom_metadata=about)
+            metrics = dt.optimize.compact(commit_properties=props)
             dt.create_checkpoint()
             merged[name] = int(metrics.get("numFilesRemoved", 0))
             self.read_versions[name] = dt.version()

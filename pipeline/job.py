@@ -380,7 +380,7 @@ def run_job(
         log.info("committed run %s to %s in %d commit(s)", run_id, summary.output_uri, commits.rounds)
         if out.compact_at_files:
             try:
-                merged = output.compact(out.compact_at_files)
+                merged = output.compact(out.compact_at_files, metadata())  # the summary is final now
             except Exception as e:  # noqa: BLE001 - the run is committed; the next run compacts again
                 log.warning(
                     "compacting the tables failed (%s: %s); the run is committed", type(e).__name__, e

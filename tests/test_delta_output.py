@@ -4,6 +4,7 @@ the changed objects' files, the change feed, a kill mid-commit, overlapping runs
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -233,6 +234,10 @@ def test_a_run_compacts_a_table_past_compact_at_files_and_the_rows_and_feed_stay
     assert {len(files(out, t)) for t in ("segments", "documents", "objects")} == {1}
     versions = {t: last_commit(out, t)["version"] for t in ("segments", "documents")}
     assert versions["segments"] > first.table_versions["segments"]  # the compaction's own commit
+    # It carries the run, as every commit does: readers take a table's last commit as its last run's.
+    compaction = last_commit(out, "segments")
+    assert compaction["unitok_operation"] == "compact" and compaction["run_id"] == first.run_id
+    assert json.loads(compaction["summary"])["committed"] is True
     assert changes(out, "segments", first.table_versions["segments"]).num_rows == 0  # no data changed
     assert (
         read_table(out, "segments")
