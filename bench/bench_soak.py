@@ -72,6 +72,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,4000,16000", help="object counts, comma-separated")
     ap.add_argument("--executor", default="ray", choices=["ray", "local"], help="the driver to soak")
+    ap.add_argument("--compact-at-files", type=int, default=512, help="output.compact_at_files (0: off)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
@@ -82,7 +83,7 @@ def main() -> int:
             src.mkdir()
             mix = make_source(src, n)
             job = d / f"job-{n}.yaml"
-            job.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}}}\nruntime: {{executor: {args.executor}}}\n")
+            job.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}, compact_at_files: {args.compact_at_files}}}\nruntime: {{executor: {args.executor}}}\n")
             started = time.time()
             wall, peak, driver, done = measure_driver([*UNITOK, "run", str(job)])
             if done.returncode != 0:

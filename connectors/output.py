@@ -261,14 +261,16 @@ class RunOutput:
                 )
         return table.select(columns)
 
-    def compact(self, at_files: int, metadata: dict[str, Any]) -> dict[str, int]:
-        """Merge the small files of each table that holds more than `at_files` small data files (a commit
-        without data change: the change feed shows none); a checkpoint follows, so readers start from it.
-        Returns, per table compacted, the files it merged."""
+    def compact(
+        self, at_files: int, metadata: dict[str, Any], tables: tuple[str, ...] = ("objects",)
+    ) -> dict[str, int]:
+        """Merge the small files of each of `tables` that holds more than `at_files` small data files (a
+        commit without data change: the change feed shows none); a checkpoint follows, so readers start
+        from it. Returns, per table compacted, the files it merged."""
         from deltalake.transaction import CommitProperties
 
         merged: dict[str, int] = {}
-        for name in TABLE_NAMES:
+        for name in tables:
             dt = self.table(name)
             if dt is None:
                 continue

@@ -225,29 +225,26 @@ def test_compacted_tables_are_split_again_only_where_an_object_changes(tmp_path,
     assert len(files(out, "segments")) == 2
 
 
-def test_a_run_compacts_a_table_past_compact_at_files_and_the_rows_and_feed_stay(tmp_path, corpus4):
+def test_a_run_compacts_its_run_state_past_compact_at_files_and_the_rows_and_feed_stay(tmp_path, corpus4):
     out = tmp_path / "out"
     small = {"uri": str(out), "compact_at_files": 3}
     first = run_job(parse_config(spec(corpus4, out, output=small)))
-    rows = read_table(out, "segments").sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
-    # 4 reports and broken.pdf (its error and state rows only): merged
-    assert {len(files(out, t)) for t in ("segments", "documents", "objects")} == {1}
-    versions = {t: last_commit(out, t)["version"] for t in ("segments", "documents")}
-    assert versions["segments"] > first.table_versions["segments"]  # the compaction's own commit
+    state = read_table(out, "objects").sort_by("source_uri")
+    # The run state of 4 reports and broken.pdf: merged into one file. The data tables keep a file per
+    # object (unitok maintain --compact merges those).
+    assert len(files(out, "objects")) == 1 and len(files(out, "segments")) == 4
+    compaction = last_commit(out, "objects")
+    assert compaction["version"] > first.table_versions["objects"]  # the compaction's own commit
     # It carries the run, as every commit does: readers take a table's last commit as its last run's.
-    compaction = last_commit(out, "segments")
     assert compaction["unitok_operation"] == "compact" and compaction["run_id"] == first.run_id
     assert json.loads(compaction["summary"])["committed"] is True
-    assert changes(out, "segments", first.table_versions["segments"]).num_rows == 0  # no data changed
-    assert (
-        read_table(out, "segments")
-        .sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
-        .equals(rows)
-    )
-    # Under the bound nothing is merged: a run of the same output with a higher bound keeps its files.
+    assert changes(out, "objects", first.table_versions["objects"]).num_rows == 0  # no data changed
+    assert read_table(out, "objects").sort_by("source_uri").equals(state)
+    # The next run plans from the merged state: only broken.pdf is tried again, and its state row is split
+    # out of the merged file on its own, the others stay together.
     again = run_job(parse_config(spec(corpus4, out, output={"uri": str(out), "compact_at_files": 100})))
-    assert again.reasons == {"failed": 1}  # broken.pdf, tried again
-    assert len(files(out, "segments")) == 1
+    assert again.reasons == {"failed": 1}
+    assert len(files(out, "objects")) == 2
 
 
 def test_an_objects_rows_are_data_files_of_its_own_cut_at_max_rows_per_file(tmp_path, corpus4):

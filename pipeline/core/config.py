@@ -101,9 +101,10 @@ class OutputConfig(_Strict):
     compact_at_files: int = Field(
         default=512,
         ge=0,
-        description="After a run, a table of more data files than this has its small files merged (each "
-        "run writes a file per object, and planning reads every file's entry): a nightly run's cost stays "
-        "flat in the output's size. 0: never (unitok maintain --compact does it).",
+        description="After a run, the run state (the objects table, which every run reads whole to plan) "
+        "has its small files merged once it holds more than this many (a run writes a file per object): a "
+        "nightly run's planning stays flat in the output's size. 0: never. The data tables are compacted by "
+        "unitok maintain --compact.",
     )
     log_retention_days: int = Field(
         default=30, ge=1, description="Commit log entries older than this are removed after a checkpoint."
