@@ -466,6 +466,8 @@ class RunOutput:
         is no longer listed (listed: every listed URI, in a run's last commit), with the objects each
         holds: from the file's source_uri statistics (one object when min equals max), vectorized over
         the table's files; else from the file's source_uri column."""
+        if not replace and listed is None:  # a commit of new objects only: the file list is not read
+            return []
         actions = pa.table(dt.get_add_actions(flatten=True))
         if actions.num_rows == 0:
             return []
