@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -43,6 +44,20 @@ def ensure_ray(cfg: JobConfig) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # ray.init makes SIGTERM a bare sys.exit(15): the caller's own handler (the command's, which stops
+    # the run and says what was committed) is put back.
+    main = threading.current_thread() is threading.main_thread()
+    on_term = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        _init_ray(cfg)
+    finally:
+        if main and callable(on_term):
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _init_ray(cfg: JobConfig) -> None:
+    import ray
+
     address = cluster_address(cfg)
     if address:
         ray.init(address=address, runtime_env={"env_vars": worker_env_vars()})
