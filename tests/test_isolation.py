@@ -328,3 +328,30 @@ def test_a_file_name_that_is_not_utf8_is_converted_under_its_exact_uri(tmp_path)
 def test_e_mail_headers_and_bodies_in_raw_8_bit_keep_every_character(raw, expected):
     doc = unitok.convert(raw, name="message.eml")
     assert doc.ok and doc.markdown == expected
+
+
+def test_sigterm_stops_a_ray_run_with_its_line(tmp_path):
+    """ray.init makes SIGTERM a bare exit 15; the command's own handler is put back after it."""
+    import signal
+
+    from unitok.pipeline.core.testhooks import release, wait_reached
+
+    src, out = reports_folder(tmp_path / "src", 2), tmp_path / "out"
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "UNITOK_PAUSE_AT": "converted.batch",
+           "UNITOK_PAUSE_DIR": str(pause)}  # fmt: skip
+    proc = subprocess.Popen([*UNITOK, "run", plain_job(tmp_path, src, out, "ray")], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_reached(pause, "converted.batch", alive=lambda: proc.poll() is None)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        release(pause, "converted.batch")
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    assert (
+        stderr.strip().splitlines()[-1] == "unitok: terminated (SIGTERM); nothing was committed by this run"
+    )

@@ -8,6 +8,7 @@ folder output or source on a cluster of several machines is proven shared before
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,13 +37,14 @@ from unitok.pipeline.stages.per_object import ObjectConverter
 log = logging.getLogger("unitok")
 
 
-def ensure_ray(cfg: JobConfig) -> None:
+def ensure_ray(cfg: JobConfig) -> bool:
     """Join the configured cluster (runtime.ray_address or RAY_ADDRESS), else start an embedded local Ray.
-    Workers start with the worker environment contract's variables, before any library loads."""
+    Workers start with the worker environment contract's variables, before any library loads. Whether
+    this call connected (False: Ray was already initialized, by the caller)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # ray.init makes SIGTERM a bare sys.exit(15): the caller's own handler (the command's, which stops
     # the run and says what was committed) is put back.
@@ -53,6 +55,7 @@ def ensure_ray(cfg: JobConfig) -> None:
     finally:
         if main and callable(on_term):
             signal.signal(signal.SIGTERM, on_term)
+    return True
 
 
 def _init_ray(cfg: JobConfig) -> None:
@@ -151,7 +154,7 @@ def execute_ray(
     """Each object's metadata as an actor finishes it (streamed: the driver commits as the run goes)."""
     import ray.data
 
-    ensure_ray(cfg)
+    ours = ensure_ray(cfg)
     if joins_cluster(cfg):
         check_shared_paths(files, cfg.source.uri)
     resources = ray.cluster_resources()
@@ -198,14 +201,24 @@ def execute_ray(
         num_cpus=1,
         num_gpus=num_gpus or None,
     )
+    stopped = True
     try:
         for meta in _watched(ds, num_gpus or 0.0, cfg.runtime.node_wait_s):
             yield json.loads(meta)
+        stopped = False
     finally:
         ray.kill(attempts)
+        if stopped and ours:
+            # The run stops here (an interrupt, a failed commit): Ray goes now, while the dataset's
+            # reader thread is waited for, so that nothing it says comes after the run's last line.
+            _STOP.set()
+            ray.shutdown()
+            _READER_DONE.wait(timeout=30)
 
 
 _POLL_S = 2.0
+_READER_DONE = threading.Event()  # the last run's dataset reader has ended
+_STOP = threading.Event()  # the driver stopped reading the last run's dataset
 
 
 def _watched(ds: Any, num_gpus: float, wait_s: float) -> Iterator[str]:
@@ -214,14 +227,26 @@ def _watched(ds: Any, num_gpus: float, wait_s: float) -> Iterator[str]:
     rows: queue.Queue[Any] = queue.Queue(maxsize=64)
     done = object()
 
+    def put(item: Any) -> None:
+        while not _STOP.is_set():  # the driver stopped reading: drop the rest
+            with contextlib.suppress(queue.Full):
+                rows.put(item, timeout=0.2)
+                return
+
     def read() -> None:
         try:
             for row in ds.iter_rows():
-                rows.put(row["meta"])
-            rows.put(done)
+                put(row["meta"])
+                if _STOP.is_set():
+                    return
+            put(done)
         except BaseException as e:  # noqa: BLE001 - handed to the driver's thread, which raises it
-            rows.put(e)
+            put(e)
+        finally:
+            _READER_DONE.set()
 
+    _READER_DONE.clear()
+    _STOP.clear()
     threading.Thread(target=read, name="unitok-rows", daemon=True).start()
     stalled_since: float | None = None
     while True:
