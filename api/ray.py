@@ -57,10 +57,14 @@ def check_pool_fits() -> None:
     has been refused by the first of its actors to start, before any of them ran."""
     import ray
 
+    if not ray.is_initialized():
+        return
     ctx = ray.get_runtime_context()
+    if ctx.get_actor_id() is None:  # a driver (Beam's DoFn, a script): not an actor of a pool
+        return
     actor_id = ctx.get_actor_id()
     each = float(ctx.get_assigned_resources().get("CPU", 0))
-    if actor_id is None or each <= 0:
+    if each <= 0:
         return
     try:
         from ray._private import state

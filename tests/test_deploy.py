@@ -6,6 +6,7 @@ and the nightly CronJob's script runs for real against a local Ray head's Jobs A
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -26,6 +27,7 @@ import yaml
 from conftest import REPO
 
 BIN = Path(sys.executable).parent
+RAY_CLI = str(BIN / "ray")
 KUBERAY = REPO / "infra" / "kuberay"
 DOCKER = REPO / "infra" / "docker"
 CRDS = Path(os.environ.get("UNITOK_SHARED", REPO.parent / "shared")) / "kuberay-crds"
@@ -301,31 +303,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-HEAD = """
-import signal, sys, time, ray
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so ray.shutdown runs at exit
-ray.init(num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(sys.argv[1]),
-         _temp_dir=sys.argv[2], _node_ip_address=sys.argv[3])
-print("ready", flush=True)
-while True:
-    time.sleep(1)
-"""
-
-
 @pytest.fixture(scope="module")
 def jobs_api():
-    """A local Ray head with its Jobs API (the dashboard) on 127.0.0.1, in a session of its own."""
+    """A local Ray head with its Jobs API (the dashboard) on 127.0.0.1, in a session of its own. Every port
+    its processes listen on is its own: the dashboard agent's default (52365) is taken on 127.0.0.1 by any
+    other Ray on this machine (the suite's own, started earlier in this process), and then no job can be
+    submitted ("No available agent")."""
     from ray.job_submission import JobSubmissionClient
 
     port, temp = free_port(), tempfile.mkdtemp(prefix="ujobs-")
-    # A loopback address of its own: the dashboard agent's fixed port (52365) may be taken on 127.0.0.1
-    # by another Ray instance on this machine, and then no job can be submitted.
     node_ip = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed at teardown
-    head = subprocess.Popen([sys.executable, "-c", HEAD, str(port), temp, node_ip], stdout=log,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    ports = {f"--{name}": str(free_port()) for name in ("port", "dashboard-agent-listen-port",
+             "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")}  # fmt: skip
+    head = subprocess.Popen(
+        [RAY_CLI, "start", "--head", "--block", "--num-cpus=1", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={port}", f"--temp-dir={temp}",
+         f"--node-ip-address={node_ip}", "--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items())],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
     address = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -341,15 +339,12 @@ def jobs_api():
                 time.sleep(1)
         yield address
     finally:
-        head.terminate()
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(head.pid, signal.SIGKILL)  # anything of its session left behind
-        except ProcessLookupError:
-            pass
+        # A test cluster has nothing to save: its processes are killed (each names its session folder,
+        # under this test's temp dir), then the `ray start --block` that started them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        subprocess.run(["pkill", "-KILL", "-f", temp], check=False)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
