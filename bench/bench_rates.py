@@ -39,6 +39,11 @@ REPORT = CORPUS / "pdf" / "DA-619p.pdf"  # a real 619-page report: text for spee
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
+# The realistic files made from the corpus's pages (make_fixtures), by name.
+MADE = ("speech.wav", "screen-recording.mp4", "scan.pdf", "report.docx", "sales.xlsx", "report.doc",
+        "sales.xls", "report.html")  # fmt: skip
+
+
 def cpu_s() -> float:
     """CPU seconds of this process and its finished children (and theirs)."""
     t = os.times()
@@ -102,20 +107,7 @@ def make_fixtures(work: Path, first: int) -> dict[str, Path]:
 
     work.mkdir(parents=True, exist_ok=True)
     text = _report_text(first, 30)
-    out = {
-        k: work / k
-        for k in (
-            "speech.wav",
-            "screen-recording.mp4",
-            "scan.pdf",
-            "report.docx",
-            "sales.xlsx",
-            "report.doc",
-            "sales.xls",
-            "report.html",
-            "sales.csv",
-        )
-    }
+    out = {k: work / k for k in (*MADE, "sales.csv")}
     script = work / "speech.txt"
     script.write_text(re.sub(r"\s+", " ", " ".join(text[:4]))[:1400])
     subprocess.run(
@@ -386,16 +378,7 @@ def mixed_folder(work: Path) -> Path:
         shutil.copy(CORPUS / rel, folder / Path(rel).name)
     for name in ("scanned-memo.pdf", "signup-sheet.png", "talk.mp4", "field-report.pdf"):
         shutil.copy(SAMPLE / name, folder / name)
-    for name in (
-        "speech.wav",
-        "screen-recording.mp4",
-        "scan.pdf",
-        "report.docx",
-        "sales.xlsx",
-        "report.doc",
-        "sales.xls",
-        "report.html",
-    ):
+    for name in MADE:
         shutil.copy(made[name], folder / name)
     return folder
 

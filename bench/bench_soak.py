@@ -83,7 +83,10 @@ def main() -> int:
             src.mkdir()
             mix = make_source(src, n)
             job = d / f"job-{n}.yaml"
-            job.write_text(f"source: {{uri: {src}}}\noutput: {{uri: {out}, compact_at_files: {args.compact_at_files}}}\nruntime: {{executor: {args.executor}}}\n")
+            job.write_text(
+                f"source: {{uri: {src}}}\noutput: {{uri: {out}, compact_at_files: {args.compact_at_files}}}\n"
+                f"runtime: {{executor: {args.executor}}}\n"
+            )
             started = time.time()
             wall, peak, driver, done = measure_driver([*UNITOK, "run", str(job)])
             if done.returncode != 0:

@@ -39,6 +39,17 @@ def _kept() -> list[str]:
     return [str(p) for p in under if not any(q in p.parents for q in under)]
 
 
+def _start_head(temp: Path) -> tuple[str, dict[str, str]]:
+    """A head node with 0 CPUs (as a KubeRay head where only the driver runs), its temp dir `temp`: its
+    address, and the environment to reach it with."""
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([RAY, "start", "--head", "--num-cpus=0", f"--node-ip-address={NODE_IP}", f"--port={port}",
+                    f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    return f"{NODE_IP}:{port}", env
+
+
 def _alive_nodes(address: str, env: dict[str, str]) -> int:
     probe = (f"import ray; ray.init(address='{address}', logging_level='ERROR'); "
              "print(sum(1 for n in ray.nodes() if n['Alive']))")  # fmt: skip
@@ -76,12 +87,7 @@ def two_nodes(s3, tmp_path_factory):
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("a second node with a private /tmp needs root and unshare")
     temp = tmp_path_factory.mktemp("ray-head")
-    port = free_port()
-    address = f"{NODE_IP}:{port}"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([RAY, "start", "--head", "--num-cpus=0", f"--node-ip-address={NODE_IP}", f"--port={port}",
-                    f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    address, env = _start_head(temp)
     # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it. What it
     # runs (the checkout, the virtualenv, the interpreter) is bound back in where it lies under /tmp (a
     # clone there), from this process's view of the file system (/proc/PID/root).
@@ -193,12 +199,7 @@ def test_a_run_on_a_cluster_where_no_node_can_host_a_worker_stops_with_one_line(
     """The worker nodes gone and none coming (a head with 0 CPUs alone): a bounded wait, then exit 2 (nothing
     was committed) with the line that says why, never a wait forever."""
     temp = tmp_path_factory.mktemp("ray-alone")  # a short path: Ray's socket paths have a length limit
-    port = free_port()
-    address = f"{NODE_IP}:{port}"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([RAY, "start", "--head", "--num-cpus=0", f"--node-ip-address={NODE_IP}", f"--port={port}",
-                    f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    address, env = _start_head(temp)
     try:
         src = tmp_path / "src"
         src.mkdir()
