@@ -89,10 +89,13 @@ def two_nodes(s3, tmp_path_factory):
     temp = tmp_path_factory.mktemp("ray-head")
     address, env = _start_head(temp)
     # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it. What it
-    # runs (the checkout, the virtualenv, the interpreter) is bound back in where it lies under /tmp (a
-    # clone there), from this process's view of the file system (/proc/PID/root).
-    binds = "".join(f" && mkdir -p {p} && mount --bind /proc/{os.getpid()}/root{p} {p}" for p in _kept())
-    worker_cmd = (f"mount -t tmpfs tmpfs /tmp{binds} && exec {RAY} start --address={address} "
+    # runs (the checkout, the virtualenv, the interpreter) is kept where it lies under /tmp (a clone
+    # there): bound to a private tmpfs on /mnt first, moved back onto the new /tmp after.
+    kept = _kept()
+    keep = "".join(f" && mkdir -p /mnt/k{i} && mount --bind {p} /mnt/k{i}" for i, p in enumerate(kept))
+    back = "".join(f" && mkdir -p {p} && mount --move /mnt/k{i} {p}" for i, p in enumerate(kept))
+    binds = f"mount -t tmpfs tmpfs /mnt{keep} && " if kept else ""
+    worker_cmd = (f"{binds}mount -t tmpfs tmpfs /tmp{back} && exec {RAY} start --address={address} "
                   f"--node-ip-address={NODE_IP} --num-cpus=2 --temp-dir=/tmp/ray-node --block "
                   "--disable-usage-stats")  # fmt: skip
     worker = subprocess.Popen(
