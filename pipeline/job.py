@@ -77,6 +77,12 @@ class RunSummary:
     metadata_bytes: int = 0  # what reached the driver instead: the objects' file metadata, as JSON
     table_versions: dict[str, int] = field(default_factory=dict)  # each table's version after the commit
     lancedb: dict[str, int] = field(default_factory=dict)  # rows loaded, upserted and deleted in LanceDB
+    # Per engine: segments, calls, batch_fill (segments per call / the batch size configured for them)
+    # and busy_fraction (seconds inside its calls / the workers' seconds while the run converted).
+    engines: dict[str, dict[str, float]] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)  # segments converted on each node
+    _calls: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _workers: set[str] = field(default_factory=set, repr=False)
 
     def add(self, meta: dict[str, Any]) -> None:
         """Counts of one finished object (its metadata from stages.per_object)."""
@@ -93,6 +99,24 @@ class RunSummary:
         self.documents += meta["documents"]
         self.chunks += meta["chunks"]
         self.bytes_written += meta["bytes"]
+        for engine, figures in meta.get("engines", {}).items():
+            calls = self._calls.setdefault(engine, [0, 0, 0, 0.0])
+            for k, v in enumerate(figures):
+                calls[k] += v
+        if meta.get("node") is not None:
+            self.nodes[meta["node"]] = self.nodes.get(meta["node"], 0) + meta["segments"]
+        if meta.get("worker"):
+            self._workers.add(meta["worker"])
+
+    def engine_stats(self, converting_s: float) -> None:
+        """The engines' figures, once the run has converted (converting_s: its seconds doing so)."""
+        worker_s = max(len(self._workers), 1) * max(converting_s, 1e-9)
+        self.engines = {
+            name: {"segments": int(segments), "calls": int(calls),
+                   "batch_fill": round(segments / capacity, 3) if capacity else 0.0,
+                   "busy_fraction": round(min(busy / worker_s, 1.0), 3)}
+            for name, (segments, calls, capacity, busy) in sorted(self._calls.items())
+        }  # fmt: skip
 
     def describe_work(self) -> list[str]:
         """What the run did beside converting, and why: 'chunking settings changed: 15 documents
@@ -118,7 +142,7 @@ class RunSummary:
         return self.failed_objects + self.failed_segments
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if not k.startswith("_")}
 
 
 def new_run_id() -> str:
@@ -355,12 +379,18 @@ def run_job(
         try:
             if plan.convert.num_rows:
                 execute = _executor(summary.executor)
+                converting = time.perf_counter()
                 metas = execute(plan.convert, cfg, run_id, output.files, staging)
                 for meta in _with_progress(metas, plan.convert.num_rows):
                     summary.add(meta)
                     report.add(meta)
                     summary.metadata_bytes += len(json.dumps(meta))
                     commits.add(meta)
+                summary.engine_stats(time.perf_counter() - converting)
+                for name, e in summary.engines.items():
+                    log.info("engine %s: %d segments in %d calls, batch fill %.2f, busy %.0f%% of the "
+                             "workers' time", name, e["segments"], e["calls"], e["batch_fill"],
+                             100 * e["busy_fraction"])  # fmt: skip
             # The last commit, with the deletions: only now has the run converted all it should.
             commits.flush(listed_uris=listing["uri"].combine_chunks(), deletes=bool(len(plan.deleted)))
         except BaseException as e:

@@ -106,6 +106,7 @@ class ObjectWorker:
 
     def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles, attempts: Any = None):
         self.convert = ObjectConverter(cfg_data, run_id, files)
+        self.convert.node = ray.get_runtime_context().get_node_id()  # the run's per-node counts
         self.attempts = attempts
 
     def __call__(self, batch: pa.Table) -> pa.Table:

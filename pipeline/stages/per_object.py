@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -22,12 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from unitok.actors.contract import EngineSetupError
 from unitok.actors.registry import engine_options
-from unitok.actors.routing import renditions
+from unitok.actors.routing import batch_size, renditions
 from unitok.connectors.objects import ObjectInfo, sha256_file
 from unitok.connectors.store import open_store
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.fingerprint import OFF, fingerprints
+from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR
 from unitok.pipeline.core.schemas import (
     CHUNKS_SCHEMA,
     DOCUMENTS_SCHEMA,
@@ -71,6 +74,7 @@ def _warning_kinds(warnings: list[str]) -> dict[str, int]:
 
 
 _EARLY = ("segments", "documents")  # the tables written while an object's chunks are made
+ENGINE_STATS = b"unitok.engine_stats"  # a page range's engine calls, in its result table's metadata
 
 # A PDF of at least this many pages is spread over a local pool's workers (below it, the part's fixed
 # cost, a fetch and a document open per part and the rows passed back, is not paid back).
@@ -130,6 +134,8 @@ class ObjectConverter:
         self._stage = "split"  # where this object's work is, for the error row of a failure
         self._failing = False  # writing a failed object's own error rows
         self._uri = ""
+        self._engine_stats: dict[str, list[float]] = {}  # this object's engine calls (see _engine_call)
+        self.node = socket.gethostname()  # a driver that knows its cluster's node ids sets this one
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.convert(obj)
@@ -148,6 +154,7 @@ class ObjectConverter:
 
     def _isolated(self, obj: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         self._stage, self._uri = "split", str(obj.get("uri") or "")
+        self._engine_stats = {}
         try:
             return work()
         except EngineSetupError:
@@ -215,10 +222,13 @@ class ObjectConverter:
         driver that spreads one object's pages over its workers hands the parts to `finish_pages`."""
         checkpoint("split.object")
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
+        self._engine_stats = {}
         try:
             store = open_store(self.cfg.source.uri, self.cfg.source.s3.model_dump())
             _, rows = self._split_and_convert(listed, store, range(*pages))
-            return rows_to_table(rows, RESULT_SCHEMA)
+            # The part's engine calls travel with its rows, to the worker that finishes the object.
+            stats = json.dumps(self._engine_stats).encode()
+            return rows_to_table(rows, RESULT_SCHEMA).replace_schema_metadata({ENGINE_STATS: stats})
         except EngineSetupError:
             raise
         except Exception as e:  # noqa: BLE001 - a whole-object error: finish_pages converts the object whole
@@ -237,7 +247,12 @@ class ObjectConverter:
     def _finish_parts(self, obj: dict[str, Any], parts: list[pa.Table]) -> dict[str, Any]:
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
         self._stage = "rows"
-        results = pa.concat_tables(parts)
+        for part in parts:
+            for name, figures in json.loads((part.schema.metadata or {}).get(ENGINE_STATS, b"{}")).items():
+                stats = self._engine_stats.setdefault(name, [0, 0, 0, 0.0])
+                for k, v in enumerate(figures):
+                    stats[k] += v
+        results = pa.concat_tables([part.replace_schema_metadata(None) for part in parts])
         versions = set(results["source_version"].to_pylist())
         whole_object_error = bool(pc.any(pc.less(results["segment_index"], 0)).as_py())
         if len(versions) != 1 or whole_object_error:
@@ -267,11 +282,25 @@ class ObjectConverter:
             for batch in engine_batches(self._splitting(segments, listed["uri"]), self.cfg):
                 self._stage = "engines"
                 fault("object.engines", listed["uri"])
+                t0 = time.perf_counter()
                 rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
+                self._engine_call(batch, time.perf_counter() - t0)
                 checkpoint("converted.batch")  # a test may kill the run here
                 self._stage = "split"
         self._stage = "rows"
         return listed, rows
+
+    def _engine_call(self, batch: list[Any], seconds: float) -> None:
+        """One engine call's figures for the run's engine stats: [segments, calls, configured capacity
+        (the batch size asked for these segments), seconds inside the call]."""
+        live = [seg for seg in batch if seg.status != STATUS_ERROR and seg.route != ROUTE_NONE]
+        if not live:
+            return
+        stats = self._engine_stats.setdefault(live[0].route, [0, 0, 0, 0.0])
+        stats[0] += len(live)
+        stats[1] += 1
+        stats[2] += batch_size(live[0], self.cfg)
+        stats[3] += seconds
 
     def _splitting(self, segments: Iterator[Any], uri: str) -> Iterator[Any]:
         self._stage = "split"
@@ -428,6 +457,10 @@ class ObjectConverter:
             "warnings": _warning_kinds(
                 docs["warnings"][0].as_py() if docs is not None and docs.num_rows else []
             ),
+            # For the run's engine and node stats.
+            "engines": {name: [round(v, 4) for v in st] for name, st in self._engine_stats.items()},
+            "node": self.node,
+            "worker": f"{self.node}:{os.getpid()}",
             "uri": listed["uri"],
             "action": action,
             "tables": replaces,

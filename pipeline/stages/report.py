@@ -90,6 +90,14 @@ class RunReport:
         ]
         for title, svg in plots:
             body.append(f'<section class="plot"><h2>{_e(title)}</h2>{svg}</section>')
+        engines = summary.get("engines") or {}
+        body.append("<h2>Engines</h2>")
+        body.append(_table(["engine", "segments", "calls", "batch fill", "busy fraction"],
+                           [(k, v["segments"], v["calls"], v["batch_fill"], v["busy_fraction"])
+                            for k, v in engines.items()]) if engines else "<p>None ran.</p>")  # fmt: skip
+        body.append("<h2>Segments by node</h2>")
+        nodes = summary.get("nodes") or {}
+        body.append(_table(["node", "segments"], sorted(nodes.items())) if nodes else "<p>None.</p>")
         failure_rows = [
             (f"{s} / {k}", v["count"], "<br>".join(_e(f"{x['uri']}" + (f" p.{x['page']}" if x["page"] else "")
              + f": {x['message']}") for x in v["examples"]))
