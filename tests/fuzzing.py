@@ -10,6 +10,7 @@ another format's body. Every case is reproducible from (seed, format, index)."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import random
 import shutil
 import sys
@@ -190,7 +191,7 @@ def run_cases(
 
 
 def default_seeds() -> dict[str, Path]:
-    corpus = Path(REPO.parent / "shared" / "corpus")
+    corpus = Path(os.environ.get("UNITOK_CORPUS", REPO.parent / "shared" / "corpus"))
     seeds = {
         "pdf": REPO / "sample" / "field-report.pdf",
         "scan": REPO / "sample" / "scanned-memo.pdf",

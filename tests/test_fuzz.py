@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+from conftest import REPO, sh
 from fuzzing import MUTATIONS, default_seeds, make_cases, mutate, run_cases
 
 if not shutil.which("ffmpeg"):
@@ -25,6 +26,9 @@ def test_mutations_are_reproducible_and_change_the_file():
 def test_mutated_files_of_every_format_end_as_documents_or_error_rows(tmp_path):
     per_format = int(os.environ.get("UNITOK_FUZZ_CASES", "5"))
     seeds = default_seeds()
+    if "wav" not in seeds:  # no corpus here: a recording of the sample talk's audio instead
+        seeds["wav"] = tmp_path / "talk.wav"
+        sh("ffmpeg", "-y", "-i", str(REPO / "sample" / "talk.mp4"), "-vn", "-t", "3", str(seeds["wav"]))
     assert {"pdf", "scan", "png", "mp4", "wav"} <= set(seeds)
     cases = make_cases(seeds, per_format, seed=1, folder=tmp_path)
     cfg = {"source": {"uri": str(tmp_path)}, "output": {"uri": str(tmp_path / "out")}}
