@@ -22,6 +22,7 @@ from unitok.connectors.store import open_store
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.extras import install_hint
 from unitok.pipeline.core.fingerprint import fingerprints
+from unitok.pipeline.core.records import add_engine_calls
 from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import OBJECTS_SCHEMA
 from unitok.pipeline.core.version import PIPELINE_VERSION
@@ -99,10 +100,7 @@ class RunSummary:
         self.documents += meta["documents"]
         self.chunks += meta["chunks"]
         self.bytes_written += meta["bytes"]
-        for engine, figures in meta.get("engines", {}).items():
-            calls = self._calls.setdefault(engine, [0, 0, 0, 0.0])
-            for k, v in enumerate(figures):
-                calls[k] += v
+        add_engine_calls(self._calls, meta.get("engines", {}))
         if meta.get("node") is not None:
             self.nodes[meta["node"]] = self.nodes.get(meta["node"], 0) + meta["segments"]
         if meta.get("worker"):

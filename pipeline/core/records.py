@@ -135,3 +135,12 @@ class Segment:
 
 
 _FIELDS = tuple(f.name for f in fields(Segment))
+
+
+def add_engine_calls(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
+    """Engine figures ([segments, calls, configured capacity, seconds in calls] per engine) summed into
+    `into`: a spread PDF's parts into its object, objects into a run."""
+    for name, figures in more.items():
+        total = into.setdefault(name, [0, 0, 0, 0.0])
+        for k, v in enumerate(figures):
+            total[k] += v

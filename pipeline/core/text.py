@@ -10,14 +10,22 @@ from typing import Any
 REPLACEMENT = "\ufffd"
 
 
+def _encodes(text: str) -> bool:
+    """Whether UTF-8 can encode the text (it holds no surrogate): the common case, checked cheaply."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def valid_unicode(text: str) -> tuple[str, int]:
     """(text with each surrogate pair joined into its character and each lone surrogate replaced by
     U+FFFD, how many were replaced). The common case, text that encodes, is returned as it is."""
-    try:
-        text.encode("utf-8")
+    if _encodes(text):
         return text, 0
-    except UnicodeEncodeError:
-        pass
     # UTF-16 with surrogatepass writes each code unit as it stands; decoding it again pairs the units that
     # form a character and marks the lone ones.
     fixed = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
@@ -27,13 +35,9 @@ def valid_unicode(text: str) -> tuple[str, int]:
 def join_surrogates(text: str) -> str:
     """Surrogate pairs joined into their characters; lone surrogates left for valid_unicode to replace and
     count where the text becomes a row. For text read one UTF-16 code unit at a time (pdfium)."""
-    if text.isascii():
+    if _encodes(text):
         return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 def replaced_warning(n: int) -> str:

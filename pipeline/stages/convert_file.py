@@ -18,7 +18,7 @@ from unitok.pipeline.core.testhooks import fault
 from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
-from unitok.pipeline.stages.doc_chunks import DocumentChunks, failed_stage
+from unitok.pipeline.stages.doc_chunks import DocumentChunks
 from unitok.pipeline.stages.work import file_batches
 
 # Bulky engine inputs never leave the process; everything else in a row is provenance or output.
@@ -103,14 +103,10 @@ def convert_file(
             docs, segments = assemble_documents(segments, errors, cfg.audio.heading_every_s)
             documents = docs.to_pylist()
             if chunking is not None and cfg.chunking.enabled:
-                try:
-                    fault("object.chunk", obj.uri)
-                    chunks = chunking.of_documents(docs, segments).to_pylist()
-                except EngineSetupError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - the document stands, as in a job
-                    stage = failed_stage(e)
-                    errors.append(object_error_row(obj.uri, obj.version or "", stage, e, run_id))
+                table, failure = chunking.of_documents_or_failure(docs, segments, obj.uri)
+                chunks = table.to_pylist() if table is not None else []
+                if failure is not None:  # the document stands, as in a job
+                    errors.append(object_error_row(obj.uri, obj.version or "", *failure, run_id))
         elif not errors:
             stage = "split"
             raise NoContentError("the file gave no content to convert (no pages, text or media found)")

@@ -16,11 +16,6 @@ CHUNK_SEGMENT_COLUMNS = ["doc_id", "segment_index", "markdown", "page_number", "
                          "spans"]  # fmt: skip
 
 
-def failed_stage(exc: BaseException) -> str:
-    """The stage of a failure raised by `DocumentChunks.of_documents`: embed or chunk."""
-    return getattr(exc, "unitok_stage", "chunk")
-
-
 class DocumentChunks:
     """The chunker and the embedder of one config, each loaded on first use and kept."""
 
@@ -57,6 +52,20 @@ class DocumentChunks:
                 for doc in docs.to_pylist()
             ]
         )
+
+    def of_documents_or_failure(
+        self, docs: pa.Table, segments: pa.Table, uri: str
+    ) -> tuple[pa.Table | None, tuple[str, Exception] | None]:
+        """of_documents, with a failure of this object's chunking or embedding handed back as (stage,
+        exception) rather than raised: the document stands, and the object is retried by the next run.
+        An embedder that cannot load still raises: every object would fail."""
+        try:
+            fault("object.chunk", uri)
+            return self.of_documents(docs, segments), None
+        except EngineSetupError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the caller's error row
+            return None, (getattr(e, "unitok_stage", "chunk"), e)
 
     @property
     def embedder(self) -> Any:

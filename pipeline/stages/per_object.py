@@ -30,7 +30,7 @@ from unitok.connectors.store import open_store
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.fingerprint import OFF, fingerprints
-from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR
+from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, add_engine_calls
 from unitok.pipeline.core.schemas import (
     CHUNKS_SCHEMA,
     DOCUMENTS_SCHEMA,
@@ -48,7 +48,7 @@ from unitok.pipeline.formats.split import fetch_error, split_file
 from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.convert_file import NoContentError, object_error_row
-from unitok.pipeline.stages.doc_chunks import DocumentChunks, failed_stage
+from unitok.pipeline.stages.doc_chunks import DocumentChunks
 from unitok.pipeline.stages.plan import (
     CONVERT,
     CRASHED,
@@ -248,10 +248,9 @@ class ObjectConverter:
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
         self._stage = "rows"
         for part in parts:
-            for name, figures in json.loads((part.schema.metadata or {}).get(ENGINE_STATS, b"{}")).items():
-                stats = self._engine_stats.setdefault(name, [0, 0, 0, 0.0])
-                for k, v in enumerate(figures):
-                    stats[k] += v
+            add_engine_calls(
+                self._engine_stats, json.loads((part.schema.metadata or {}).get(ENGINE_STATS, b"{}"))
+            )
         results = pa.concat_tables([part.replace_schema_metadata(None) for part in parts])
         versions = set(results["source_version"].to_pylist())
         whole_object_error = bool(pc.any(pc.less(results["segment_index"], 0)).as_py())
@@ -332,14 +331,11 @@ class ObjectConverter:
                 # and compresses without the GIL, on the core the chunker leaves idle.
                 with ThreadPoolExecutor(1) as writer:
                     early = {name: writer.submit(self._write, name, tables[name]) for name in _EARLY}
-                    try:
-                        fault("object.chunk", listed["uri"])
-                        tables["chunks"] = self.chunking.of_documents(docs, segments)
-                    except EngineSetupError:
-                        raise  # an embedder that cannot load stops the run: every object would fail
-                    except Exception as e:  # noqa: BLE001 - the document stands; the object is retried next run
-                        stage = failed_stage(e)
-                        extra_errors.append(self._error_row(listed, segments, stage, e))
+                    chunks, failure = self.chunking.of_documents_or_failure(docs, segments, listed["uri"])
+                    if chunks is not None:
+                        tables["chunks"] = chunks
+                    if failure is not None:
+                        extra_errors.append(self._error_row(listed, segments, *failure))
                     self._stage = "write"
                     written = {name: future.result() for name, future in early.items()}
             self._lap("chunk and embed")
