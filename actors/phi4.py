@@ -2,7 +2,11 @@
 
 One instance per replica (one replica per GPU by default). Pages, slides and images go in with the vision
 adapter, audio windows with the speech adapter, keyframe groups as several images in one prompt. Segments
-are grouped by adapter, sorted by expected prompt length, padded left and batched under a token budget.
+are batched only with segments of the same shape (adapter, instruction, image sizes or number of samples)
+under a token budget, so no prompt is ever padded: a segment's output depends on it and the config, not on
+what else shared its call (on the staged Ray plan a call holds pages of many objects). Same-size pages and
+same-length audio windows are one shape. Floating point: batched CPU matmuls give each row the same bits
+whatever the batch (tested); GPU kernels may not, which vLLM's batch-invariant mode covers.
 A generation that stops at max_new_tokens is flagged in the segment's warnings, never cut silently.
 """
 
@@ -120,6 +124,7 @@ class _Item:
     images: list  # PIL images
     audio: np.ndarray | None
     expected_tokens: int
+    shape: tuple  # items of one shape tokenize to the same length: batched together, never padded
 
 
 class Phi4Engine:
@@ -213,22 +218,26 @@ class Phi4Engine:
                 * (min(self.max_crops, math.ceil(img.width / 448) * math.ceil(img.height / 448)) + 1)
                 for img in images
             )
-        return _Item(index, seg, prompt, images, audio, expected)
+        shape = (
+            prompt.adapter,
+            prompt.render(seg),
+            len(audio) if audio is not None else tuple(img.size for img in images),
+        )
+        return _Item(index, seg, prompt, images, audio, expected, shape)
 
     def _batches(self, items: list[_Item]) -> list[list[_Item]]:
-        """Same adapter per batch; sorted by length so padding is small; (longest + new) x n under budget."""
+        """Items of one shape per batch (no padding); (length + new tokens) x n under the budget. Shapes
+        in a fixed order (adapter, then length), items in their order: the same batches for the same
+        input, whatever order the segments came in."""
+        shapes: dict[tuple, list[_Item]] = {}
+        for item in items:
+            shapes.setdefault(item.shape, []).append(item)
+        order = sorted(shapes, key=lambda k: (k[0], shapes[k][0].expected_tokens, repr(k)))
         out: list[list[_Item]] = []
-        for adapter in ("vision", "speech"):
-            group = sorted((i for i in items if i.prompt.adapter == adapter), key=lambda i: i.expected_tokens)
-            batch: list[_Item] = []
-            for item in group:
-                longest = max([b.expected_tokens for b in batch] + [item.expected_tokens])
-                if batch and (longest + self.max_new_tokens) * (len(batch) + 1) > self.token_budget:
-                    out.append(batch)
-                    batch = []
-                batch.append(item)
-            if batch:
-                out.append(batch)
+        for key in order:
+            group = shapes[key]
+            per_batch = max(1, self.token_budget // (group[0].expected_tokens + self.max_new_tokens))
+            out.extend(group[i : i + per_batch] for i in range(0, len(group), per_batch))
         return out
 
     def _generate(self, batch: list[_Item]) -> list[tuple[str, list[str]]]:

@@ -38,6 +38,11 @@ DOCUMENT_KINDS = frozenset({"section", "sheet", "table", "chapter", "message"})
 HEAVY_BATCH = 4
 
 
+# Engines that read pixels or sound, slow per segment: on Ray's staged plan their segments go to an engine
+# pool that batches them across objects; the others convert where they are split (see stages.staged).
+POOLED = frozenset({TESSERACT, WHISPER, PHI4, VLLM})
+
+
 def model_engine(cfg: JobConfig) -> str | None:
     """The multimodal model engine of this job (phi4 on transformers, or vllm), or None on CPU engines."""
     return cfg.engine.name if cfg.engine.uses_phi4 else None
@@ -75,6 +80,8 @@ def route(seg: Segment, cfg: JobConfig) -> str:
 
 def batch_size(seg: Segment, cfg: JobConfig) -> int:
     """How many segments like this one an engine takes at once (seg.route already set)."""
+    if seg.route in (PHI4, VLLM):
+        return cfg.engine.phi4.batch_size  # a GPU wants wide batches: its own setting
     size = cfg.runtime.engine_batch_size
     heavy = bool(seg.image_png or seg.frames_png) or seg.route in (TESSERACT, WHISPER)
     return min(size, HEAVY_BATCH) if heavy else size

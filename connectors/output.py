@@ -36,12 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from unitok.connectors.local import path_from_uri
-from unitok.connectors.table_files import TableFiles
+from unitok.connectors.table_files import STAGING_FOLDER, TableFiles
 from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.schemas import TABLES
 from unitok.pipeline.core.testhooks import checkpoint
 
-STAGING = "_staging"
+STAGING = STAGING_FOLDER
 TABLE_NAMES = tuple(TABLES)
 APP_ID = "unitok"
 STALE_STAGING_S = 24 * 3600  # staging of a run on another host, older than this, is removed

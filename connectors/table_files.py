@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 _clients: dict[tuple[int, str], Any] = {}
 
 
+STAGING_FOLDER = "_staging"  # per run: staged engine results (and a local output's driver files)
 _LONG_TEXT = {"markdown", "text", "message"}
 
 
@@ -133,9 +134,8 @@ class TableFiles:
     def _put(self, name: str, rel: str, part: pa.Table) -> int:
         codec = compression_codec(self.compression)
         if not self.remote:
-            folder = Path(self.table_uri(name))
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / rel
+            path = Path(self.table_uri(name)) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(part, path, compression=codec, write_statistics=_stat_columns(part.schema))
             return path.stat().st_size
         from unitok.connectors.s3 import _explain, split_s3_uri
@@ -150,24 +150,52 @@ class TableFiles:
             raise _explain(e, self.uri, endpoint or None) from None
         return buf.tell()
 
+    # -- an object's engine results between the staged plan's engine pools and its assembly ---------------
+    def stage(self, run_id: str, source_uri: str, first: int, rows: pa.Table) -> str:
+        """Result rows of some of an object's segments (`first`: the lowest segment index among them),
+        kept under `_staging/<run_id>/` beside the tables until the object is assembled; the path to
+        read them back by. A retried engine call overwrites its own file."""
+        rel = f"{run_id}/{object_key(source_uri)}-{first:08d}.parquet"
+        self._put(STAGING_FOLDER, rel, rows)
+        return rel
+
+    def read_staged(self, rels: list[str]) -> list[pa.Table]:
+        return [self._get(STAGING_FOLDER, rel) for rel in rels]
+
+    def drop_staged(self, run_id: str) -> None:
+        """A run's staged results, once it has ended (an S3 prefix; a local output's staging folder is the
+        run's own, removed with it)."""
+        if not self.remote:
+            return
+        from unitok.connectors.s3 import split_s3_uri
+
+        bucket, prefix = split_s3_uri(f"{self.table_uri(STAGING_FOLDER)}/{run_id}/")
+        client = self._client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+    def _get(self, name: str, rel: str) -> pa.Table:
+        if not self.remote:
+            return pq.read_table(Path(self.table_uri(name)) / rel)
+        from unitok.connectors.s3 import _explain, split_s3_uri
+
+        endpoint = self.s3_options.get("endpoint_url") or ""
+        bucket, key = split_s3_uri(f"{self.table_uri(name)}/{rel}")
+        try:
+            body = self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as e:  # noqa: BLE001 - one line that names the store
+            raise _explain(e, self.uri, endpoint or None) from None
+        return pq.read_table(io.BytesIO(body))
+
     def read(self, name: str, paths: list[str], source_uri: str, schema: pa.Schema) -> pa.Table:
         """One object's committed rows of a table, from the data files that hold them (paths relative to
         the table, as its add actions name them), in the table's schema: what a re-chunk or re-embed
         starts from, read by the worker, never the driver."""
         parts = []
         for rel in paths:
-            if self.remote:
-                from unitok.connectors.s3 import _explain, split_s3_uri
-
-                endpoint = self.s3_options.get("endpoint_url") or ""
-                bucket, key = split_s3_uri(f"{self.table_uri(name)}/{rel}")
-                try:
-                    body = self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
-                except Exception as e:  # noqa: BLE001 - one line that names the store
-                    raise _explain(e, self.uri, endpoint or None) from None
-                table = pq.read_table(io.BytesIO(body))
-            else:
-                table = pq.read_table(Path(self.table_uri(name)) / rel)
+            table = self._get(name, rel)
             parts.append(conform(table.filter(pc.equal(table["source_uri"], source_uri)), schema))
         return pa.concat_tables(parts) if parts else schema.empty_table()
 

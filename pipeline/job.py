@@ -83,7 +83,8 @@ class RunSummary:
     engines: dict[str, dict[str, float]] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)  # segments converted on each node
     _calls: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    _workers: set[str] = field(default_factory=set, repr=False)
+    _workers: set[str] = field(default_factory=set, repr=False)  # the workers that convert whole objects
+    _engine_workers: dict[str, set[str]] = field(default_factory=dict, repr=False)  # an engine's replicas
 
     def add(self, meta: dict[str, Any]) -> None:
         """Counts of one finished object (its metadata from stages.per_object)."""
@@ -101,18 +102,28 @@ class RunSummary:
         self.chunks += meta["chunks"]
         self.bytes_written += meta["bytes"]
         add_engine_calls(self._calls, meta.get("engines", {}))
-        if meta.get("node") is not None:
+        if meta.get("nodes") is not None:  # the staged plan: where each segment's engine ran
+            for node, n in meta["nodes"].items():
+                self.nodes[node] = self.nodes.get(node, 0) + n
+        elif meta.get("node") is not None:
             self.nodes[meta["node"]] = self.nodes.get(meta["node"], 0) + meta["segments"]
-        if meta.get("worker"):
+        if meta.get("engine_workers") is not None:
+            for name, workers in meta["engine_workers"].items():
+                self._engine_workers.setdefault(name, set()).update(workers)
+        elif meta.get("worker"):
             self._workers.add(meta["worker"])
 
     def engine_stats(self, converting_s: float) -> None:
         """The engines' figures, once the run has converted (converting_s: its seconds doing so)."""
-        worker_s = max(len(self._workers), 1) * max(converting_s, 1e-9)
+
+        def worker_s(name: str) -> float:  # the seconds of the workers that host this engine
+            workers = self._workers | self._engine_workers.get(name, set())
+            return max(len(workers), 1) * max(converting_s, 1e-9)
+
         self.engines = {
-            name: {"segments": int(segments), "calls": int(calls),
+            name: {"segments": int(segments), "calls": round(calls),
                    "batch_fill": round(segments / capacity, 3) if capacity else 0.0,
-                   "busy_fraction": round(min(busy / worker_s, 1.0), 3)}
+                   "busy_fraction": round(min(busy / worker_s(name), 1.0), 3)}
             for name, (segments, calls, capacity, busy) in sorted(self._calls.items())
         }  # fmt: skip
 

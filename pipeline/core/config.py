@@ -301,6 +301,13 @@ class Phi4Config(_Strict):
         default=1.0, ge=0, description="GPUs per replica; fractional shares a GPU; 0 on CPU."
     )
     always_model: bool = Field(default=False, description="Send text-layer PDF pages to the model too.")
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Segments per model call: on Ray's staged plan from many objects at once (vLLM keeps "
+        "them all in flight; transformers batches those of one shape).",
+    )
 
 
 class VllmConfig(_Strict):
@@ -433,6 +440,18 @@ class RuntimeConfig(_Strict):
     min_workers: int = Field(default=1, ge=1, description="Engine actor pool lower bound.")
     max_workers: int | None = Field(default=None, ge=1, description="Engine actor pool upper bound.")
     engine_batch_size: int = Field(default=16, ge=1, description="Segments per engine call.")
+    ray_plan: Literal["staged", "per_object"] = Field(
+        default="staged",
+        description="Ray's plan: staged (objects split on CPU workers, engine pools batching segments of "
+        "many objects, each object assembled once its segments are back) or per_object (one worker "
+        "converts a whole object: the earlier plan, kept for comparison).",
+    )
+    object_store_mib: int = Field(
+        default=2048,
+        ge=64,
+        description="Staged plan: the object-store memory Ray Data may fill with segments waiting for the "
+        "engines (rendered pages, audio); past it the splitters wait.",
+    )
     # Accepted so older configs validate; work now moves in engine batches (stages.work).
     segments_per_block: int = Field(default=32, ge=1, description="Ignored.")
     fail_on_error: bool = Field(

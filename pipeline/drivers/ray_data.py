@@ -9,6 +9,7 @@ folder output or source on a cluster of several machines is proven shared before
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from unitok.pipeline.core.redact import redact_uri
 from unitok.pipeline.core.workerenv import worker_env_vars
 from unitok.pipeline.drivers.cluster import ClusterLostError, cluster_address, joins_cluster
 from unitok.pipeline.stages.per_object import ObjectConverter
+from unitok.pipeline.stages.staged import CRASHES_TO_GIVE_UP
 
 log = logging.getLogger("unitok")
 
@@ -75,11 +77,6 @@ def _init_ray(cfg: JobConfig) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-# An object whose worker died this many times while converting it is recorded as crashed, not tried again.
-# Once is not enough: a node lost (a spot instance reclaimed) takes the objects it held with it.
-CRASHES_TO_GIVE_UP = 2
 
 
 class Attempts:
@@ -152,7 +149,17 @@ def _items(listing: pa.Table) -> list[dict[str, bytes]]:
 def execute_ray(
     listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
 ) -> Iterator[dict[str, Any]]:
-    """Each object's metadata as an actor finishes it (streamed: the driver commits as the run goes)."""
+    """Each object's metadata as the plan finishes it (streamed: the driver commits as the run goes): the
+    staged plan (runtime.ray_plan), or one worker per object."""
+    if cfg.runtime.ray_plan == "staged":
+        return execute_staged(listing, cfg, run_id, files, staging)
+    return execute_per_object(listing, cfg, run_id, files, staging)
+
+
+def execute_per_object(
+    listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+) -> Iterator[dict[str, Any]]:
+    """Each object's metadata as an actor finishes it."""
     import ray.data
 
     ours = ensure_ray(cfg)
@@ -222,9 +229,12 @@ _READER_DONE = threading.Event()  # the last run's dataset reader has ended
 _STOP = threading.Event()  # the driver stopped reading the last run's dataset
 
 
-def _watched(ds: Any, num_gpus: float, wait_s: float) -> Iterator[str]:
-    """The dataset's rows, read on a thread of their own, so that the driver can see a run that cannot go
-    on: Ray Data waits forever for an actor no node can host (the only worker node lost, none coming)."""
+def _watched(
+    ds: Any, num_gpus: float, wait_s: float, column: str | None = "meta", poll_s: float | None = None
+) -> Iterator[Any]:
+    """The dataset's rows (one column's values, or whole rows), read on a thread of their own, so that the
+    driver can see a run that cannot go on: Ray Data waits forever for an actor no node can host (the only
+    worker node lost, none coming). With poll_s, None is yielded every poll_s seconds without a row."""
     rows: queue.Queue[Any] = queue.Queue(maxsize=64)
     done = object()
 
@@ -237,7 +247,7 @@ def _watched(ds: Any, num_gpus: float, wait_s: float) -> Iterator[str]:
     def read() -> None:
         try:
             for row in ds.iter_rows():
-                put(row["meta"])
+                put(row[column] if column else row)
                 if _STOP.is_set():
                     return
             put(done)
@@ -250,10 +260,16 @@ def _watched(ds: Any, num_gpus: float, wait_s: float) -> Iterator[str]:
     _STOP.clear()
     threading.Thread(target=read, name="unitok-rows", daemon=True).start()
     stalled_since: float | None = None
+    checked = time.monotonic()
     while True:
         try:
-            item = rows.get(timeout=_POLL_S)
+            item = rows.get(timeout=poll_s or _POLL_S)
         except queue.Empty:
+            if poll_s:
+                yield None
+                if time.monotonic() - checked < _POLL_S:
+                    continue
+            checked = time.monotonic()
             if _can_host(num_gpus):
                 stalled_since = None
                 continue
@@ -336,3 +352,249 @@ def check_shared_paths(files: TableFiles, source_uri: str) -> None:
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the staged plan (stages.staged): split on CPU workers → an engine pool batching across objects →
+# each object assembled by a task once its segments are all staged ---------------------------------------
+
+# CPU shares are scheduling tokens, not limits. An engine replica asks most of a core; the stages that
+# feed it (split, at most one task per two CPUs) and finish after it (assembly) ask a tenth, so that one
+# replica per core still leaves them room on the smallest machine (2 CPUs: 1.6 for the replicas, 0.1 for
+# a splitter, 0.3 for assemblies). Ray Data's backpressure keeps the splitters' real use at their share of
+# the work: they wait while the engines' queue is full.
+ENGINE_CPU = 0.8
+LIGHT_CPU = 0.1
+_STAGED_POLL_S = 0.1  # how often the driver looks for finished assemblies while no row comes
+
+_per_process: dict[str, Any] = {}  # a worker process's Splitter or Assembler for the current run
+
+
+def _cached(kind: str, run_id: str, make: Any) -> Any:
+    key = f"{kind}:{run_id}"
+    if key not in _per_process:
+        for old in [k for k in _per_process if k.startswith(f"{kind}:")]:
+            del _per_process[old]  # an earlier run's, in a reused worker process
+        _per_process[key] = make()
+    return _per_process[key]
+
+
+def _split_objects(
+    batch: pa.Table, cfg_data: dict[str, Any], run_id: str, files: TableFiles, attempts: Any
+) -> Iterator[pa.Table]:
+    """Stage 1 as a Ray Data task: each listed object of the batch split into rows (stages.staged)."""
+    from unitok.pipeline.stages.staged import DONE, Splitter, _row, rows_table
+
+    node = ray.get_runtime_context().get_node_id()
+    splitter = _cached("split", run_id, lambda: Splitter(cfg_data, run_id, files, node))
+    for item in batch.column("objects").to_pylist():
+        for obj in pa.ipc.open_stream(item).read_all().to_pylist():
+            key = "object:" + obj["uri"]
+            crashes = ray.get(attempts.start.remote(key))
+            if crashes >= CRASHES_TO_GIVE_UP:
+                log.warning("%s: %d workers died splitting it; recorded as crashed", obj["uri"], crashes)
+                meta = splitter.convert.crashed(obj, f"{crashes} workers died converting this object (out "
+                                                     "of memory, or a native crash)")  # fmt: skip
+                yield rows_table([_row(obj["uri"], DONE, info=meta)])
+            else:
+                yield from splitter.split(obj)
+            attempts.finish.remote(key)
+
+
+class EngineWorker:
+    """Stage 2 as a Ray Data callable class: one engine replica (the model on a GPU, or the CPU engines)
+    taking batches of segments from many objects."""
+
+    def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles, attempts: Any):
+        from unitok.pipeline.stages.staged import EngineStage
+
+        node = ray.get_runtime_context().get_node_id()
+        self.stage = EngineStage(cfg_data, run_id, files, node, f"{node}:{os.getpid()}")
+        self.attempts = attempts
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from unitok.pipeline.stages.staged import rows_table
+
+        rows = batch.to_pylist()
+        del batch
+        return rows_table(self.stage(rows, self._start, self._finish))
+
+    def _start(self, key: str) -> int:
+        return ray.get(self.attempts.start.remote(key))
+
+    def _finish(self, key: str) -> None:
+        self.attempts.finish.remote(key)
+
+
+def _assemble(
+    cfg_data: dict[str, Any],
+    run_id: str,
+    files: TableFiles,
+    obj: dict[str, Any],
+    parts: list[dict[str, Any]],
+    failure: dict[str, str] | None,
+    crashed: str | None,
+) -> str:
+    """Stage 3 as a Ray task: the object's metadata (JSON), its tables written."""
+    from unitok.pipeline.stages.staged import Assembler
+
+    node = ray.get_runtime_context().get_node_id()
+    assembler = _cached("assemble", run_id, lambda: Assembler(cfg_data, run_id, files, node))
+    if crashed is not None:
+        return json.dumps(assembler.crashed(obj, crashed))
+    if failure is not None:
+        return json.dumps(assembler.failed(obj, failure))
+    return json.dumps(assembler(obj, parts))
+
+
+class _Pending:
+    """What the driver knows of an object in flight: metadata only (which staged files hold which of its
+    segments), never its rows."""
+
+    __slots__ = ("failure", "indices", "listed", "parts", "total")
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.indices: set[int] = set()
+        self.total = -1
+        self.listed: dict[str, Any] | None = None
+        self.failure: dict[str, str] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.listed is not None and (self.failure is not None or len(self.indices) >= self.total)
+
+
+def execute_staged(
+    listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
+) -> Iterator[dict[str, Any]]:
+    """Each object's metadata as its assembly finishes (streamed: the driver commits as the run goes)."""
+    import pickle
+
+    import ray.data
+    from unitok.actors.routing import HEAVY_BATCH
+    from unitok.pipeline.stages.staged import DONE, FAILED, PART
+
+    ours = ensure_ray(cfg)
+    if joins_cluster(cfg):
+        check_shared_paths(files, cfg.source.uri)
+    resources = ray.cluster_resources()
+    cpus = max(1, int(resources.get("CPU", 1)))
+    gpus = resources.get("GPU", 0)
+    num_gpus = 0.0
+    if cfg.engine.uses_phi4:
+        num_gpus = cfg.engine.phi4.num_gpus if gpus else 0.0
+        if not num_gpus:
+            log.warning("engine phi4: no GPU in the Ray cluster, replicas run on CPU (slow; for tests)")
+        pool = int(gpus / num_gpus) if num_gpus else 1
+        rows_per_call = cfg.engine.phi4.batch_size
+    else:
+        pool = cpus
+        rows_per_call = min(cfg.runtime.engine_batch_size, HEAVY_BATCH)
+    pool = max(1, min(cfg.runtime.max_workers or pool, pool))
+    min_pool = min(cfg.runtime.min_workers, pool)
+    initial = min_pool if joins_cluster(cfg) else pool
+    emb = cfg.embedding
+    assembly_gpus = emb.num_gpus if emb.enabled and emb.num_gpus and gpus else None
+
+    # Ray Data's budget (the driver's DataContext, put back after the run): the segments waiting for the
+    # engines (rendered pages, audio) fill at most object_store_mib of the object store, past which the
+    # splitters wait.
+    ctx = ray.data.DataContext.get_current()
+    saved_options = ctx.execution_options
+    options = copy.deepcopy(saved_options)
+    limit = cfg.runtime.object_store_mib << 20
+    options.resource_limits = options.resource_limits.copy(object_store_memory=limit)
+    ctx.execution_options = options
+
+    node = ray.get_runtime_context().get_node_id()
+    on_driver = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=True)
+    attempts = ray.remote(num_cpus=0)(Attempts).options(scheduling_strategy=on_driver).remote()
+    items = _items(listing)
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
+    cfg_data = cfg.model_dump()
+    common = {"cfg_data": cfg_data, "run_id": run_id, "files": files, "attempts": attempts}
+    ds = ds.map_batches(
+        _split_objects, fn_kwargs=common, batch_size=1, batch_format="pyarrow", num_cpus=LIGHT_CPU,
+        concurrency=max(1, cpus // 2),
+    )  # fmt: skip
+    ds = ds.map_batches(
+        EngineWorker,
+        fn_constructor_kwargs=common,
+        compute=ray.data.ActorPoolStrategy(min_size=min_pool, max_size=pool, initial_size=initial),
+        batch_size=rows_per_call,
+        batch_format="pyarrow",
+        num_cpus=ENGINE_CPU if not num_gpus else 1,
+        num_gpus=num_gpus or None,
+    )
+    assemble = ray.remote(_assemble).options(
+        num_cpus=LIGHT_CPU, num_gpus=assembly_gpus, max_retries=CRASHES_TO_GIVE_UP - 1
+    )
+    pending: dict[str, _Pending] = {}
+    finished: set[str] = set()
+    running: dict[Any, tuple[str, dict[str, Any]]] = {}  # assembly task → (uri, its listing)
+
+    def submit(uri: str, state: _Pending) -> None:
+        del pending[uri]
+        finished.add(uri)
+        ref = assemble.remote(cfg_data, run_id, files, state.listed, state.parts, state.failure, None)
+        running[ref] = (uri, state.listed or {})
+
+    def done(timeout: float) -> Iterator[dict[str, Any]]:
+        if not running:
+            return
+        ready, _ = ray.wait(list(running), num_returns=len(running), timeout=timeout)
+        for ref in ready:
+            uri, obj = running.pop(ref)
+            try:
+                yield json.loads(ray.get(ref))
+            except ray.exceptions.WorkerCrashedError:
+                log.warning("%s: %d workers died assembling it; recorded as crashed", uri, CRASHES_TO_GIVE_UP)
+                reason = f"{CRASHES_TO_GIVE_UP} workers died assembling this object (out of memory, or a native crash)"  # noqa: E501
+                again = (
+                    ray.remote(_assemble)
+                    .options(num_cpus=LIGHT_CPU)
+                    .remote(cfg_data, run_id, files, obj, [], None, reason)
+                )
+                running[again] = (uri, obj)
+
+    stopped = True
+    try:
+        for row in _watched(ds, num_gpus, cfg.runtime.node_wait_s, column=None, poll_s=_STAGED_POLL_S):
+            if row is not None:
+                uri, kind = row["uri"], row["kind"]
+                if uri in finished:
+                    continue  # a retried stage's late copy
+                if kind == DONE:
+                    finished.add(uri)
+                    pending.pop(uri, None)
+                    yield json.loads(row["info"])
+                    continue
+                state = pending.setdefault(uri, _Pending())
+                if kind == PART:
+                    info = json.loads(row["info"])
+                    if not state.indices.issuperset(info["indices"]):
+                        state.parts.append(info)
+                        state.indices.update(info["indices"])
+                elif kind == FAILED and state.failure is None:
+                    state.failure = json.loads(row["info"])
+                if row["total"] >= 0 or (kind == FAILED and row["listed"] is not None):
+                    state.total = max(state.total, row["total"])
+                    state.listed = pickle.loads(row["listed"])
+                if state.ready:
+                    submit(uri, state)
+            yield from done(0)
+        while running:
+            yield from done(_POLL_S)
+        if pending:  # cannot happen unless a stage lost rows: say so rather than commit less quietly
+            lost = next(iter(pending))
+            raise RuntimeError(f"the staged plan lost track of {len(pending)} objects, e.g. {lost}")
+        stopped = False
+    finally:
+        ctx.execution_options = saved_options
+        ray.kill(attempts)
+        with contextlib.suppress(Exception):
+            files.drop_staged(run_id)
+        if stopped and ours:
+            _STOP.set()
+            ray.shutdown()
+            _READER_DONE.wait(timeout=30)

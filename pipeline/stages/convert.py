@@ -63,10 +63,16 @@ class EnginePool:
 
 
 def convert_segments(
-    segments: list[Segment], engines: EnginePool, run_id: str, pipeline_version: str
+    segments: list[Segment],
+    engines: EnginePool,
+    run_id: str,
+    pipeline_version: str,
+    across_objects: bool = False,
 ) -> list[dict[str, Any]]:
     """Result rows in the order of `segments`. Segments are grouped back into their engine batches (by
-    object and batch number), so a driver that hands over several batches at once changes nothing."""
+    object and batch number), so a driver that hands over several batches at once changes nothing;
+    across_objects: one call per engine and batch number, whatever objects the segments come from (the
+    staged plan's engine pools)."""
     rows: list[dict[str, Any] | None] = [None] * len(segments)
     batches: dict[tuple[str, int, str], list[int]] = {}
     for i, seg in enumerate(segments):
@@ -77,7 +83,7 @@ def convert_segments(
             row.update(markdown="", engine=ROUTE_NONE)
             rows[i] = row
         else:
-            batches.setdefault((seg.doc_id, seg.batch, seg.route), []).append(i)
+            batches.setdefault(("" if across_objects else seg.doc_id, seg.batch, seg.route), []).append(i)
     for (_, _, name), idxs in batches.items():
         try:
             engine = engines.get(name)

@@ -51,7 +51,8 @@ def object_error_row(uri: str, version: str, stage: str, exc: Exception, run_id:
         "segment_index": -1,
         "page_number": None,
         "stage": stage,
-        "error_type": type(exc).__name__,
+        # An exception carried from another process by name (stages.staged) keeps its own.
+        "error_type": getattr(exc, "type_name", None) or type(exc).__name__,
         "message": str(exc)[:2000],
         "run_id": run_id,
         "at": datetime.now(UTC),

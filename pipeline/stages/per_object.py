@@ -140,6 +140,34 @@ class ObjectConverter:
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.convert(obj)
 
+    @property
+    def worker(self) -> str:
+        return f"{self.node}:{os.getpid()}"
+
+    def finish_staged(
+        self, obj: dict[str, Any], results: Callable[[], pa.Table], engine_stats: dict[str, list[float]]
+    ) -> dict[str, Any]:
+        """The object from its segments' results converted elsewhere (the staged plan's engine pools), as
+        `convert` completes it; `results` reads them (a failure to is the object's error row)."""
+        self._t0 = self._lap_at = time.perf_counter()
+        self._timings = {}
+
+        def work() -> dict[str, Any]:
+            self._engine_stats = engine_stats
+            self._stage = "rows"
+            fault("object.rows", str(obj["uri"]))
+            listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
+            return self._complete(listed, results())
+
+        return self._isolated(obj, work)
+
+    def failed_in(self, obj: dict[str, Any], stage: str, exc: Exception) -> dict[str, Any]:
+        """The rows of an object whose work failed in `stage` elsewhere (another process of the plan)."""
+        self._t0 = self._lap_at = time.perf_counter()
+        self._timings = {}
+        self._stage = stage
+        return self._failed_object({k: obj.get(k) for k in LISTING_SCHEMA.names}, exc)
+
     def convert(self, obj: dict[str, Any]) -> dict[str, Any]:
         """{"uri", "action" (what was done: convert, rechunk, embed, refresh), "tables" (those whose
         files of this object the commit replaces), "files": {table: [add-action fields]}, "segments",
@@ -456,7 +484,7 @@ class ObjectConverter:
             # For the run's engine and node stats.
             "engines": {name: [round(v, 4) for v in st] for name, st in self._engine_stats.items()},
             "node": self.node,
-            "worker": f"{self.node}:{os.getpid()}",
+            "worker": self.worker,
             "uri": listed["uri"],
             "action": action,
             "tables": replaces,
