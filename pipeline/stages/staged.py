@@ -184,9 +184,11 @@ class Splitter:
 
     def _inline(self, batch: list[Segment]) -> list[dict[str, Any]]:
         self.convert._stage = "engines"
+        fault("object.engines", batch[0].source_uri)
         t0 = time.perf_counter()
         rows = convert_segments(batch, self.convert.engines, self.run_id, PIPELINE_VERSION)
         self.convert._engine_call(batch, time.perf_counter() - t0)
+        checkpoint("converted.batch")  # a test may hold or kill the run here
         self.convert._stage = "split"
         return rows
 
@@ -295,6 +297,7 @@ class EngineStage:
         t0 = time.perf_counter()
         rows = convert_segments(call, self.engines, self.run_id, PIPELINE_VERSION, across_objects=True)
         seconds = time.perf_counter() - t0
+        checkpoint("converted.batch")
         live = [s for s in call if s.status != STATUS_ERROR and s.route != ROUTE_NONE]
         n = len(live) or 1
         capacity = batch_size(call[0], self.cfg)
