@@ -24,7 +24,7 @@ COMPILE = $(BIN)/python -m compileall -q api pipeline actors connectors
 export RAY_AUTH_MODE ?= disabled
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: install demo demo-s3 test lint lock bench fuzz soak clean
+.PHONY: install demo demo-s3 test lint lock bench bench-gpu fuzz soak clean
 
 install: $(FULL)
 
@@ -103,6 +103,17 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_serve.py --pdf sample/scanned-memo.pdf --requests 48
 	$(BIN)/python bench/bench_documents.py
 	$(BIN)/python bench/bench_libraries.py
+
+# The whole Ray plan on one GPU machine (no network needed): scanned pages and recordings through the
+# staged plan with the full-size Phi-4-multimodal on random weights (checkpoint written once to /tmp, about
+# 9 GB); pages/s, audio real-time factor, GPU use as JSON in out/bench-gpu.json. Under 9 minutes on an H100.
+# BENCH_GPU_ARGS="--compare --pages 32 --recordings 4" adds the per-object plan; "--tiny --device cpu"
+# checks the script on a CPU machine (docs/benchmarks.md).
+BENCH_GPU_ARGS ?=
+bench-gpu: $(FULL)
+	mkdir -p out
+	$(BIN)/python bench/bench_gpu_pipeline.py --corpus "$${UNITOK_CORPUS:-$(CORPUS)}" --out out/bench-gpu.json \
+	  $(BENCH_GPU_ARGS)
 
 clean:
 	rm -rf out .pytest_cache
