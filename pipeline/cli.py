@@ -182,15 +182,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from unitok.connectors.local import SourceNotFound
     from unitok.pipeline.job import run_job
 
+    # Stdout is the summary's alone: whatever else prints there during the run or after it (Ray's lines
+    # about its workers come from a thread, even at exit; a library's prints) goes to stderr, so that
+    # `--json` is one JSON object.
+    summary_out = sys.stdout
+    sys.stdout = sys.stderr
     try:
         summary = run_job(cfg, raw, allow_mass_delete=args.allow_mass_delete)
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
     summary.errors_command = f"unitok errors {args.config}" if summary.error_rows else None
     if args.json:
-        print(json.dumps(summary.as_dict(), default=str))
+        print(json.dumps(summary.as_dict(), default=str), file=summary_out, flush=True)
     else:
-        print(format_summary(summary))
+        print(format_summary(summary), file=summary_out, flush=True)
     if summary.failures and (args.fail_on_error or cfg.runtime.fail_on_error):
         return EXIT_FAILED
     return EXIT_OK

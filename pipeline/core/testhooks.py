@@ -59,14 +59,15 @@ class InjectedFault(RuntimeError):
     """A failure a test asked for at a named point (UNITOK_FAIL_AT)."""
 
 
-def fault(point: str, subject: str = "") -> None:
+def fault(point: str, subject: str = "", fail: bool = True, kill: bool = True) -> None:
     """Raise InjectedFault where UNITOK_FAIL_AT names this point, as `point` (every arrival) or
     `point@text` (only where `subject`, e.g. an object's URI, contains text); comma-separated. Lets a test
     fail one object at one stage of its work and check that the rest of the run goes on. UNITOK_KILL_AT,
-    the same way, kills the process there with SIGKILL."""
-    if _wanted("UNITOK_FAIL_AT", point, subject):
+    the same way, kills the process there with SIGKILL. `fail`/`kill` off: a place that only raises (or
+    only dies) for this point."""
+    if fail and _wanted("UNITOK_FAIL_AT", point, subject):
         raise InjectedFault(f"injected at {point}")
-    if _wanted("UNITOK_KILL_AT", point, subject):  # a worker dying as the OOM killer ends it
+    if kill and _wanted("UNITOK_KILL_AT", point, subject):  # a worker dying as the OOM killer ends it
         os.kill(os.getpid(), signal.SIGKILL)
 
 

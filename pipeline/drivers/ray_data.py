@@ -491,20 +491,27 @@ def execute_staged(
         pool = cpus
         rows_per_call = min(cfg.runtime.engine_batch_size, HEAVY_BATCH)
     pool = max(1, min(cfg.runtime.max_workers or pool, pool))
-    min_pool = min(cfg.runtime.min_workers, pool)
-    initial = min_pool if joins_cluster(cfg) else pool
+    # On the embedded local Ray the machine is ours: the whole pool, kept (an idle replica scaled away
+    # while the splitter renders a long object's first pages is not there when they come). On a shared
+    # cluster start small and grow.
+    min_pool = min(cfg.runtime.min_workers, pool) if joins_cluster(cfg) else pool
+    initial = min_pool
     emb = cfg.embedding
     assembly_gpus = emb.num_gpus if emb.enabled and emb.num_gpus and gpus else None
 
     # Ray Data's budget (the driver's DataContext, put back after the run): the segments waiting for the
     # engines (rendered pages, audio) fill at most object_store_mib of the object store, past which the
     # splitters wait.
+    # Every row a splitter yields is a block of its own: Ray Data would otherwise gather a task's rows
+    # into blocks of up to 128 MiB, so that a long object's pages reached one replica, all at once, after
+    # the whole object was rendered.
     ctx = ray.data.DataContext.get_current()
-    saved_options = ctx.execution_options
+    saved_options, saved_block = ctx.execution_options, ctx.target_max_block_size
     options = copy.deepcopy(saved_options)
     limit = cfg.runtime.object_store_mib << 20
     options.resource_limits = options.resource_limits.copy(object_store_memory=limit)
     ctx.execution_options = options
+    ctx.target_max_block_size = 1
 
     node = ray.get_runtime_context().get_node_id()
     on_driver = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=True)
@@ -515,12 +522,16 @@ def execute_staged(
     common = {"cfg_data": cfg_data, "run_id": run_id, "files": files, "attempts": attempts}
     ds = ds.map_batches(
         _split_objects, fn_kwargs=common, batch_size=1, batch_format="pyarrow", num_cpus=LIGHT_CPU,
-        concurrency=max(1, cpus // 2),
+        compute=ray.data.TaskPoolStrategy(size=max(1, cpus // 2)),
     )  # fmt: skip
     ds = ds.map_batches(
         EngineWorker,
         fn_constructor_kwargs=common,
-        compute=ray.data.ActorPoolStrategy(min_size=min_pool, max_size=pool, initial_size=initial),
+        # A replica holds the batch it converts and the next (its inputs fetched while it works); more
+        # would let the first replica up take a long object's pages before the others start.
+        compute=ray.data.ActorPoolStrategy(
+            min_size=min_pool, max_size=pool, initial_size=initial, max_tasks_in_flight_per_actor=2
+        ),
         batch_size=rows_per_call,
         batch_format="pyarrow",
         num_cpus=ENGINE_CPU if not num_gpus else 1,
@@ -590,7 +601,7 @@ def execute_staged(
             raise RuntimeError(f"the staged plan lost track of {len(pending)} objects, e.g. {lost}")
         stopped = False
     finally:
-        ctx.execution_options = saved_options
+        ctx.execution_options, ctx.target_max_block_size = saved_options, saved_block
         ray.kill(attempts)
         with contextlib.suppress(Exception):
             files.drop_staged(run_id)

@@ -226,7 +226,7 @@ class EngineStage:
                 continue
             if r["uri"] not in failed:
                 try:
-                    fault("object.engines", r["uri"])
+                    fault("object.engines", r["uri"], kill=False)  # a kill comes inside the guarded call
                 except Exception as e:  # noqa: BLE001 - that object's failure; its other segments are dropped
                     failed.add(r["uri"])
                     out.append(_row(r["uri"], FAILED, info=_failure_info("engines", e)))
@@ -294,6 +294,7 @@ class EngineStage:
     def _timed(self, call: list[Segment]) -> Iterator[tuple[Segment, dict[str, Any], list[float] | None]]:
         for seg in call:
             seg.batch = 0
+            fault("object.engines", seg.source_uri, fail=False)
         t0 = time.perf_counter()
         rows = convert_segments(call, self.engines, self.run_id, PIPELINE_VERSION, across_objects=True)
         seconds = time.perf_counter() - t0
