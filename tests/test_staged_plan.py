@@ -36,8 +36,8 @@ def scans(
             img = Image.new("RGB", size, "white")
             draw = ImageDraw.Draw(img)
             for ln in range(lines):
-                draw.text((30, 20 + (p % 5) * 8 + ln * 14), f"Invoice {i} page {p + 1} line {ln} total "
-                          f"{7 * i + p + ln} shipped to warehouse {ln * 3 + p} on time", fill="black")  # fmt: skip
+                words = f"Invoice {i} page {p + 1} line {ln} total {7 * i + p + ln} shipped to bay {ln * 3 + p}"
+                draw.text((30, 20 + (p % 5) * 8 + ln * 14), words, fill="black")
             images.append(img)
         path = folder / f"{stem}-{i:02d}.pdf"
         images[0].save(path, "PDF", resolution=72.0, save_all=True, append_images=images[1:])
