@@ -36,7 +36,7 @@ def scans(
             img = Image.new("RGB", size, "white")
             draw = ImageDraw.Draw(img)
             for ln in range(lines):
-                words = f"Invoice {i} page {p + 1} line {ln} total {7 * i + p + ln} shipped to bay {ln * 3 + p}"
+                words = f"Invoice {i} page {p + 1} line {ln} total {7 * i + p + ln} to bay {ln * 3 + p}"
                 draw.text((30, 20 + (p % 5) * 8 + ln * 14), words, fill="black")
             images.append(img)
         path = folder / f"{stem}-{i:02d}.pdf"
