@@ -50,6 +50,7 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
             "max_model_len": vllm.max_model_len,
             "max_images_per_prompt": vllm.max_images_per_prompt,
             "gpu_memory_utilization": vllm.gpu_memory_utilization,
+            "batch_invariant": vllm.batch_invariant,
         },
     }
 

@@ -4,10 +4,17 @@ vLLM serves Phi-4-multimodal as the original remote-code checkpoint (Phi4MMForCa
 adapters enabled per request ("vision" or "speech", model card: --enable-lora --max-lora-rank 320).
 vLLM wheels are CUDA builds: the `vllm` extra installs only on GPU machines, so vllm is imported here,
 lazily, and nowhere else.
+
+On Ray's staged plan one call holds segments of many objects, all in flight at once (vLLM's continuous
+batching). Batch invariance (VLLM_BATCH_INVARIANT=1, on by default: engine.vllm.batch_invariant) makes a
+segment's output independent of what else was in flight; vLLM's documentation lists it for NVIDIA GPUs of
+compute capability 8.0 and up (A100, H100, H200, B200), and on others a replica says it cannot be sure.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from unitok.actors.contract import EngineOutput
@@ -15,6 +22,7 @@ from unitok.actors.phi4 import AUDIO_RATE, chat_prompt, clean_output, cut_warnin
 from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "vllm"
+log = logging.getLogger("unitok.vllm")
 
 
 class VllmPhi4Engine:
@@ -27,7 +35,16 @@ class VllmPhi4Engine:
         max_model_len: int = 32_768,
         max_images_per_prompt: int = 8,
         gpu_memory_utilization: float = 0.85,
+        batch_invariant: bool = True,
     ):
+        if batch_invariant:
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"  # read when vllm is imported: set first
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0):
+                log.warning("vllm: batch invariance needs compute capability 8.0 or more; this GPU has "
+                            "%d.%d: a segment's text may depend on what shared its batch",
+                            *torch.cuda.get_device_capability())  # fmt: skip
         from vllm import LLM, SamplingParams
         from vllm.lora.request import LoRARequest
 

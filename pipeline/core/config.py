@@ -316,6 +316,11 @@ class VllmConfig(_Strict):
     gpu_memory_utilization: float = Field(
         default=0.85, gt=0, le=1, description="Share of GPU memory vLLM takes."
     )
+    batch_invariant: bool = Field(
+        default=True,
+        description="VLLM_BATCH_INVARIANT=1: a segment's text does not depend on what else was in flight "
+        "(GPUs of compute capability 8.0 and up).",
+    )
 
 
 class EngineConfig(_Strict):
