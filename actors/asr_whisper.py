@@ -13,7 +13,8 @@ window alone heard a 6 s German tail as Thai (p 0.58). Each window's evidence (W
 probabilities over the speech VAD finds in it) is summed, weighted by seconds of speech, in window order
 until the answer is confident, and every later window is transcribed in it. Window i's language depends
 only on windows 0..i, so it is the same whatever the engine batches: every driver feeds an object's
-batches in order to one engine (stages.per_object, stages.convert_file); the splitter streams windows,
+batches in order to one engine (stages.per_object, stages.convert_file; Ray's staged plan converts such a
+recording whole where it is split, stages.staged); the splitter streams windows,
 so a window is never judged by later ones. An uncertain answer is a warning that names the language and
 its probability.
 """
