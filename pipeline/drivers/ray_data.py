@@ -425,54 +425,26 @@ class EngineWorker:
         self.attempts.finish.remote(key)
 
 
-def _assemble(
-    cfg_data: dict[str, Any],
-    run_id: str,
-    files: TableFiles,
-    obj: dict[str, Any],
-    parts: list[dict[str, Any]],
-    failure: dict[str, str] | None,
-    crashed: str | None,
-) -> str:
-    """Stage 3 as a Ray task: the object's metadata (JSON), its tables written."""
+def _assemble(cfg_data: dict[str, Any], run_id: str, files: TableFiles, got: Any, crashed: str | None) -> str:
+    """Stage 3 as a Ray task: the object's metadata (JSON), its tables written. got: what the driver
+    collected of it (stages.staged.Collected), or with `crashed` the listing row of an object whose
+    assembly killed its workers."""
     from unitok.pipeline.stages.staged import Assembler
 
     node = ray.get_runtime_context().get_node_id()
     assembler = _cached("assemble", run_id, lambda: Assembler(cfg_data, run_id, files, node))
     if crashed is not None:
-        return json.dumps(assembler.crashed(obj, crashed))
-    if failure is not None:
-        return json.dumps(assembler.failed(obj, failure))
-    return json.dumps(assembler(obj, parts))
-
-
-class _Pending:
-    """What the driver knows of an object in flight: metadata only (which staged files hold which of its
-    segments), never its rows."""
-
-    __slots__ = ("failure", "indices", "listed", "parts", "total")
-
-    def __init__(self) -> None:
-        self.parts: list[dict[str, Any]] = []
-        self.indices: set[int] = set()
-        self.total = -1
-        self.listed: dict[str, Any] | None = None
-        self.failure: dict[str, str] | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.listed is not None and (self.failure is not None or len(self.indices) >= self.total)
+        return json.dumps(assembler.crashed(got, crashed))
+    return json.dumps(assembler.finish(got))
 
 
 def execute_staged(
     listing: pa.Table, cfg: JobConfig, run_id: str, files: TableFiles, staging: Path
 ) -> Iterator[dict[str, Any]]:
     """Each object's metadata as its assembly finishes (streamed: the driver commits as the run goes)."""
-    import pickle
-
     import ray.data
     from unitok.actors.routing import HEAVY_BATCH
-    from unitok.pipeline.stages.staged import DONE, FAILED, PART
+    from unitok.pipeline.stages.staged import Collected
 
     ours = ensure_ray(cfg)
     if joins_cluster(cfg):
@@ -540,15 +512,15 @@ def execute_staged(
     assemble = ray.remote(_assemble).options(
         num_cpus=LIGHT_CPU, num_gpus=assembly_gpus, max_retries=CRASHES_TO_GIVE_UP - 1
     )
-    pending: dict[str, _Pending] = {}
+    pending: dict[str, Collected] = {}
     finished: set[str] = set()
     running: dict[Any, tuple[str, dict[str, Any]]] = {}  # assembly task → (uri, its listing)
 
-    def submit(uri: str, state: _Pending) -> None:
+    def submit(uri: str, got: Collected) -> None:
         del pending[uri]
         finished.add(uri)
-        ref = assemble.remote(cfg_data, run_id, files, state.listed, state.parts, state.failure, None)
-        running[ref] = (uri, state.listed or {})
+        ref = assemble.remote(cfg_data, run_id, files, got, None)
+        running[ref] = (uri, got.listed or {})
 
     def done(timeout: float) -> Iterator[dict[str, Any]]:
         if not running:
@@ -564,35 +536,22 @@ def execute_staged(
                 again = (
                     ray.remote(_assemble)
                     .options(num_cpus=LIGHT_CPU)
-                    .remote(cfg_data, run_id, files, obj, [], None, reason)
+                    .remote(cfg_data, run_id, files, obj, reason)
                 )
                 running[again] = (uri, obj)
 
     stopped = True
     try:
         for row in _watched(ds, num_gpus, cfg.runtime.node_wait_s, column=None, poll_s=_STAGED_POLL_S):
-            if row is not None:
-                uri, kind = row["uri"], row["kind"]
-                if uri in finished:
-                    continue  # a retried stage's late copy
-                if kind == DONE:
-                    finished.add(uri)
-                    pending.pop(uri, None)
-                    yield json.loads(row["info"])
-                    continue
-                state = pending.setdefault(uri, _Pending())
-                if kind == PART:
-                    info = json.loads(row["info"])
-                    if not state.indices.issuperset(info["indices"]):
-                        state.parts.append(info)
-                        state.indices.update(info["indices"])
-                elif kind == FAILED and state.failure is None:
-                    state.failure = json.loads(row["info"])
-                if row["total"] >= 0 or (kind == FAILED and row["listed"] is not None):
-                    state.total = max(state.total, row["total"])
-                    state.listed = pickle.loads(row["listed"])
-                if state.ready:
-                    submit(uri, state)
+            if row is not None and row["uri"] not in finished:  # else: a retried stage's late copy
+                got = pending.setdefault(row["uri"], Collected())
+                got.add(row)
+                if got.done is not None:  # converted whole where it was split
+                    del pending[row["uri"]]
+                    finished.add(row["uri"])
+                    yield got.done
+                elif got.ready:
+                    submit(row["uri"], got)
             yield from done(0)
         while running:
             yield from done(_POLL_S)

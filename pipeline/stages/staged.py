@@ -312,6 +312,44 @@ class EngineStage:
 CRASHES_TO_GIVE_UP = 2
 
 
+class Collected:
+    """What is known of an object in flight, from its rows after the engine pool: metadata only (which
+    staged files hold which of its segments), never its rows. A retried stage's second copy of a row adds
+    nothing."""
+
+    __slots__ = ("done", "failure", "indices", "listed", "parts", "total")
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.indices: set[int] = set()
+        self.total = -1
+        self.listed: dict[str, Any] | None = None
+        self.failure: dict[str, str] | None = None
+        self.done: dict[str, Any] | None = None  # the metadata of an object converted whole
+
+    def add(self, row: dict[str, Any]) -> None:
+        kind = row["kind"]
+        if kind == DONE:
+            self.done = json.loads(row["info"])
+        elif kind == PART:
+            info = json.loads(row["info"])
+            if not self.indices.issuperset(info["indices"]):
+                self.parts.append(info)
+                self.indices.update(info["indices"])
+        elif kind == FAILED and self.failure is None:
+            self.failure = json.loads(row["info"])
+        if row["listed"] is not None:
+            self.total = max(self.total, row["total"])
+            self.listed = pickle.loads(row["listed"])
+
+    @property
+    def ready(self) -> bool:
+        """Whether the object can be finished: converted whole, failed, or every segment staged."""
+        return self.done is not None or (
+            self.listed is not None and (self.failure is not None or len(self.indices) >= self.total)
+        )
+
+
 class Assembler:
     """Stage 3: an object from its staged results, as stages.per_object completes it."""
 
@@ -345,6 +383,15 @@ class Assembler:
         seen: set[int] = set()
         keep = [not (i in seen or seen.add(i)) for i in indices]  # type: ignore[func-returns-value]
         return results.filter(pa.array(keep)).sort_by("segment_index") if results.num_rows else results
+
+    def finish(self, got: Collected) -> dict[str, Any]:
+        """The object's metadata, whichever way it ended (see Collected.ready)."""
+        if got.done is not None:
+            return got.done
+        assert got.listed is not None
+        if got.failure is not None:
+            return self.failed(got.listed, got.failure)
+        return self(got.listed, got.parts)
 
     def failed(self, obj: dict[str, Any], failure: dict[str, str]) -> dict[str, Any]:
         exc = StageFailure(failure["type"], failure["message"])
