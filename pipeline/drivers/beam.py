@@ -1,5 +1,8 @@
-"""The Apache Beam driver: listed objects → a ParDo converting whole objects (stages.per_object: split,
-engines, document, chunks, data files written where the tables live) → each object's file metadata.
+"""The Apache Beam driver: the staged plan's stages (stages.staged) as Beam transforms. Listed objects →
+split (a ParDo; text converted where it is split) → the segments for the slow engines in BatchElements
+batches across objects → one engine call per batch (a ParDo), each object's results staged beside the
+tables → grouped by object (GroupByKey: a Beam run commits once it is done, so waiting for the whole
+input costs nothing) → each object assembled → its file metadata.
 
 The driver process lists, plans and commits (pipeline.job), as for every executor; the pipeline does the
 work in between, from the same stage functions as the local and Ray drivers. Workers write the tables'
@@ -24,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import ConfigError, JobConfig
-from unitok.pipeline.stages.per_object import ObjectConverter
+from unitok.pipeline.stages.staged import SEGMENT, Assembler, Collected, EngineStage, Splitter
 
 log = logging.getLogger("unitok")
 
@@ -158,23 +161,81 @@ def _runner(cfg: JobConfig, options: PipelineOptions) -> Any:
     return LocalRunner(provision_info=info)
 
 
-_lock = threading.Lock()
-_converters: dict[str, ObjectConverter] = {}  # this worker process's one converter, by run
+# One of each stage per worker process and run (engines loaded on first use, as in a Ray actor), shared
+# by the DoFn instances a runner may run in threads, one element at a time (OCR and Whisper handles are
+# not thread-safe). A lock each: a fused bundle runs a split's yielded segment through the engine stage
+# on the same thread while the split holds its lock.
+_locks = {name: threading.Lock() for name in ("split", "engines", "assemble")}
+_stages: dict[str, Any] = {}
 
 
-class ConvertObjects(beam.DoFn):
-    """stages.per_object in a Beam worker: one ObjectConverter per worker process (engines loaded on first
-    use, as in a Ray actor), shared by the DoFn instances a runner may run in threads, one object at a
-    time (OCR and Whisper handles are not thread-safe). Yields each object's metadata as JSON."""
+def _stage(name: str, run_id: str, make: Any) -> Any:
+    key = f"{name}:{run_id}"
+    if key not in _stages:
+        for old in [k for k in _stages if k.startswith(f"{name}:")]:
+            del _stages[old]
+        _stages[key] = make()
+    return _stages[key]
+
+
+def _node() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+class SplitObjects(beam.DoFn):
+    """Stage 1: a listed object → its rows; the segments for a pooled engine to the `segments` output."""
 
     def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles):
         self.cfg_data, self.run_id, self.files = cfg_data, run_id, files
 
-    def process(self, obj: dict[str, Any]) -> Iterator[str]:
-        with _lock:
-            if self.run_id not in _converters:
-                _converters[self.run_id] = ObjectConverter(self.cfg_data, self.run_id, self.files)
-            meta = _converters[self.run_id](obj)
+    def process(self, obj: dict[str, Any]) -> Iterator[Any]:
+        with _locks["split"]:
+            splitter = _stage("split", self.run_id,
+                              lambda: Splitter(self.cfg_data, self.run_id, self.files, _node()))  # fmt: skip
+            for table in splitter.split(obj):
+                for row in table.to_pylist():
+                    if row["kind"] == SEGMENT:
+                        yield beam.pvalue.TaggedOutput("segments", row)
+                    else:
+                        yield row
+
+
+class EngineCalls(beam.DoFn):
+    """Stage 2: a batch of segments from many objects (BatchElements) → one engine call per engine and
+    batch size; each object's results staged."""
+
+    def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles):
+        self.cfg_data, self.run_id, self.files = cfg_data, run_id, files
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        import os
+
+        with _locks["engines"]:
+            stage = _stage("engines", self.run_id, lambda: EngineStage(
+                self.cfg_data, self.run_id, self.files, _node(), f"{_node()}:{os.getpid()}"))  # fmt: skip
+            out = stage(rows)
+        yield from out
+
+
+class AssembleObjects(beam.DoFn):
+    """Stage 3: an object's rows (grouped by URI) → its document, chunks and tables; its metadata."""
+
+    def __init__(self, cfg_data: dict[str, Any], run_id: str, files: TableFiles):
+        self.cfg_data, self.run_id, self.files = cfg_data, run_id, files
+
+    def process(self, keyed: tuple[str, list[dict[str, Any]]]) -> Iterator[str]:
+        uri, rows = keyed
+        got = Collected()
+        for row in rows:
+            got.add(row)
+        if not got.ready:
+            raise RuntimeError(f"{uri}: {len(got.indices)} of its {got.total} segments came back")
+        with _locks["assemble"]:
+            make = lambda: Assembler(self.cfg_data, self.run_id, self.files, _node())  # noqa: E731
+            assembler = _stage("assemble", self.run_id, make)
+            meta = assembler.finish(got)
         _OBJECTS.inc()
         _SEGMENTS.inc(meta["segments"])
         yield json.dumps(meta)
@@ -185,10 +246,28 @@ def build_pipeline(p: Any, listing: pa.Table, cfg: JobConfig, run_id: str, files
     """The transforms, applied to the Pipeline `p`: the objects' metadata lands as JSON lines in the
     run's staging folder (Beam's text sink: temporary files, renamed once a bundle has committed, so a
     retried bundle never reports an object twice)."""
-    (
+    from unitok.actors.routing import HEAVY_BATCH
+
+    cfg_data = cfg.model_dump()
+    size = cfg.engine.phi4.batch_size if cfg.engine.uses_phi4 else min(cfg.runtime.engine_batch_size,
+                                                                          HEAVY_BATCH)  # fmt: skip
+    splitter = beam.ParDo(SplitObjects(cfg_data, run_id, files)).with_outputs("segments", main="rows")
+    split = (
         p
         | "List objects" >> beam.Create(listing.to_pylist())  # reshuffled: objects spread over the workers
-        | "Convert objects" >> beam.ParDo(ConvertObjects(cfg.model_dump(), run_id, files))
+        | "Split objects" >> splitter
+    )
+    converted = (
+        split.segments
+        | "Batch segments" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
+        | "Engine calls" >> beam.ParDo(EngineCalls(cfg_data, run_id, files))
+    )
+    (
+        (split.rows, converted)
+        | "Rows of every stage" >> beam.Flatten()
+        | "By object" >> beam.Map(lambda row: (row["uri"], row))
+        | "Group by object" >> beam.GroupByKey()
+        | "Assemble objects" >> beam.ParDo(AssembleObjects(cfg_data, run_id, files))
         | "Write file metadata"
         >> beam.io.WriteToText(str(staging / "files" / "part"), file_name_suffix=".jsonl")
     )

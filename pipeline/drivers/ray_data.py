@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -449,6 +450,8 @@ def execute_staged(
     ours = ensure_ray(cfg)
     if joins_cluster(cfg):
         check_shared_paths(files, cfg.source.uri)
+    # A pool larger than a small run's inputs is kept on purpose (one long object fills it).
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
     resources = ray.cluster_resources()
     cpus = max(1, int(resources.get("CPU", 1)))
     gpus = resources.get("GPU", 0)
