@@ -377,6 +377,8 @@ class Assembler:
 
     def _results(self, parts: list[dict[str, Any]]) -> pa.Table:
         tables = self.files.read_staged([p["file"] for p in parts])
+        if not tables:  # an object with no segment at all: its assembly says so
+            return RESULT_SCHEMA.empty_table()
         results = pa.concat_tables([rows_to_table(t.to_pylist(), RESULT_SCHEMA) for t in tables])
         # A retried split or engine call may have staged a segment twice: the first copy stands.
         indices = results["segment_index"].to_pylist()
