@@ -1,7 +1,7 @@
-"""A Ray cluster of two machines, as a production user runs one: a head node with 0 CPUs where the driver
-runs (as in a KubeRay RayJob), and a worker node in its own mount namespace with a private /tmp, so it
-sees nothing of the driver's /tmp, as any separate machine. Both nodes are on the loopback range, each
-with a temp dir of its own; SeaweedFS on 127.0.0.1 is the bucket for source and output."""
+"""A Ray cluster of several machines, as a production user runs one: a head node with 0 CPUs where the
+driver runs (as in a KubeRay RayJob), and two worker nodes, each in its own mount namespace with a private
+/tmp, so it sees nothing of the driver's /tmp, as any separate machine. Every node is on the loopback
+range, each with a temp dir of its own; SeaweedFS on 127.0.0.1 is the bucket for source and output."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ RAY = str(Path(sys.executable).parent / "ray")
 # Ray replaces a node address of 127.0.0.1 with the machine's outward address; another loopback address
 # it keeps, so every node registers, and is reached, on the loopback range.
 NODE_IP = "127.0.0.2"
+WORKER_IPS = ("127.0.0.3", "127.0.0.4")
 
 
 def _kept() -> list[str]:
@@ -95,27 +96,30 @@ def two_nodes(s3, tmp_path_factory):
     keep = "".join(f" && mkdir -p /mnt/k{i} && mount --bind {p} /mnt/k{i}" for i, p in enumerate(kept))
     back = "".join(f" && mkdir -p {p} && mount --move /mnt/k{i} {p}" for i, p in enumerate(kept))
     binds = f"mount -t tmpfs tmpfs /mnt{keep} && " if kept else ""
-    worker_cmd = (f"{binds}mount -t tmpfs tmpfs /tmp{back} && exec {RAY} start --address={address} "
-                  f"--node-ip-address={NODE_IP} --num-cpus=2 --temp-dir=/tmp/ray-node --block "
-                  "--disable-usage-stats")  # fmt: skip
-    worker = subprocess.Popen(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", worker_cmd],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    workers = []
     try:
+        for ip in WORKER_IPS:
+            worker_cmd = (f"{binds}mount -t tmpfs tmpfs /tmp{back} && exec {RAY} start --address={address} "
+                          f"--node-ip-address={ip} --num-cpus=2 --temp-dir=/tmp/ray-node --block "
+                          "--disable-usage-stats")  # fmt: skip
+            workers.append(subprocess.Popen(
+                ["unshare", "-m", "--propagation", "private", "sh", "-c", worker_cmd],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            ))  # fmt: skip
         deadline = time.monotonic() + 120
-        while _alive_nodes(address, env) < 2:
-            if worker.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the worker node never joined the head")
+        while _alive_nodes(address, env) < 1 + len(WORKER_IPS):
+            if any(w.poll() is not None for w in workers) or time.monotonic() > deadline:
+                pytest.fail("the worker nodes never joined the head")
         yield address, {**env, "RAY_ADDRESS": address}
     finally:
-        # A test cluster has nothing to save: the worker node's processes are killed, not asked to stop
-        # (`ray start --block` took its 30 s grace period on SIGTERM). Its tmpfs goes with the last one.
-        # The head is stopped whatever happened to the worker (a worker that never started has no group).
+        # A test cluster has nothing to save: the worker nodes' processes are killed, not asked to stop
+        # (`ray start --block` took its 30 s grace period on SIGTERM). Their tmpfs go with the last ones.
+        # The head is stopped whatever happened to the workers (one that never started has no group).
         try:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            for worker in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
             subprocess.run(["pkill", "-KILL", "-f", "/tmp/ray-node"], check=False)
         finally:
             _stop_head(temp)
@@ -170,6 +174,35 @@ def test_two_nodes_s3_in_and_out_land_every_document_as_the_local_driver_does(tw
     assert again.returncode == 0, again.stderr[-3000:]
     assert "mode               incremental: 1 converted, 6 unchanged" in again.stdout  # the failed one
     assert rows(out, "documents", opts) == docs
+
+
+def test_a_long_scan_spreads_over_both_worker_nodes_and_gives_the_local_drivers_rows(two_nodes, s3, tmp_path):
+    """The staged plan: one 120-page scan's pages are converted on both machines, not on the one that
+    happened to take the object."""
+    from test_staged_plan import scans
+
+    _, env = two_nodes
+    client, endpoint, _ = s3
+    (path,) = scans(tmp_path / "src", 1, pages=120, stem="long-scan", lines=6)
+    put(client, "cluster-long/in/long-scan.pdf", path)
+    out = f"s3://{BUCKET}/cluster-long/out"
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({
+        "source": {"uri": f"s3://{BUCKET}/cluster-long/in/", "s3": {"endpoint_url": endpoint}},
+        "output": {"uri": out, "s3": {"endpoint_url": endpoint}},
+    }))  # fmt: skip
+    r = unitok(env, "run", str(job), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["segments"] == 120 and summary["engines"]["tesseract"]["segments"] == 120
+    assert len(summary["nodes"]) == 2 and all(n > 0 for n in summary["nodes"].values()), summary["nodes"]
+    local = tmp_path / "local"
+    r2 = unitok({k: v for k, v in env.items() if k != "RAY_ADDRESS"}, "run", str(job), "--executor", "local",
+                "--output", str(local))  # fmt: skip
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    opts = delta_storage_options({"endpoint_url": endpoint})
+    for name in ("documents", "segments", "errors"):
+        assert rows(out, name, opts) == rows(str(local), name), name
 
 
 def test_a_folder_output_the_worker_node_cannot_see_is_refused_before_converting(two_nodes, s3, tmp_path):

@@ -15,7 +15,6 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import pytest
 from conftest import REPO
 from PIL import Image, ImageDraw
 from unitok.connectors.output import read_table
@@ -146,24 +145,38 @@ def test_a_long_scan_spreads_over_the_pool_and_gives_the_local_drivers_rows(tmp_
         assert rows(tmp_path / "ray", name) == rows(tmp_path / "local", name), name
 
 
-@pytest.mark.parametrize("point", ["object.split", "object.engines", "object.assemble"])
-def test_a_worker_killed_in_any_stage_loses_and_doubles_nothing_after_the_rerun(tmp_path, point):
+STAGES = ("split", "engines", "assemble")
+
+
+def test_a_worker_killed_in_any_stage_loses_and_doubles_nothing_after_the_rerun(tmp_path):
+    """One run, three objects that each kill the worker of one stage (the splitter's task, an engine
+    replica, the assembly task) every time they reach it, beside two that convert."""
     src = tmp_path / "src"
-    scans(src, 3, pages=2)
-    (src / "scan-01.pdf").rename(src / "poison.pdf")
+    scans(src, 5, pages=2)
+    for i, stage in enumerate(STAGES):
+        (src / f"scan-{i:02d}.pdf").rename(src / f"kills-{stage}.pdf")
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps(job(src, tmp_path / "out")))
-    first = unitok_cli("run", str(path), "--json", env_extra={"UNITOK_KILL_AT": f"{point}@poison.pdf"})
+    kills = ",".join(f"object.{stage}@kills-{stage}.pdf" for stage in STAGES)
+    first = unitok_cli("run", str(path), "--json", env_extra={"UNITOK_KILL_AT": kills})
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads(first.stdout)
-    assert summary["failed_objects"] == 1 and summary["documents"] == 2
+    assert summary["failed_objects"] == 3 and summary["documents"] == 2
     errors = read_table(str(tmp_path / "out"), "errors").to_pylist()
-    assert {e["source_uri"].rsplit("/", 1)[-1] for e in errors} == {"poison.pdf"}
+    assert {e["source_uri"].rsplit("/", 1)[-1] for e in errors} == {f"kills-{s}.pdf" for s in STAGES}
     assert all(e["error_type"] == "WorkerCrashed" for e in errors)
+    states = {
+        s["source_uri"].rsplit("/", 1)[-1]: s["status"]
+        for s in read_table(str(tmp_path / "out"), "objects").to_pylist()
+    }
+    # A whole object that kills its workers is skipped until it changes; a segment that does fails its object.
+    assert states["kills-split.pdf"] == states["kills-assemble.pdf"] == "crashed"
+    assert states["kills-engines.pdf"] == "failed"
     again = unitok_cli("run", str(path), "--json", "--retry-failed")
     assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["failed_objects"] == 0
     local = tmp_path / "local"
     assert unitok_cli("run", str(path), "--executor", "local", "--output", str(local)).returncode == 0
     for name in ("documents", "segments", "chunks", "errors"):
         assert rows(tmp_path / "out", name) == rows(local, name), name
-    assert len(rows(tmp_path / "out", "segments")) == 6
+    assert len(rows(tmp_path / "out", "segments")) == 10

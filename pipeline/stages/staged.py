@@ -34,6 +34,7 @@ from unitok.actors.contract import EngineSetupError
 from unitok.actors.routing import POOLED, WHISPER, batch_size, renditions, route
 from unitok.connectors.objects import ObjectInfo
 from unitok.connectors.store import open_store
+from unitok.connectors.table_files import conform
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, Segment, add_engine_calls
 from unitok.pipeline.core.schemas import RESULT_SCHEMA, rows_to_table
@@ -118,8 +119,8 @@ class Splitter:
         cfg, conv = self.cfg, self.convert
         conv._engine_stats = {}
         conv._stage = "split"
-        inline: list[dict[str, Any]] = []
-        pending: dict[tuple[str, int], list[Segment]] = {}
+        inline: list[tuple[int, dict[str, Any]]] = []  # (seq, result row) of the text converted here
+        pending: dict[tuple[str, int], list[tuple[int, Segment]]] = {}
         number = total = 0
         held: dict[str, Any] | None = None  # the last pooled segment's row: it may end the object
         t0 = time.perf_counter()
@@ -141,16 +142,17 @@ class Splitter:
                         # The recording's language is decided from its windows in order, by one engine.
                         yield from self.whole(obj)
                         return
+                    seq = total  # the segment's place in the split: unique, where segment indices may repeat
                     total += 1
                     if seg.route in POOLED:
                         if held is not None:
                             yield rows_table([held])
-                        held = _row(uri, SEGMENT, route=seg.route, index=seg.segment_index, payload=seg)
+                        held = _row(uri, SEGMENT, route=seg.route, index=seq, payload=seg)
                         continue
                     key = (seg.route, batch_size(seg, cfg))
                     group = pending.setdefault(key, [])
                     seg.batch = number
-                    group.append(seg)
+                    group.append((seq, seg))
                     if len(group) >= key[1]:
                         inline.extend(self._inline(pending.pop(key)))
                         number += 1
@@ -167,12 +169,11 @@ class Splitter:
                 yield rows_table([held])
                 held = None
             t1 = time.perf_counter()
-            rel = self.files.stage(self.run_id, uri, min(r["segment_index"] for r in inline),
-                                   rows_to_table(inline, RESULT_SCHEMA))  # fmt: skip
+            rel, seqs = stage_results(self.files, self.run_id, uri, inline)
             figures = {name: [round(v, 6) for v in st] for name, st in conv._engine_stats.items()}
             part = {
                 "file": rel,
-                "indices": sorted(r["segment_index"] for r in inline),
+                "indices": seqs,
                 "engines": figures,
                 "nodes": {conv.node: len(inline)},
                 "workers": {name: [conv.worker] for name in figures},
@@ -182,7 +183,8 @@ class Splitter:
         else:
             yield rows_table([ends(held or _row(uri, END), total, listed)])
 
-    def _inline(self, batch: list[Segment]) -> list[dict[str, Any]]:
+    def _inline(self, group: list[tuple[int, Segment]]) -> list[tuple[int, dict[str, Any]]]:
+        batch = [seg for _, seg in group]
         self.convert._stage = "engines"
         fault("object.engines", batch[0].source_uri)
         t0 = time.perf_counter()
@@ -190,7 +192,19 @@ class Splitter:
         self.convert._engine_call(batch, time.perf_counter() - t0)
         checkpoint("converted.batch")  # a test may hold or kill the run here
         self.convert._stage = "split"
-        return rows
+        return [(seq, row) for (seq, _), row in zip(group, rows, strict=True)]
+
+
+def stage_results(
+    files: Any, run_id: str, uri: str, got: list[tuple[int, dict[str, Any]]]
+) -> tuple[str, list[int]]:
+    """Result rows of some of an object's segments, staged with their place in the split (`seq`): the
+    file's path, and the places it holds."""
+    seqs = [seq for seq, _ in got]
+    table = rows_to_table([row for _, row in got], RESULT_SCHEMA).append_column(
+        "seq", pa.array(seqs, pa.int64())
+    )
+    return files.stage(run_id, uri, min(seqs), table), sorted(seqs)
 
 
 # Attempts: (key) → how many earlier attempts with this key ended with the process (see EngineStage).
@@ -219,6 +233,7 @@ class EngineStage:
     ) -> list[dict[str, Any]]:
         out = [r for r in rows if r["kind"] != SEGMENT]
         segments: list[Segment] = []
+        seq_of: dict[int, int] = {}  # id(segment) → its place in its object's split
         failed: set[str] = set()
         endings: dict[str, dict[str, Any]] = {}  # objects whose last row is in this batch
         for r in rows:
@@ -233,22 +248,23 @@ class EngineStage:
             if r["total"] >= 0:
                 endings[r["uri"]] = {"total": r["total"], "listed": r["listed"]}
             if r["uri"] not in failed:
-                segments.append(pickle.loads(r["payload"]))
+                seg = pickle.loads(r["payload"])
+                seq_of[id(seg)] = r["index"]
+                segments.append(seg)
         del rows  # the payloads (pages, audio) go as soon as the segments hold them
         segments = [s for s in segments if s.source_uri not in failed]
-        results: dict[str, list[dict[str, Any]]] = {}
+        results: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         figures: dict[str, dict[str, list[float]]] = {}
         for call in self._calls(segments):
             for seg, row, share in self._convert(call, attempts, finished):
-                results.setdefault(seg.source_uri, []).append(row)
+                results.setdefault(seg.source_uri, []).append((seq_of[id(seg)], row))
                 if share:
                     add_engine_calls(figures.setdefault(seg.source_uri, {}), {seg.route: share})
         for uri, got in results.items():
-            rel = self.files.stage(self.run_id, uri, min(r["segment_index"] for r in got),
-                                   rows_to_table(got, RESULT_SCHEMA))  # fmt: skip
+            rel, seqs = stage_results(self.files, self.run_id, uri, got)
             engines = figures.get(uri, {})
             part = _row(uri, PART, info={
-                "file": rel, "indices": sorted(r["segment_index"] for r in got), "engines": engines,
+                "file": rel, "indices": seqs, "engines": engines,
                 "nodes": {self.node: len(got)}, "workers": {name: [self.worker] for name in engines},
             })  # fmt: skip
             last = endings.pop(uri, None)
@@ -273,12 +289,12 @@ class EngineStage:
         made one segment at a time; a segment that killed CRASHES_TO_GIVE_UP replicas is an error row."""
         from unitok.pipeline.stages.per_object import WorkerCrashed
 
-        key = "call:" + "|".join(f"{s.source_uri}#{s.segment_index}" for s in call)
+        key = "call:" + "|".join(f"{s.source_uri}#{s.segment_index}#{s.segment_kind}" for s in call)
         if attempts is None or attempts(key) == 0:
             yield from self._timed(call)
         else:
             for seg in call:
-                one = f"segment:{seg.source_uri}#{seg.segment_index}"
+                one = f"segment:{seg.source_uri}#{seg.segment_index}#{seg.segment_kind}"
                 crashes = attempts(one) if attempts else 0
                 if crashes >= CRASHES_TO_GIVE_UP:
                     reason = WorkerCrashed(f"{crashes} engine replicas died converting this segment")
@@ -379,12 +395,15 @@ class Assembler:
         tables = self.files.read_staged([p["file"] for p in parts])
         if not tables:  # an object with no segment at all: its assembly says so
             return RESULT_SCHEMA.empty_table()
-        results = pa.concat_tables([rows_to_table(t.to_pylist(), RESULT_SCHEMA) for t in tables])
+        results = pa.concat_tables(tables, promote_options="permissive")
         # A retried split or engine call may have staged a segment twice: the first copy stands.
-        indices = results["segment_index"].to_pylist()
         seen: set[int] = set()
-        keep = [not (i in seen or seen.add(i)) for i in indices]  # type: ignore[func-returns-value]
-        return results.filter(pa.array(keep)).sort_by("segment_index") if results.num_rows else results
+        keep = [not (i in seen or seen.add(i)) for i in results["seq"].to_pylist()]  # type: ignore[func-returns-value]
+        # In the split's order where indices repeat (an error beside the segment it concerns).
+        results = results.filter(pa.array(keep)).sort_by(
+            [("segment_index", "ascending"), ("seq", "ascending")]
+        )
+        return conform(results.drop_columns(["seq"]), RESULT_SCHEMA)
 
     def finish(self, got: Collected) -> dict[str, Any]:
         """The object's metadata, whichever way it ended (see Collected.ready)."""
