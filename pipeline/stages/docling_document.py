@@ -10,7 +10,7 @@ What maps to what, per segment in segment order:
 - `-`/`*`/`+` and `1.` lists → ListItem (enumerated, marker) in a ListGroup; deeper indents nest a group
   under the previous item.
 - Markdown tables → TableItem with TableData cells (the first row is the column header).
-- `<!-- image -->` → PictureItem, its `*alt*` a caption TextItem, OCR text quoted under it its children. A
+- `<!-- image -->` → PictureItem, its `*alt*` a caption TextItem; OCR text quoted under it → body TextItems. A
   segment that is a whole image (an image file, a scanned page) or a video frame gives its OCR text as body
   items on its page, as docling's OCR does for a page-sized image (no PictureItem: docling's Markdown export
   does not print a picture's children, which would drop the words).
@@ -207,9 +207,7 @@ class _Builder:
                 quoted = "\n".join(re.sub(r"^> ?", "", ln) for ln in lines[i:j])
                 for para in re.split(r"\n\s*\n", quoted):
                     if para.strip():
-                        self.text(
-                            "text", para.strip(), start, offs[j - 1] + len(lines[j - 1]), picture or parent
-                        )
+                        self.text("text", para.strip(), start, offs[j - 1] + len(lines[j - 1]), parent)
                 i = j
                 continue
             j = i
