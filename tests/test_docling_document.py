@@ -8,15 +8,13 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
-dc = pytest.importorskip("docling_core.types.doc")
-
-from unitok import convert  # noqa: E402
-from unitok.pipeline.stages.docling_document import docling_document  # noqa: E402
+import docling_core.types.doc as dc
+import docx
+from conftest import corpus
+from unitok import convert
+from unitok.pipeline.stages.docling_document import docling_document
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path("/work/shared/corpus")
 
 
 def _words(md: str) -> set[str]:
@@ -71,9 +69,7 @@ def test_scan_and_image():
 
 
 def test_deck_table_cells():
-    deck = CORPUS / "pptx/fake-power-point-table.pptx"
-    if not deck.exists():
-        pytest.skip("corpus deck not here")
+    deck = corpus("pptx/fake-power-point-table.pptx")
     _, _, dl = _build(deck)
     (table,) = dl.tables
     assert (table.data.num_rows, table.data.num_cols) == (4, 3)
@@ -84,7 +80,6 @@ def test_deck_table_cells():
 
 
 def test_docx_lists_and_table(tmp_path):
-    docx = pytest.importorskip("docx")
     d = docx.Document()
     d.add_heading("Depot plan", 1)
     d.add_paragraph("Stock levels for the spring.")
