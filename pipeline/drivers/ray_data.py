@@ -8,6 +8,7 @@ folder output or source on a cluster of several machines is proven shared before
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import json
@@ -518,14 +519,24 @@ def execute_staged(
     pending: dict[str, Collected] = {}
     finished: set[str] = set()
     running: dict[Any, tuple[str, dict[str, Any]]] = {}  # assembly task → (uri, its listing)
+    # Assemblies in flight at most: each one more needs a worker process of its own, and starting one
+    # (the pipeline's imports) costs more than the assembly of a small object. The rest wait here, as
+    # metadata.
+    most = max(4, cpus)
+    ready_objects: collections.deque[tuple[str, Collected]] = collections.deque()
 
     def submit(uri: str, got: Collected) -> None:
         del pending[uri]
         finished.add(uri)
-        ref = assemble.remote(cfg_data, run_id, files, got, None)
-        running[ref] = (uri, got.listed or {})
+        ready_objects.append((uri, got))
+
+    def start() -> None:
+        while ready_objects and len(running) < most:
+            uri, got = ready_objects.popleft()
+            running[assemble.remote(cfg_data, run_id, files, got, None)] = (uri, got.listed or {})
 
     def done(timeout: float) -> Iterator[dict[str, Any]]:
+        start()
         if not running:
             return
         ready, _ = ray.wait(list(running), num_returns=len(running), timeout=timeout)
@@ -542,6 +553,7 @@ def execute_staged(
                     .remote(cfg_data, run_id, files, obj, reason)
                 )
                 running[again] = (uri, obj)
+        start()
 
     stopped = True
     try:
@@ -556,7 +568,7 @@ def execute_staged(
                 elif got.ready:
                     submit(row["uri"], got)
             yield from done(0)
-        while running:
+        while running or ready_objects:
             yield from done(_POLL_S)
         if pending:  # cannot happen unless a stage lost rows: say so rather than commit less quietly
             lost = next(iter(pending))
