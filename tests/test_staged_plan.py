@@ -82,7 +82,7 @@ MODEL_RUNS = textwrap.dedent(
     for label, batch in (("wide", 16), ("one", 1)):
         engine["phi4"]["batch_size"] = batch
         cfg = parse_config({"source": {"uri": src}, "output": {"uri": f"{out}/{label}"}, "engine": engine,
-                            "audio": {"max_window_s": 10, "overlap_s": 0},
+                            "audio": {"max_window_s": 10, "overlap_s": 0}, "pdf": {"ocr_dpi": 72},
                             "runtime": {"executor": "ray"}})
         summary = run_job(cfg)
         print("RUN " + json.dumps({"label": label, **summary.as_dict()}, default=str), flush=True)
@@ -156,7 +156,7 @@ def test_a_worker_killed_in_any_stage_loses_and_doubles_nothing_after_the_rerun(
     for i, stage in enumerate(STAGES):
         (src / f"scan-{i:02d}.pdf").rename(src / f"kills-{stage}.pdf")
     path = tmp_path / "job.yaml"
-    path.write_text(json.dumps(job(src, tmp_path / "out")))
+    path.write_text(json.dumps({**job(src, tmp_path / "out"), "pdf": {"ocr_dpi": 150}}))
     kills = ",".join(f"object.{stage}@kills-{stage}.pdf" for stage in STAGES)
     first = unitok_cli("run", str(path), "--json", env_extra={"UNITOK_KILL_AT": kills})
     assert first.returncode == 0, first.stderr[-3000:]
