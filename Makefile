@@ -97,6 +97,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_fidelity.py
 	$(BIN)/python bench/bench_chunks.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_drivers.py --corpus "$(CORPUS)"
+	$(BIN)/python bench/bench_staged.py --corpus "$(CORPUS)"
 	$(BIN)/python bench/bench_av.py --minutes 10 --video
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_serve.py
