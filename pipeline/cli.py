@@ -191,6 +191,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_job(cfg, raw, allow_mass_delete=args.allow_mass_delete)
     except SourceNotFound as e:
         raise ConfigError(f"source.uri: {e}") from None
+    finally:
+        # What Ray still prints once the run has ended (its autoscaler's and dead workers' lines come
+        # from a thread) would follow the run's last line: the outcome is decided, they go nowhere.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     summary.errors_command = f"unitok errors {args.config}" if summary.error_rows else None
     if args.json:
         print(json.dumps(summary.as_dict(), default=str), file=summary_out, flush=True)
