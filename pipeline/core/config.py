@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -153,6 +153,18 @@ class PdfConfig(_Strict):
     max_pages: int | None = Field(
         default=None, ge=1, description="Pages past this are skipped with a warning."
     )
+    page_range: tuple[int, int] | None = Field(
+        default=None,
+        description="Only these pages, first and last counted from 1 (docling-serve's page_range); "
+        "the others are neither read nor reported.",
+    )
+
+    @field_validator("page_range")
+    @classmethod
+    def _page_range(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not 1 <= v[0] <= v[1]:
+            raise ValueError("must be [first, last] with 1 <= first <= last")
+        return v
 
 
 class ImageConfig(_Strict):
@@ -261,6 +273,12 @@ class OcrConfig(_Strict):
         "Tesseract's detection (osd), then every installed language pack of that script.",
     )
     tessdata_dir: str | None = Field(default=None, description="Folder of *.traineddata; found if not given.")
+    mode: Literal["auto", "force", "off"] = Field(
+        default="auto",
+        description="auto: pixels are read where no usable text layer is; force: every PDF page is read from "
+        "its pixels; off: no pixels are read (pages keep their text layer, images give a warning and no "
+        "text).",
+    )
     page_segmentation_mode: int = Field(
         default=3, ge=0, le=13, description="Tesseract's page segmentation mode."
     )
@@ -501,6 +519,12 @@ class RuntimeConfig(_Strict):
         return self
 
 
+# The settings a request's options map to (pipeline/drivers/docling_api.py).
+Overridable = Literal[
+    "ocr.languages", "ocr.mode", "pdf.page_range", "chunking.enabled", "chunking.max_tokens"
+]
+
+
 class ServeConfig(_Strict):
     """`unitok serve`: the HTTP API (docling-serve's v1 routes) on Ray Serve."""
 
@@ -528,10 +552,24 @@ class ServeConfig(_Strict):
     )
     allowed_sources: list[str] = Field(
         default_factory=list,
-        description="Prefixes (s3://bucket/prefix/ or folders) /v1/convert/source may read; nothing else.",
+        description="Prefixes /v1/convert/source may read, nothing else: https://host/path/ (or https:// for "
+        "any public address; loopback and private addresses only where a prefix names their host), "
+        "s3://bucket/prefix/, folders.",
     )
-    overridable: list[Literal["ocr.languages", "chunking.enabled", "chunking.max_tokens"]] = Field(
-        default_factory=lambda: ["ocr.languages", "chunking.enabled", "chunking.max_tokens"],
+    max_tasks: int = Field(
+        default=1000,
+        ge=1,
+        description="Async tasks queued, running or holding a result at once; past it a submission is "
+        "refused (503). Results wait on disk, not in memory.",
+    )
+    max_engine_sets: int = Field(
+        default=4,
+        ge=1,
+        description="Engine sets a replica keeps loaded for requests' settings (e.g. OCR languages); the "
+        "least recently used one is closed past it.",
+    )
+    overridable: list[Overridable] = Field(
+        default_factory=lambda: list(get_args(Overridable)),
         description="Settings a request may override with options (form fields or JSON `options`).",
     )
 

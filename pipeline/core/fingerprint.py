@@ -33,8 +33,16 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Settings added after outputs existed: left out at their default, so an upgrade re-converts nothing.
+_ADDED = {"ocr": {"mode": "auto"}, "pdf": {"page_range": None}}
+
+
 def _section(name: str, model: Any) -> dict[str, Any]:
-    return model.model_dump(exclude=_OPERATIONAL.get(name, set()))
+    data = model.model_dump(exclude=_OPERATIONAL.get(name, set()))
+    for field, default in _ADDED.get(name, {}).items():
+        if data.get(field) == default:
+            del data[field]
+    return data
 
 
 def conversion_settings(cfg: JobConfig) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pillow_heif
 from PIL import Image, ImageSequence
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.records import CONTENT_PIXELS, Renditions, Segment
+from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, Renditions, Segment
 
 pillow_heif.register_heif_opener()
 
@@ -56,6 +56,11 @@ def split_image(
                 seg.warnings.append(
                     f"image.max_frames={cfg.image.max_frames}: frames {i + 2}-{n_frames} skipped"
                 )
+            if cfg.ocr.mode == "off":
+                seg.content = CONTENT_EMPTY
+                seg.warnings.append("ocr.mode off: the image's pixels were not read")
+                yield seg
+                continue
             try:
                 seg.image_png = _to_png(frame)
             except (OSError, ValueError) as e:

@@ -387,6 +387,17 @@ def page_content(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[
     """text when the text layer is usable; pixels for scans and for poor earlier OCR layers; empty for
     blank pages."""
     warnings: list[str] = []
+    mode = cfg.ocr.mode
+    if mode == "force" and (text.n_chars or _has_images(page)):
+        return CONTENT_PIXELS, warnings
+    if mode == "off":
+        if text.n_chars:
+            return CONTENT_TEXT, warnings
+        if _has_images(page):
+            warnings.append("ocr.mode off: the page has no text layer and its pixels were not read")
+        else:
+            warnings.append("blank page: no text layer and no images")
+        return CONTENT_EMPTY, warnings
     joined = "\n".join(text.lines)
     if text.n_chars >= cfg.pdf.min_text_chars:
         quality = text_quality(joined)
@@ -420,8 +431,12 @@ def split_pdf(
         n_pages = len(pdf)
         if n_pages == 0:
             raise PdfOpenError("PDF has no pages")
-        limit = min(n_pages, cfg.pdf.max_pages or n_pages)
-        for i in range(limit) if pages is None else range(pages.start, min(pages.stop, limit)):
+        first, limit = page_span(n_pages, cfg)
+        asked = min(n_pages, cfg.pdf.page_range[1]) if cfg.pdf.page_range else n_pages
+        wanted = range(first, limit)
+        if pages is not None:
+            wanted = range(max(pages.start, first), min(pages.stop, limit))
+        for i in wanted:
             page = pdf[i]
             try:
                 textpage = page.get_textpage()
@@ -439,8 +454,8 @@ def split_pdf(
                 seg = base.part(i, "page", content)
                 seg.page_number = i + 1
                 seg.warnings = list(base.warnings) + warnings + table_warnings
-                if i == limit - 1 and limit < n_pages:
-                    seg.warnings.append(f"max_pages={limit}: pages {limit + 1}-{n_pages} skipped")
+                if i == limit - 1 and limit < asked:
+                    seg.warnings.append(f"max_pages={cfg.pdf.max_pages}: pages {limit + 1}-{asked} skipped")
                 if content == CONTENT_TEXT:
                     seg.text_lines, seg.line_sizes, seg.line_gaps = text.lines, text.sizes, text.gaps
                     layout = {"tables": text.tables, "bold_lines": [k for k, b in enumerate(text.bold) if b]}
@@ -465,13 +480,22 @@ def split_pdf(
         pdf.close()
 
 
-def page_count(path: Path, cfg: JobConfig) -> int:
-    """The pages a conversion of this PDF reads (pdf.max_pages applied); 0 when it does not open."""
+def pages_read(path: Path, cfg: JobConfig) -> range:
+    """The 0-based pages a conversion of this PDF reads (pdf.page_range and pdf.max_pages applied); none
+    when it does not open."""
     try:
         pdf = open_pdf(path)
     except PdfOpenError:
-        return 0
+        return range(0)
     try:
-        return min(len(pdf), cfg.pdf.max_pages or len(pdf))
+        return range(*page_span(len(pdf), cfg))
     finally:
         pdf.close()
+
+
+def page_span(n_pages: int, cfg: JobConfig) -> tuple[int, int]:
+    """The 0-based [first, stop) of the pages a conversion reads: pdf.page_range, then pdf.max_pages."""
+    first, stop = 0, n_pages
+    if cfg.pdf.page_range is not None:
+        first, stop = cfg.pdf.page_range[0] - 1, min(n_pages, cfg.pdf.page_range[1])
+    return first, min(stop, first + (cfg.pdf.max_pages or n_pages))

@@ -43,7 +43,7 @@ from unitok.pipeline.core.schemas import (
 )
 from unitok.pipeline.core.testhooks import checkpoint, fault
 from unitok.pipeline.core.version import PIPELINE_VERSION
-from unitok.pipeline.formats.pdf import page_count
+from unitok.pipeline.formats.pdf import pages_read
 from unitok.pipeline.formats.split import fetch_error, split_file
 from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
@@ -99,14 +99,15 @@ def page_parts(obj: dict[str, Any], cfg: JobConfig, workers: int) -> list[tuple[
     store = open_store(cfg.source.uri, cfg.source.s3.model_dump())
     try:
         with store.fetch(ObjectInfo(**{k: obj.get(k) for k in LISTING_SCHEMA.names})) as (path, _):
-            pages = page_count(path, cfg)
+            pages = pages_read(path, cfg)
     except Exception:  # noqa: BLE001 - unreadable: the whole conversion records why
         return []
-    if pages < SPREAD_MIN_PAGES:
+    if len(pages) < SPREAD_MIN_PAGES:
         return []
-    n = min(2 * workers, pages // (SPREAD_MIN_PAGES // 2))  # a few parts per worker: the slowest ends last
-    step = -(-pages // n)
-    return [(first, min(first + step, pages)) for first in range(0, pages, step)]
+    # A few parts per worker: the slowest ends last.
+    n = min(2 * workers, len(pages) // (SPREAD_MIN_PAGES // 2))
+    step = -(-len(pages) // n)
+    return [(first, min(first + step, pages.stop)) for first in range(pages.start, pages.stop, step)]
 
 
 class WorkerCrashed(Exception):
