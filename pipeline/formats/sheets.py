@@ -1,17 +1,27 @@
 """Spreadsheets (XLSX, XLSM; XLS and ODS through LibreOffice) → a segment per table region of each sheet:
 Markdown tables of cached formula values (never the formulas), dates and numbers as their format displays
-them, merged cells repeated, comments after their table, hidden sheets flagged. A sheet's name is its
-provenance (heading_path) and a marker, not a heading the author did not write.
+them, merged cells repeated, comments (legacy and threaded) after their table, charts (on a worksheet's
+drawing or a chartsheet) as their title and a table of their series, text boxes as paragraphs, hidden sheets
+flagged. A sheet's name is its provenance (heading_path) and a marker, not a heading the author did not
+write; each table region's cell range (`<!-- range: B3:F20 -->`) is its place in the sheet.
 
-Bounded time: only cells present in the file are read (a sheet whose used range claims a million rows
-costs its real cells), at most documents.max_cells per workbook; a workbook whose sheets' XML is large is
-streamed (openpyxl's read-only mode: merged cells and comments are then not read, and it says so). A
-workbook saved as Strict Open XML is read from a copy with its namespaces mapped to the Transitional ones
-(openpyxl reads only those). A workbook with no value in any sheet is an error that says so.
+Table regions: the blocks of non-empty cells that fully empty rows or columns separate (cut again and again,
+rows then columns, until no block splits). A row above a table with one value in the block's first column,
+or one merged range, is a title line: a paragraph, not the table's header.
+
+The package is read here, part by part, with lxml (openpyxl builds a Python object for every cell element,
+empty styled ones included: a sheet whose rows are formatted to column XFD took tens of seconds and filled
+the cell limit with nothing). Only the cells that hold a value are kept; the sheet's `<dimension>` is not
+read at all, so a used range that claims a million rows costs the cells present. At most
+documents.max_cells valued cells per workbook (rendered table cells included); empty cells count for
+nothing. A workbook saved as Strict Open XML is read from a copy with its namespaces mapped to the
+Transitional ones. A part that fails to parse is said in the warnings and costs only what it held; a
+workbook with no value in any sheet is an error that says so.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import posixpath
@@ -19,7 +29,8 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +47,21 @@ from unitok.pipeline.formats.documents import (
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 XLSM_MIME = "application/vnd.ms-excel.sheet.macroEnabled.12"
-STREAM_ABOVE_BYTES = 32 << 20  # sheets' XML past this is read in streaming mode
+
+_SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_S = f"{{{_SHEET_NS}}}"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_PKG = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_TC = "{http://schemas.microsoft.com/office/spreadsheetml/2018/threadedcomments}"
+_CHART_NS = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+_CHARTEX_NS = "http://schemas.microsoft.com/office/drawing/2014/chartex"
+_XDR = "{http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing}"
+_PARSE = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
+_CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d{1,7})")
+_XSTRING = re.compile(r"_x([0-9A-Fa-f]{4})_")
+# Excel's stand-in for a threaded comment in the legacy comments part, for versions that cannot show one.
+_THREADED_PLACEHOLDER = "[Threaded comment]"
+_MAX_CHART_POINTS = 100_000
 
 
 def _date_format(fmt: str) -> str | None:
@@ -56,7 +81,8 @@ def _date_format(fmt: str) -> str | None:
             out.append({"yyyy": "%Y", "yy": "%y", "mmmm": "%B", "mmm": "%b", "mm": "%m", "m": "%-m",
                         "dddd": "%A", "ddd": "%a", "dd": "%d", "d": "%-d", "hh": "%H", "h": "%-H",
                         "ss": "%S", "s": "%-S", "am/pm": "%p"}.get(t, tok.replace("%", "%%")))  # fmt: skip
-        minute_ok = t in ("hh", "h")
+        if t.isalpha() or t == "am/pm":  # "hh:mm": the separator keeps the hour's claim on "mm"
+            minute_ok = t in ("hh", "h")
     pattern = "".join(out)
     if "%p" in pattern:
         pattern = pattern.replace("%H", "%I").replace("%-H", "%-I")
@@ -84,7 +110,10 @@ def display(value: Any, fmt: str | None) -> str:
     if isinstance(value, int | float):
         section = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.|_.|\*.', "", fmt.split(";")[0])
         if section == "General" or not re.search(r"[0#?]", section):
-            return str(int(value)) if float(value).is_integer() else str(value)
+            if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+                return str(int(value))
+            # Excel shows 15 significant digits: 0.1 + 0.2 is stored as 0.30000000000000004, shown 0.3.
+            return format(value, ".15g")
         decimals = len(re.sub(r"[^0#?]", "", section.split(".", 1)[1])) if "." in section else 0
         percent = "%" in section
         number = value * 100 if percent else value
@@ -93,192 +122,638 @@ def display(value: Any, fmt: str | None) -> str:
     return str(value)
 
 
-def _regions(grid: list[list[str]]) -> list[list[list[str]]]:
-    """Table regions: runs of rows separated by empty rows, each trimmed of empty edge columns."""
-    regions, current = [], []
-    for row in grid + [[]]:
-        if any(c.strip() for c in row):
-            current.append(row)
-        elif current:
-            regions.append(current)
-            current = []
-    out = []
-    for rows in regions:
-        width = max(len(r) for r in rows)
-        rows = [r + [""] * (width - len(r)) for r in rows]
-        used = [c for c in range(width) if any(r[c].strip() for r in rows)]
-        lo, hi = used[0], used[-1] + 1
-        out.append([r[lo:hi] for r in rows])
+def col_letters(col: int) -> str:
+    out = ""
+    while col > 0:
+        col, rem = divmod(col - 1, 26)
+        out = chr(65 + rem) + out
     return out
 
 
-def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
-    from openpyxl import load_workbook
+def _cell_ref(ref: str) -> tuple[int, int] | None:
+    """ "B3" → (row 3, column 2)."""
+    m = _CELL_REF.fullmatch(ref.strip())
+    if not m:
+        return None
+    col = 0
+    for ch in m.group(1).upper():
+        col = col * 26 + ord(ch) - 64
+    return int(m.group(2)), col
 
-    with check_zip(path, cfg.documents.max_uncompressed_bytes, "workbook") as z:
-        sheet_bytes = sum(i.file_size for i in z.infolist() if i.filename.startswith("xl/worksheets/"))
-    stream = sheet_bytes > STREAM_ABOVE_BYTES
-    # A file object, not the path: openpyxl refuses a path whose extension is not .xlsx/.xlsm, and the
-    # type came from the bytes (a workbook without an extension, or under a wrong one). Read-only mode
-    # reads the file lazily, so it stays open as long as the workbook.
-    source = open(path, "rb")  # noqa: SIM115 - closed with the workbook below
-    try:
-        wb = load_workbook(source, data_only=True, read_only=stream, keep_links=False)
-    except Exception as e:  # noqa: BLE001 - openpyxl's errors for a broken package are of many types
-        source.close()
-        raise DocumentOpenError(f"not a readable workbook ({type(e).__name__}: {e})") from None
-    if stream:
-        base.warnings.append("large workbook read in streaming mode: merged cells and comments not read")
-    budget = cfg.documents.max_cells
-    index = 0
-    try:
-        charts = _chartsheet_charts(path, wb)
-        sheets = [*wb.worksheets, *getattr(wb, "chartsheets", [])]
-        for ws in sorted(sheets, key=lambda sheet: wb.sheetnames.index(sheet.title)):
-            if ws.title in charts or not hasattr(ws, "iter_rows"):
-                hidden = ws.sheet_state != "visible"
-                marker = f"<!-- {'hidden ' if hidden else ''}chartsheet: {ws.title} -->"
-                found = charts.get(ws.title) or []
-                if not found:
-                    base.warnings.append(f"chartsheet {ws.title!r}: no chart found in it")
-                    continue
-                seg = base.part(index, "sheet", CONTENT_TEXT)
-                seg.heading_path = [ws.title]
-                seg.page_number = wb.sheetnames.index(ws.title) + 1
-                body = "\n\n".join(chart_markdown(chart) for chart in found)
-                seg.structure_json = json.dumps({"markdown": marker + "\n\n" + body, "parser": "openpyxl"})
-                seg.warnings = list(base.warnings)
-                index += 1
-                yield seg
+
+def _range_ref(ref: str) -> tuple[int, int, int, int] | None:
+    """ "B3:F20" (or "B3") → (min_row, min_col, max_row, max_col)."""
+    ends = [_cell_ref(p) for p in ref.split(":", 1)]
+    if any(e is None for e in ends):
+        return None
+    (r0, c0), (r1, c1) = ends[0], ends[-1]  # type: ignore[misc]
+    return min(r0, r1), min(c0, c1), max(r0, r1), max(c0, c1)
+
+
+def range_text(r0: int, c0: int, r1: int, c1: int) -> str:
+    first, last = f"{col_letters(c0)}{r0}", f"{col_letters(c1)}{r1}"
+    return first if first == last else f"{first}:{last}"
+
+
+def _unescape(text: str) -> str:
+    """ST_Xstring escapes (`_x000D_`: a character XML cannot hold as is) as their characters."""
+    if "_x" not in text:
+        return text
+    return _XSTRING.sub(lambda m: chr(int(m.group(1), 16)), text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+_rich_text: Any = None  # compiled on first use: lxml is imported lazily
+
+
+def _text(element: Any) -> str:
+    """A string item's text (si, is, a comment's text): its runs, without phonetic guides (rPh)."""
+    global _rich_text
+    if _rich_text is None:
+        from lxml import etree
+
+        _rich_text = etree.XPath("s:t/text()|s:r/s:t/text()", namespaces={"s": _SHEET_NS})
+    return _unescape("".join(_rich_text(element)))
+
+
+# -- the package --------------------------------------------------------------------------------------
+class _Package:
+    def __init__(self, z: zipfile.ZipFile) -> None:
+        self.z = z
+        self.names = set(z.namelist())
+
+    def xml(self, name: str) -> Any:
+        return safe_xml(self.z.read(name)) if name in self.names else None
+
+    def iterparse(self, name: str, tags: tuple[str, ...]) -> Iterator[Any]:
+        """The part's elements of these tags as they end, each freed once the caller is done with it, with
+        what came before it: memory stays bounded by one element, not the part."""
+        from lxml import etree
+
+        with self.z.open(name) as f:
+            for _, el in etree.iterparse(f, events=("end",), tag=tags, **_PARSE):
+                yield el
+                el.clear(keep_tail=True)
+                parent = el.getparent()
+                if parent is not None:
+                    while el.getprevious() is not None:
+                        del parent[0]
+
+    def rels(self, part: str) -> list[tuple[str, str, str]]:
+        """A part's relationships: (id, type, target part)."""
+        folder, file = posixpath.split(part)
+        try:
+            root = self.xml(f"{folder}/_rels/{file}.rels" if folder else f"_rels/{file}.rels")
+        except DocumentOpenError:
+            return []
+        if root is None:
+            return []
+        out = []
+        for r in root.iter(f"{_PKG}Relationship"):
+            target = r.get("Target", "")
+            if r.get("TargetMode") == "External" or not target:
                 continue
-            hidden = ws.sheet_state != "visible"
-            if hidden:
-                base.warnings.append(f"sheet {ws.title!r} is hidden")
-            if stream:
-                ws.reset_dimensions()  # read the rows present, not the used range the file claims
-            grid: list[list[str]] = []
-            comments: list[str] = []
-            merged = {} if stream else _merged_values(ws)
-            for row in ws.iter_rows():
-                cells = []
-                for cell in row:
-                    if getattr(cell, "value", None) is None and not merged:
-                        cells.append("")
-                        continue
-                    coord = (getattr(cell, "row", None), getattr(cell, "column", None))
-                    cells.append(
-                        merged[coord] if coord in merged else display(cell.value, cell.number_format)
-                    )
-                    comment = getattr(cell, "comment", None)
-                    if comment is not None and comment.text:
-                        who = f" ({comment.author})" if comment.author else ""
-                        comments.append(f"- {cell.coordinate}{who}: {comment.text.strip()}")
-                budget -= len(cells)
-                if budget < 0:
-                    base.warnings.append(
-                        f"over documents.max_cells={cfg.documents.max_cells:,}: the rest of sheet "
-                        f"{ws.title!r} and later sheets left out"
-                    )
-                    break
-                grid.append(cells)
-            regions = _regions(grid)
-            for n, region in enumerate(regions):
-                for start in range(1, max(len(region), 2), cfg.documents.max_rows_per_segment):
-                    body = region[start : start + cfg.documents.max_rows_per_segment]
-                    marker = f"<!-- {'hidden ' if hidden else ''}sheet: {ws.title} -->"
-                    markdown = marker + "\n\n" + md_table([region[0], *body])
-                    last = start + cfg.documents.max_rows_per_segment >= len(region)
-                    if last and n == len(regions) - 1 and comments:
-                        markdown += "\n\n<!-- comments -->\n\n" + "\n".join(comments)
-                    seg = base.part(index, "sheet", CONTENT_TEXT)
-                    seg.heading_path = [ws.title]
-                    seg.page_number = wb.sheetnames.index(ws.title) + 1
-                    seg.structure_json = json.dumps({"markdown": markdown, "parser": "openpyxl"})
-                    seg.warnings = list(base.warnings)
-                    index += 1
-                    yield seg
-            if budget < 0:
+            path = (
+                target[1:] if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+            )
+            out.append((r.get("Id", ""), r.get("Type", ""), path))
+        return out
+
+    def related(self, part: str, kind: str) -> list[str]:
+        return [t for _, typ, t in self.rels(part) if typ.rsplit("/", 1)[-1] == kind and t in self.names]
+
+
+@dataclass
+class _Sheet:
+    name: str
+    number: int  # position among the workbook's sheets, from 1
+    hidden: bool
+    part: str
+    chartsheet: bool = False
+    cells: dict[tuple[int, int], str] = field(default_factory=dict)
+    merged: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # cell → its range's origin
+    seen: int = 0  # cell elements parsed, empty ones included
+    complete: bool = True
+
+
+class _Book:
+    def __init__(self, pkg: _Package, warnings: list[str]) -> None:
+        from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
+
+        self.pkg = pkg
+        self.warnings = warnings
+        self.render_budget = 0  # table cells a sparse block may still render (set per job)
+        main = [t for _, typ, t in pkg.rels("") if typ.endswith("/officeDocument")]
+        self.part = main[0] if main and main[0] in pkg.names else "xl/workbook.xml"
+        root = pkg.xml(self.part)
+        if root is None:
+            raise DocumentOpenError("not a readable workbook (no workbook part)")
+        pr = root.find(f"{_S}workbookPr")
+        self.date1904 = pr is not None and pr.get("date1904", "").lower() in ("1", "true")
+        rels = {rid: (typ, target) for rid, typ, target in pkg.rels(self.part)}
+        self.sheets: list[_Sheet] = []
+        for n, el in enumerate(root.iter(f"{_S}sheet"), 1):
+            typ, target = rels.get(el.get(f"{_R}id", ""), ("", ""))
+            kind = typ.rsplit("/", 1)[-1]
+            self.sheets.append(_Sheet(name=el.get("name") or f"Sheet{n}", number=n, part=target,
+                                      hidden=(el.get("state") or "visible") != "visible",
+                                      chartsheet=kind == "chartsheet"))  # fmt: skip
+        self.formats: list[tuple[str, bool]] = []
+        for styles in self._related("styles"):
+            try:
+                sroot = pkg.xml(styles)
+            except DocumentOpenError as e:
+                warnings.append(f"number formats not read ({e}): values shown unformatted")
                 break
-        if not index:
-            raise DocumentOpenError(f"no text: no value in any of the workbook's {len(sheets)} sheet(s)")
-    finally:
-        wb.close()
-        source.close()  # a zip opened on a file object leaves the file open
+            custom = {n.get("numFmtId"): n.get("formatCode") or "General" for n in sroot.iter(f"{_S}numFmt")}
+            xfs = sroot.find(f"{_S}cellXfs")
+            for xf in xfs if xfs is not None else []:
+                fid = xf.get("numFmtId") or "0"
+                code = custom.get(fid) or BUILTIN_FORMATS.get(int(fid) if fid.isdigit() else 0, "General")
+                self.formats.append((code, is_date_format(code)))
+            break
+        self.shared: list[str] = []
+        for part in self._related("sharedStrings"):
+            try:
+                for si in pkg.iterparse(part, (f"{_S}si",)):
+                    self.shared.append(_text(si))
+            except Exception as e:  # noqa: BLE001 - lxml's and zlib's errors for a damaged part
+                warnings.append(
+                    f"shared strings read only to item {len(self.shared)} ({type(e).__name__}: {e})"
+                )
+            break
+        self.persons: dict[str, str] = {}
+        for part in self._related("person"):
+            try:
+                for p in pkg.xml(part).iter(f"{_TC}person"):
+                    self.persons[p.get("id", "")] = p.get("displayName", "")
+            except DocumentOpenError as e:
+                warnings.append(f"threaded comments' authors not read ({e})")
+
+    def _related(self, kind: str) -> list[str]:
+        return self.pkg.related(self.part, kind)
+
+    def value(self, c: Any, v_tag: str, is_tag: str) -> str:
+        """A cell element's value as displayed ("" for none)."""
+        t = c.get("t", "n")
+        if t == "inlineStr":
+            inline = c.find(is_tag)
+            return _text(inline) if inline is not None else ""
+        v = c.find(v_tag)
+        raw = v.text if v is not None else None
+        if not raw:
+            return ""
+        if t == "s":
+            try:
+                return self.shared[int(raw)]
+            except (ValueError, IndexError):
+                return ""
+        if t in ("str", "e"):
+            return _unescape(raw)
+        if t == "b":
+            return "TRUE" if raw.strip() in ("1", "true") else "FALSE"
+        fmt, is_date = self._format(c.get("s"))
+        if t == "d":
+            try:
+                return display(dt.datetime.fromisoformat(raw.strip()), fmt)
+            except ValueError:
+                return raw
+        try:
+            number: int | float = int(raw) if raw.isdigit() else float(raw)
+        except ValueError:
+            return raw
+        if is_date:
+            from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, from_excel
+
+            try:
+                return display(from_excel(number, MAC_EPOCH if self.date1904 else WINDOWS_EPOCH), fmt)
+            except (ValueError, OverflowError):
+                pass
+        return display(number, fmt)
+
+    def _format(self, style: str | None) -> tuple[str, bool]:
+        try:
+            return self.formats[int(style or 0)]
+        except (ValueError, IndexError):
+            return "General", False
 
 
-def _chartsheet_charts(path: Path, wb: Any) -> dict[str, list[dict[str, Any]]]:
-    """Each chartsheet's charts (title, categories, series), from the package's parts: the chartsheet,
-    its drawing, the drawing's charts. openpyxl keeps no chart it reads. Values come from a chart's cache,
-    else from the cells its series refer to (files that openpyxl wrote have no cache)."""
-    from unitok.pipeline.formats.docx import PKG_REL, R
-    from unitok.pipeline.formats.pptx import chart_from_xml
+# -- reading a worksheet ------------------------------------------------------------------------------
+_valued_cells: Any = None
+
+
+def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
+    """The sheet's valued cells into sheet.cells (at most `budget`; the budget left is returned). The rows
+    are streamed; a cell element without a value (only a style) is passed over in libxml2, never reaches
+    Python, and costs nothing against the budget."""
+    global _valued_cells
+    from lxml import etree
+
+    if _valued_cells is None:
+        _valued_cells = etree.XPath("s:c[s:v or s:is]", namespaces={"s": _SHEET_NS})
+    c_tag, v_tag, is_tag = f"{_S}c", f"{_S}v", f"{_S}is"
+    row_tag, merge_tag = f"{_S}row", f"{_S}mergeCell"
+    merges: list[str] = []
+    row_no = 0
+    try:
+        for el in book.pkg.iterparse(sheet.part, (row_tag, merge_tag)):
+            if el.tag == merge_tag:
+                merges.append(el.get("ref") or "")
+                continue
+            r = el.get("r")
+            row_no = int(r) if r and r.isdigit() else row_no + 1
+            sheet.seen += len(el)
+            valued = _valued_cells(el)
+            if not valued:
+                continue
+            if all(c.get("r") for c in valued):
+                located = [(_cell_ref(c.get("r")), c) for c in valued]
+            else:  # a writer that leaves out cell references: the position in the row is the column
+                located, col = [], 0
+                for c in el.iterchildren(c_tag):
+                    ref = _cell_ref(c.get("r") or "")
+                    col = ref[1] if ref else col + 1
+                    located.append(((row_no, col), c))
+            for ref, c in located:
+                if ref is None:
+                    continue
+                text = book.value(c, v_tag, is_tag)
+                if not text.strip():
+                    continue
+                if budget <= 0:
+                    sheet.complete = False
+                    return budget
+                sheet.cells[(row_no, ref[1])] = text
+                budget -= 1
+    except Exception as e:  # noqa: BLE001 - lxml's and zlib's errors for a damaged part
+        sheet.complete = False
+        book.warnings.append(
+            f"sheet {sheet.name!r}: read only to row {row_no} ({type(e).__name__}: {e}); the rest left out"
+        )
+    return _fill_merged(book, sheet, merges, budget)
+
+
+def _fill_merged(book: _Book, sheet: _Sheet, merges: list[str], budget: int) -> int:
+    """Every cell a merged range covers gets the range's value (the top-left cell's), as decks repeat it,
+    within the sheet's valued extent: a title merged across 200 columns does not widen its table."""
+    if not sheet.cells:
+        return budget
+    max_row = max(r for r, _ in sheet.cells)
+    max_col = max(c for _, c in sheet.cells)
+    for ref in merges:
+        box = _range_ref(ref)
+        if box is None:
+            continue
+        r0, c0, r1, c1 = box
+        text = sheet.cells.get((r0, c0))
+        if text is None:
+            continue
+        r1, c1 = min(r1, max_row), min(c1, max_col)
+        area = (r1 - r0 + 1) * (c1 - c0 + 1)
+        if area > budget:
+            book.warnings.append(
+                f"sheet {sheet.name!r}: merged range {ref} over documents.max_cells: its value in its first "
+                "cell only"
+            )
+            continue
+        budget -= area
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                sheet.cells.setdefault((r, c), text)
+                sheet.merged[(r, c)] = (r0, c0)
+    return budget
+
+
+# -- table regions ------------------------------------------------------------------------------------
+def _runs(keys: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct numbers → their runs of consecutive values (lo, hi)."""
+    out: list[tuple[int, int]] = []
+    for k in keys:
+        if out and k == out[-1][1] + 1:
+            out[-1] = (out[-1][0], k)
+        elif not out or k > out[-1][1]:
+            out.append((k, k))
+    return out
+
+
+def table_regions(cells: list[tuple[int, int]], work_limit: int | None = None) -> list[list[tuple[int, int]]]:
+    """The blocks of cells that fully empty rows or columns separate, in reading order (top to bottom,
+    then left to right): a block is cut at its empty rows, each piece at its empty columns, and so on until
+    no piece splits. Work is bounded (a block past `work_limit` cell visits stays as it is)."""
+    budget = work_limit if work_limit is not None else 20 * len(cells) + 1000
+    out: list[list[tuple[int, int]]] = []
+    stack: list[tuple[list[tuple[int, int]], bool]] = [(cells, True)]  # (block, cut rows first)
+    while stack:
+        block, by_rows = stack.pop()
+        pieces: list[list[tuple[int, int]]] = []
+        if budget > 0 and len(block) > 1:
+            for axis in (0, 1) if by_rows else (1, 0):
+                budget -= len(block)
+                runs = _runs(sorted({rc[axis] for rc in block}))
+                if len(runs) > 1:
+                    lows = [lo for lo, _ in runs]
+                    groups: list[list[tuple[int, int]]] = [[] for _ in runs]
+                    for rc in block:
+                        groups[bisect.bisect_right(lows, rc[axis]) - 1].append(rc)
+                    pieces = groups
+                    by_rows = axis == 1  # a piece was cut along this axis: try the other one first
+                    break
+        if not pieces:
+            out.append(block)
+            continue
+        stack.extend((p, by_rows) for p in reversed(pieces))
+    return out
+
+
+def _title_lines(grid: list[list[str]], origins: list[list[Any]]) -> int:
+    """How many of the block's first rows are title lines: one value in the first column (or one merged
+    range) above a table whose rows have more than one."""
+    n = 0
+    while len(grid) - n >= 2 and n < 3:
+        row, src = grid[n], origins[n]
+        filled = [i for i, v in enumerate(row) if v.strip()]
+        ranges = {src[i] for i in filled}
+        if not filled or len(ranges) != 1 or (src[filled[0]] is None and filled != [0]):
+            break
+        if not any(sum(1 for v in r if v.strip()) > 1 for r in grid[n + 1 :]):
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _Block:
+    range: str
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    titles: list[str]
+    table: list[list[str]]
+    lines: list[str] = field(default_factory=list)  # a sparse block's rows, as list items
+
+
+def _blocks(book: _Book, sheet: _Sheet) -> list[_Block]:
+    blocks: list[_Block] = []
+    for region in table_regions(list(sheet.cells)):
+        r0, r1 = min(r for r, _ in region), max(r for r, _ in region)
+        c0, c1 = min(c for _, c in region), max(c for _, c in region)
+        where = range_text(r0, c0, r1, c1)
+        area = (r1 - r0 + 1) * (c1 - c0 + 1)
+        if area > 4 * len(region) + 10_000 and area > book.render_budget:
+            # A sparse block (cells on a diagonal) would be a table of n² mostly empty cells: its rows'
+            # values as lines instead, every word kept in bounded time.
+            by_row: dict[int, list[tuple[int, int]]] = {}
+            for rc in sorted(region):
+                by_row.setdefault(rc[0], []).append(rc)
+            lines = ["; ".join(sheet.cells[rc] for rc in row) for row in by_row.values()]
+            blocks.append(_Block(where, (r0, r1), (c0, c1), [], [], lines))
+            continue
+        if area > 4 * len(region) + 10_000:
+            book.render_budget -= area
+        present = set(region)
+        grid = [[sheet.cells[(r, c)] if (r, c) in present else "" for c in range(c0, c1 + 1)]
+                for r in range(r0, r1 + 1)]  # fmt: skip
+        origins = [[sheet.merged.get((r, c)) for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)]
+        n = _title_lines(grid, origins)
+        titles = [next(v for v in row if v.strip()) for row in grid[:n]]
+        table = grid[n:]
+        if table:  # the title's column may be one the table leaves empty
+            used = [i for i in range(len(table[0])) if any(row[i].strip() for row in table)]
+            table = [row[used[0] : used[-1] + 1] for row in table]
+        if len(table) == 1 and sum(1 for v in table[0] if v.strip()) == 1:
+            titles.append(next(v for v in table[0] if v.strip()))  # a lone value is a line of text
+            table = []
+        blocks.append(_Block(where, (r0, r1), (c0, c1), titles, table))
+    return blocks
+
+
+# -- comments, drawings, charts -----------------------------------------------------------------------
+def _comments(book: _Book, sheet: _Sheet) -> list[tuple[tuple[int, int], str]]:
+    """(cell, Markdown line) for each comment and threaded comment, threaded ones with their replies. The
+    legacy comment Excel writes beside a threaded one holds a placeholder: the threaded part's text and
+    authors are taken instead, and the placeholder only where the threaded part is missing."""
+    out: list[tuple[tuple[int, int], str]] = []
+    threaded: set[tuple[int, int]] = set()
+    pkg = book.pkg
+    for part in pkg.related(sheet.part, "threadedComment"):
+        try:
+            root = pkg.xml(part)
+        except DocumentOpenError as e:
+            book.warnings.append(f"sheet {sheet.name!r}: threaded comments not read ({e})")
+            continue
+        for tc in root.iter(f"{_TC}threadedComment"):
+            ref = _cell_ref(tc.get("ref") or "")
+            body = tc.find(f"{_TC}text")
+            text = (body.text or "").strip() if body is not None else ""
+            if ref is None or not text:
+                continue
+            threaded.add(ref)
+            who = book.persons.get(tc.get("personId") or "", "")
+            line = f"- {tc.get('ref')}{f' ({who})' if who else ''}: {text}"
+            out.append((ref, line.replace("\n", " ")))
+    for part in pkg.related(sheet.part, "comments"):
+        try:
+            root = pkg.xml(part)
+        except DocumentOpenError as e:
+            book.warnings.append(f"sheet {sheet.name!r}: comments not read ({e})")
+            continue
+        authors = [a.text or "" for a in root.iter(f"{_S}author")]
+        for cm in root.iter(f"{_S}comment"):
+            ref = _cell_ref(cm.get("ref") or "")
+            if ref is None or ref in threaded:
+                continue
+            body = cm.find(f"{_S}text")
+            text = _text(body).strip() if body is not None else ""
+            author_id = cm.get("authorId") or ""
+            who = authors[int(author_id)] if author_id.isdigit() and int(author_id) < len(authors) else ""
+            if text.startswith(_THREADED_PLACEHOLDER):
+                text = _placeholder_text(text)
+                who = ""  # Excel names the thread's id ("tc={...}"), not a person
+            if who.startswith("tc="):
+                who = ""
+            if text:
+                out.append((ref, f"- {cm.get('ref')}{f' ({who})' if who else ''}: {text}".replace("\n", " ")))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def _placeholder_text(text: str) -> str:
+    """The thread's words in Excel's placeholder ("... Comment:\n    words\nReply:\n    words"), without the
+    notice around them."""
+    _, _, thread = text.partition("Comment:")
+    parts = re.split(r"\n\s*Reply:\s*", thread)
+    return " / ".join(" ".join(p.split()) for p in parts if p.strip())
+
+
+def _drawing_parts(book: _Book, part: str) -> list[str]:
+    return book.pkg.related(part, "drawing")
+
+
+def _drawing_content(
+    book: _Book, sheet: _Sheet, cells: Callable[[str], list[str]]
+) -> tuple[list[str], list[str]]:
+    """The sheet's drawings: (charts as Markdown, text boxes' paragraphs)."""
+    from unitok.pipeline.formats.pptx import chart_from_xml, xml_paragraphs
+
+    charts: list[str] = []
+    texts: list[str] = []
+    pkg = book.pkg
+    for drawing in _drawing_parts(book, sheet.part):
+        try:
+            root = pkg.xml(drawing)
+        except DocumentOpenError as e:
+            book.warnings.append(f"sheet {sheet.name!r}: drawing not read ({e})")
+            continue
+        targets = {
+            rid: t for rid, typ, t in pkg.rels(drawing) if typ.rsplit("/", 1)[-1] in ("chart", "chartEx")
+        }
+        for el in root.iter():
+            tag = el.tag if isinstance(el.tag, str) else ""
+            if tag in (f"{{{_CHART_NS}}}chart", f"{{{_CHARTEX_NS}}}chart"):
+                target = targets.get(el.get(f"{_R}id") or "")
+                if not target or target not in pkg.names:
+                    continue
+                try:
+                    chart_xml = pkg.xml(target)
+                    if _too_many_points(chart_xml):
+                        raise DocumentOpenError(f"more than {_MAX_CHART_POINTS:,} points")
+                    charts.append(chart_markdown(chart_from_xml(chart_xml, cells)))
+                except DocumentOpenError as e:
+                    book.warnings.append(f"sheet {sheet.name!r}: chart {target} not read ({e})")
+            elif tag == f"{_XDR}sp":
+                body = el.find(f"{_XDR}txBody")
+                if body is not None:
+                    texts.extend(xml_paragraphs(body))
+    return charts, texts
+
+
+def _too_many_points(root: Any) -> bool:
+    """A chart whose point indexes are absurd (the chart reader sizes its lists by the largest)."""
+    for ns in (_CHART_NS, _CHARTEX_NS):
+        for pt in root.iter(f"{{{ns}}}pt"):
+            idx = pt.get("idx") or "0"
+            if not idx.isdigit() or int(idx) > _MAX_CHART_POINTS:
+                return True
+    return False
+
+
+def _cells_of(book: _Book) -> Callable[[str], list[str]]:
+    """A chart series' formula ('Sheet 1'!$B$2:$B$5) → the values of its cells, for charts without a cache
+    (files that openpyxl wrote have none)."""
+    by_name = {s.name: s for s in book.sheets}
 
     def cells(formula: str) -> list[str]:
         m = re.fullmatch(r"(?:'((?:[^']|'')+)'|([^!]+))!(\$?[A-Z]+\$?\d+(?::\$?[A-Z]+\$?\d+)?)", formula)
         if not m:
             return []
-        name = (m.group(1) or "").replace("''", "'") or m.group(2)
-        if name not in wb.sheetnames or not hasattr(wb[name], "iter_rows"):
+        sheet = by_name.get((m.group(1) or "").replace("''", "'") or m.group(2))
+        box = _range_ref(m.group(3))
+        if sheet is None or box is None:
             return []
-        found = wb[name][m.group(3).replace("$", "")]
-        flat = [c for row in found for c in row] if isinstance(found, tuple) else [found]
-        flat = [c for item in flat for c in (item if isinstance(item, tuple) else (item,))]
-        return [display(c.value, c.number_format) for c in flat]
+        r0, c0, r1, c1 = box
+        if (r1 - r0 + 1) * (c1 - c0 + 1) > _MAX_CHART_POINTS:
+            return []
+        return [sheet.cells.get((r, c), "") for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
 
-    with zipfile.ZipFile(path) as z:
-        names = set(z.namelist())
+    return cells
 
-        def xml(name: str) -> Any:
-            return safe_xml(z.read(name)) if name in names else None
 
-        def rels(part: str) -> dict[str, str]:
-            folder, file = posixpath.split(part)
-            root = xml(f"{folder}/_rels/{file}.rels")
-            if root is None:
-                return {}
-            return {r.get("Id"): posixpath.normpath(posixpath.join(folder, r.get("Target", "")))
-                    if not r.get("Target", "").startswith("/") else r.get("Target", "")[1:]
-                    for r in root.iter(f"{{{PKG_REL}}}Relationship")}  # fmt: skip
-
-        book = xml("xl/workbook.xml")
-        if book is None:
-            return {}
-        book_rels = rels("xl/workbook.xml")
-        out: dict[str, list[dict[str, Any]]] = {}
-        for sheet in book.iter(f"{{{_SHEET_NS}}}sheet"):
-            part = book_rels.get(sheet.get(f"{{{R}}}id"), "")
-            root = xml(part) if "/chartsheets/" in f"/{part}" else None
-            if root is None:
+# -- segments -----------------------------------------------------------------------------------------
+def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+    with check_zip(path, cfg.documents.max_uncompressed_bytes, "workbook") as z:
+        try:
+            book = _Book(_Package(z), base.warnings)
+        except DocumentOpenError as e:
+            raise DocumentOpenError(f"not a readable workbook ({e})") from None
+        budget = book.render_budget = cfg.documents.max_cells
+        left_out: list[str] = []
+        for sheet in book.sheets:
+            if sheet.chartsheet or not sheet.part or sheet.part not in book.pkg.names:
                 continue
-            charts = []
-            for drawing in root.iter(f"{{{_SHEET_NS}}}drawing"):
-                drawing_part = rels(part).get(drawing.get(f"{{{R}}}id"), "")
-                drawing_xml = xml(drawing_part)
-                if drawing_xml is None:
-                    continue
-                targets = rels(drawing_part)
-                for ref in drawing_xml.iter(f"{{{_CHART_NS}}}chart"):
-                    chart_xml = xml(targets.get(ref.get(f"{{{R}}}id"), ""))
-                    if chart_xml is not None:
-                        charts.append(chart_from_xml(chart_xml, cells))
-            out[sheet.get("name")] = charts
-        return out
+            if budget <= 0:
+                left_out.append(sheet.name)
+                continue
+            budget = read_sheet(book, sheet, budget)
+            if not sheet.complete and budget <= 0:
+                base.warnings.append(
+                    f"over documents.max_cells={cfg.documents.max_cells:,}: the rest of sheet {sheet.name!r} "
+                    "left out"
+                )
+        if left_out:
+            base.warnings.append(
+                f"over documents.max_cells={cfg.documents.max_cells:,}: sheet(s) "
+                f"{', '.join(map(repr, left_out))} left out"
+            )
+        index = 0
+        cells = _cells_of(book)
+        for sheet in book.sheets:
+            if sheet.hidden:
+                base.warnings.append(
+                    f"{'chartsheet' if sheet.chartsheet else 'sheet'} {sheet.name!r} is hidden"
+                )
+            for markdown, where in _sheet_markdown(book, sheet, cells, cfg):
+                seg = base.part(index, "sheet", CONTENT_TEXT)
+                seg.heading_path = [sheet.name]
+                seg.page_number = sheet.number
+                part: dict[str, Any] = {"markdown": markdown, "parser": "unitok-xlsx"}
+                if where:
+                    part["range"] = where
+                seg.structure_json = json.dumps(part)
+                seg.warnings = list(base.warnings)
+                index += 1
+                yield seg
+        if not index:
+            raise DocumentOpenError(f"no text: no value in any of the workbook's {len(book.sheets)} sheet(s)")
 
 
-_SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_CHART_NS = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+def _sheet_markdown(
+    book: _Book, sheet: _Sheet, cells: Callable[[str], list[str]], cfg: JobConfig
+) -> Iterator[tuple[str, str]]:
+    """(Markdown, cell range) of each segment of a sheet: its table regions (long ones cut every
+    documents.max_rows_per_segment rows, the header repeated), then its charts and text boxes."""
+    kind = "chartsheet" if sheet.chartsheet else "sheet"
+    marker = f"<!-- {'hidden ' if sheet.hidden else ''}{kind}: {sheet.name} -->"
+    charts, texts = _drawing_content(book, sheet, cells) if sheet.part in book.pkg.names else ([], [])
+    if sheet.chartsheet:
+        if not charts:
+            book.warnings.append(f"chartsheet {sheet.name!r}: no chart found in it")
+        else:
+            yield marker + "\n\n" + "\n\n".join(charts), ""
+        return
+    blocks = _blocks(book, sheet)
+    comments = _comments(book, sheet)
+    owner: dict[int, list[str]] = {}
+    for ref, line in comments:
+        n = next((i for i, b in enumerate(blocks) if b.rows[0] <= ref[0] <= b.rows[1]
+                  and b.cols[0] <= ref[1] <= b.cols[1]), len(blocks) - 1)  # fmt: skip
+        owner.setdefault(n, []).append(line)
+    step = cfg.documents.max_rows_per_segment
+    for n, block in enumerate(blocks):
+        head = f"{marker}\n\n<!-- range: {block.range} -->"
+        starts = list(range(1, max(len(block.table), 2), step))
+        for k, start in enumerate(starts):
+            parts = [head]
+            if k == 0:
+                parts += [_paragraph(t) for t in block.titles]
+                parts += ["\n".join(f"- {_inline(line)}" for line in block.lines)] if block.lines else []
+            if block.table:
+                parts.append(md_table([block.table[0], *block.table[start : start + step]]))
+            if k == len(starts) - 1 and owner.get(n):
+                parts.append("<!-- comments -->\n\n" + "\n".join(owner[n]))
+            yield "\n\n".join(parts), block.range
+    if not blocks and owner.get(-1):
+        yield f"{marker}\n\n<!-- comments -->\n\n" + "\n".join(owner[-1]), ""
+    extra = [*charts, *(_paragraph(t) for t in texts)]
+    if extra:
+        yield marker + "\n\n" + "\n\n".join(extra), ""
 
 
-def _merged_values(ws: Any) -> dict[tuple[int, int], str]:
-    """Every cell a merged range covers, with the range's value (the top-left cell's), as decks repeat it."""
-    out = {}
-    for rng in ws.merged_cells.ranges:
-        top = ws.cell(rng.min_row, rng.min_col)
-        text = display(top.value, top.number_format)
-        for r in range(rng.min_row, rng.max_row + 1):
-            for c in range(rng.min_col, rng.max_col + 1):
-                out[(r, c)] = text
-    return out
+def _inline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _paragraph(text: str) -> str:
+    """A cell's text as a paragraph: its line breaks kept, nothing in it read as Markdown structure."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return "  \n".join(re.sub(r"^([#>*+-]|\d+[.)])(?=\s)", r"\\\1", ln) for ln in lines)
 
 
 def split_sheets(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> Iterator[Segment]:
