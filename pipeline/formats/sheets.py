@@ -57,6 +57,10 @@ _CHART_NS = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 _CHARTEX_NS = "http://schemas.microsoft.com/office/drawing/2014/chartex"
 _XDR = "{http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing}"
 _PARSE = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
+# A cell element that closes itself has no value: only its style made a writer keep it. Only those that
+# name their cell (where references are left out, a cell's place in its row is its column), and in the
+# form writers use (an exact pattern is several times faster to match than a general one).
+_EMPTY_CELL = re.compile(rb'<c r="[A-Z]{1,3}[0-9]{1,7}"(?: [A-Za-z:]{1,20}="[^"<>]{0,40}")*/>')
 _CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d{1,7})")
 _XSTRING = re.compile(r"_x([0-9A-Fa-f]{4})_")
 # Excel's stand-in for a threaded comment in the legacy comments part, for versions that cannot show one.
@@ -175,6 +179,12 @@ def _text(element: Any) -> str:
     return _unescape("".join(_rich_text(element)))
 
 
+def _closing(parser: Any) -> Iterator[Any]:
+    """The events the parser still holds when the input ends (close() raises on a truncated part)."""
+    parser.close()
+    yield from parser.read_events()
+
+
 # -- the package --------------------------------------------------------------------------------------
 class _Package:
     def __init__(self, z: zipfile.ZipFile) -> None:
@@ -184,19 +194,39 @@ class _Package:
     def xml(self, name: str) -> Any:
         return safe_xml(self.z.read(name)) if name in self.names else None
 
-    def iterparse(self, name: str, tags: tuple[str, ...]) -> Iterator[Any]:
+    def iterparse(self, name: str, tags: tuple[str, ...], dropped: list[int] | None = None) -> Iterator[Any]:
         """The part's elements of these tags as they end, each freed once the caller is done with it, with
-        what came before it: memory stays bounded by one element, not the part."""
+        what came before it: memory stays bounded by one element, not the part. dropped: self-closing cell
+        elements (a style and no value) are cut from the bytes before the parser sees them, their number
+        added to dropped[0]; building a million of them as elements to throw away cost seconds."""
         from lxml import etree
 
+        parser = etree.XMLPullParser(events=("end",), tag=tags, **_PARSE)
+        held = b""
         with self.z.open(name) as f:
-            for _, el in etree.iterparse(f, events=("end",), tag=tags, **_PARSE):
-                yield el
-                el.clear(keep_tail=True)
-                parent = el.getparent()
-                if parent is not None:
-                    while el.getprevious() is not None:
-                        del parent[0]
+            while True:
+                chunk = f.read(1 << 20)
+                data = held + chunk
+                if dropped is not None and chunk:
+                    # A tag holds no "<": the bytes from the last one on may be a tag cut by the chunk's end.
+                    cut = data.rfind(b"<")
+                    data, held = (data[:cut], data[cut:]) if cut >= 0 else (data, b"")
+                    data, n = _EMPTY_CELL.subn(b"", data)
+                    dropped[0] += n
+                elif dropped is not None:
+                    held = b""
+                if data:
+                    parser.feed(data)
+                events = parser.read_events() if chunk else _closing(parser)
+                for _, el in events:
+                    yield el
+                    el.clear(keep_tail=True)
+                    parent = el.getparent()
+                    if parent is not None:
+                        while el.getprevious() is not None:
+                            del parent[0]
+                if not chunk:
+                    return
 
     def rels(self, part: str) -> list[tuple[str, str, str]]:
         """A part's relationships: (id, type, target part)."""
@@ -355,7 +385,8 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
     merges: list[str] = []
     row_no = 0
     try:
-        for el in book.pkg.iterparse(sheet.part, (row_tag, merge_tag)):
+        dropped = [0]
+        for el in book.pkg.iterparse(sheet.part, (row_tag, merge_tag), dropped):
             if el.tag == merge_tag:
                 merges.append(el.get("ref") or "")
                 continue
@@ -384,6 +415,7 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
                     return budget
                 sheet.cells[(row_no, ref[1])] = text
                 budget -= 1
+        sheet.seen += dropped[0]
     except Exception as e:  # noqa: BLE001 - lxml's and zlib's errors for a damaged part
         sheet.complete = False
         book.warnings.append(
