@@ -1,9 +1,12 @@
 """Word documents (DOCX; legacy DOC and ODT through LibreOffice, as for PPT) → Markdown sections, read from
 the package's XML with lxml: headings from styles and outline levels, lists with their numbering and
-nesting, tables (merged cells repeated, nested tables inline), text boxes, headers and footers (marked),
-footnotes and endnotes, comments, tracked changes as accepted (insertions kept, deletions left out),
-equations as LaTeX, pictures as markers with their alt text, hyperlinks. A file saved as Strict Open XML
-(ISO/IEC 29500 Strict namespaces) is read with its namespaces mapped to the Transitional ones.
+nesting, tables (merged cells repeated, nested tables inline, rows and cells inside content controls),
+text boxes (DrawingML or VML, read once), SmartArt text, headers and footers (first-page and even-page
+ones marked), footnotes and endnotes, comments with their replies, tracked changes as accepted (insertions
+kept, deletions left out), checkboxes as ☐/☒, equations as LaTeX, pictures as markers with their alt text,
+hyperlinks. A file saved as Strict Open XML (ISO/IEC 29500 Strict namespaces) is read with its namespaces
+mapped to the Transitional ones; parts are found through the package's relationships, whatever they are
+called.
 
 Why not a library: python-docx reads neither footnotes, text boxes nor tracked insertions (its paragraph
 text skips runs inside w:ins); mammoth (markitdown's DOCX path) drops headers, footers, text boxes and
@@ -12,12 +15,14 @@ comments. The benchmark (bench/bench_documents.py) compares the result with mark
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.markdown import md_table
@@ -36,62 +41,201 @@ R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 M = "http://schemas.openxmlformats.org/officeDocument/2006/math"
 MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"
 WP = "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
+A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+DGM = "http://schemas.openxmlformats.org/drawingml/2006/diagram"
 PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+CONTENT_TYPES = "http://schemas.openxmlformats.org/package/2006/content-types"
+W14 = "http://schemas.microsoft.com/office/word/2010/wordml"
+W15 = "http://schemas.microsoft.com/office/word/2012/wordml"
+VML = "urn:schemas-microsoft-com:vml"
+OFFICE = "urn:schemas-microsoft-com:office:office"
 _W, _M = f"{{{W}}}", f"{{{M}}}"
+_AC = f"{{{MC}}}AlternateContent"
+_RUN, _TEXT = f"{_W}r", f"{_W}t"
 PARSER = "unitok-ooxml (lxml)"
+
+# Run content that carries no text of the author's: formatting, field codes, deleted text, anchors.
+_NO_TEXT = {"del", "moveFrom", "pPr", "rPr", "proofErr", "bookmarkStart", "bookmarkEnd", "instrText",
+            "delText", "delInstrText", "sdtPr", "sdtEndPr", "fldData", "commentRangeStart", "commentRangeEnd",
+            "commentReference", "annotationRef", "footnoteRef", "endnoteRef", "separator",
+            "continuationSeparator", "lastRenderedPageBreak", "softHyphen", "permStart", "permEnd", "rubyPr",
+            "tcPr", "trPr", "tblPr", "tblGrid", "sectPr"}  # fmt: skip
+# What Word appends to the alt text it writes itself: its words, not the author's.
+_GENERATED = re.compile(r"\s*Description automatically generated( with (low|medium|high) confidence)?\s*$")
+# Elements that make a drawing a picture (a raster or vector image, a chart, an embedded object's preview).
+_PICTURES = (
+    f"{{{A}}}blip",
+    f"{{{VML}}}imagedata",
+    "{http://schemas.openxmlformats.org/drawingml/2006/chart}chart",
+)
+_SKIP = frozenset(f"{_W}{t}" for t in _NO_TEXT)
+_BOXES = "☐☑☒"
+_LABELLED = re.compile(f"([{_BOXES}])(?=\\w)")
+_ON = ("1", "true", "on")
+_MAX_SPAN = 64  # Word's own limit on a table's columns is 63: a larger span is a hostile file's
+
+# Characters of the symbol fonts (w:sym and runs in those fonts) at their code points, for the glyphs a
+# document shows: checkboxes, ticks, bullets, Greek letters and operators.
+_WINGDINGS = {0x6C: "●", 0x6E: "■", 0x6F: "☐", 0x71: "❑", 0x72: "❒", 0x75: "◆", 0x76: "❖", 0x78: "☒",
+              0xA7: "▪", 0xA8: "☐", 0xD8: "➢", 0xFB: "✗", 0xFC: "✓", 0xFD: "☒", 0xFE: "☑"}  # fmt: skip
+_WINGDINGS2 = {0x4F: "✗", 0x50: "✓", 0x51: "☒", 0x52: "☑", 0x53: "☒", 0x54: "☒", 0xA3: "☐"}
+_SYMBOL = {
+    **dict(zip(range(0x41, 0x5B), "ΑΒΧΔΕΦΓΗΙϑΚΛΜΝΟΠΘΡΣΤΥςΩΞΨΖ", strict=True)),
+    **dict(zip(range(0x61, 0x7B), "αβχδεφγηιϕκλμνοπθρστυϖωξψζ", strict=True)),
+    0x22: "∀", 0x24: "∃", 0x27: "∋", 0x40: "≅", 0x5E: "⊥", 0x7E: "∼", 0xA2: "′", 0xA3: "≤", 0xA5: "∞",
+    0xAC: "←", 0xAE: "→", 0xB0: "°", 0xB1: "±", 0xB2: "″", 0xB3: "≥", 0xB4: "×", 0xB6: "∂", 0xB7: "•",
+    0xB8: "÷", 0xB9: "≠", 0xBA: "≡", 0xBB: "≈", 0xC4: "⊗", 0xC5: "⊕", 0xC6: "∅", 0xC7: "∩", 0xC8: "∪",
+    0xCE: "∈", 0xCF: "∉", 0xD1: "∇", 0xD6: "√", 0xD7: "⋅", 0xD9: "∧", 0xDA: "∨", 0xDB: "⇔", 0xDE: "⇒",
+    0xE5: "∑", 0xF2: "∫",
+}  # fmt: skip
+_SYMBOL_FONTS = {"wingdings": _WINGDINGS, "wingdings 2": _WINGDINGS2, "symbol": _SYMBOL}
 
 
 def _local(el: Any) -> str:
     return el.tag.split("}")[-1] if isinstance(el.tag, str) else ""
 
 
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _resolve(folder: str, target: str) -> str:
+    """A relationship's target as a part name: relative to the source part's folder, or absolute."""
+    target = unquote(target.split("#", 1)[0])
+    name = target.lstrip("/") if target.startswith("/") else posixpath.join(folder, target)
+    return posixpath.normpath(name) if name else ""
+
+
+def _symbol(code: int, font: str) -> str:
+    table = _SYMBOL_FONTS.get(font.lower())
+    if table is not None:
+        return table.get(code & 0xFF if code >= 0xF000 or code < 0x100 else code, "")
+    if 0xF000 <= code <= 0xF0FF or not 0 < code < 0x110000:
+        return ""  # a private-use glyph of a font we do not know: no character to give
+    return chr(code)
+
+
+def _outermost(el: Any, tag: str) -> list[Any]:
+    """Descendants of el with this tag, not those inside another one (a text box inside a text box is
+    read with its outer box)."""
+    found = list(el.iter(tag))
+    if len(found) < 2:
+        return found
+    inner = {id(a) for a in found}  # lxml keeps one proxy per node while `found` holds them
+    return [x for x in found if not any(id(a) in inner for a in x.iterancestors(tag))]
+
+
+def _choice(ac: Any) -> Any | None:
+    """The branch of mc:AlternateContent to read: the first Choice (what Word shows), else the Fallback;
+    never both, as they hold the same text twice."""
+    choice = ac.find(f"{{{MC}}}Choice")
+    return choice if choice is not None else ac.find(f"{{{MC}}}Fallback")
+
+
+def _children(el: Any, tag: str) -> Iterator[Any]:
+    """el's children with this tag, including those wrapped in content controls, custom XML and tracked
+    insertions (rows and cells can be)."""
+    for child in el:
+        if child.tag == tag:
+            yield child
+        elif child.tag == f"{_W}sdt":
+            content = child.find(f"{_W}sdtContent")
+            if content is not None:
+                yield from _children(content, tag)
+        elif child.tag in (f"{_W}customXml", f"{_W}ins", f"{_W}moveTo"):
+            yield from _children(child, tag)
+        elif child.tag == _AC:
+            branch = _choice(child)
+            if branch is not None:
+                yield from _children(branch, tag)
+
+
 class _Package:
-    """The parts of one DOCX a conversion reads."""
+    """The parts of one DOCX a conversion reads, found through its relationships."""
 
     def __init__(self, z: Any):
         self.z = z
-        self.names = set(z.namelist())
-        self.rels = self.part_rels("word/_rels/document.xml.rels")
-        self.styles = self._styles()
-        self.numbering = self._numbering()
+        self.names = {n.lower(): n for n in z.namelist()}  # OPC part names are case-insensitive
+        self.main = self._main_part()
+        self.rels = self.part_rels(self.main)
+        folder = posixpath.dirname(self.main)
+        self.styles = self._styles(self.related("styles") or posixpath.join(folder, "styles.xml"))
+        self.numbering = self._numbering(self.related("numbering") or posixpath.join(folder, "numbering.xml"))
 
-    def xml(self, name: str) -> Any | None:
-        return safe_xml(transitional(self.z.read(name))) if name in self.names else None
+    def has(self, name: str) -> bool:
+        return name.lower() in self.names
 
-    def part_rels(self, name: str) -> dict[str, tuple[str, str]]:
+    def xml(self, name: str | None) -> Any | None:
+        real = self.names.get(name.lower()) if name else None
+        return safe_xml(transitional(self.z.read(real))) if real else None
+
+    def _main_part(self) -> str:
+        """The main document part: the package's officeDocument relationship (Transitional or Strict type),
+        else the part its content types name as a Word document, else the conventional name."""
+        root = self.xml("_rels/.rels")
+        for r in [] if root is None else root.iter(f"{{{PKG_REL}}}Relationship"):
+            if r.get("Type", "").endswith("/officeDocument") and r.get("TargetMode") != "External":
+                name = _resolve("", r.get("Target", ""))
+                if self.has(name):
+                    return name
+        types = self.xml("[Content_Types].xml")
+        for o in [] if types is None else types.iter(f"{{{CONTENT_TYPES}}}Override"):
+            ctype = o.get("ContentType", "")
+            if (
+                "word" in ctype
+                and ctype.endswith(".main+xml")
+                and self.has(_resolve("", o.get("PartName", "")))
+            ):
+                return _resolve("", o.get("PartName", ""))
+        return "word/document.xml"
+
+    def part_rels(self, part: str) -> dict[str, tuple[str, str]]:
+        """A part's relationships: id → (type's last segment, target part name, or the URL of an
+        external one)."""
+        folder, base = posixpath.split(part)
+        root = self.xml(posixpath.join(folder, "_rels", base + ".rels"))
+        rels: dict[str, tuple[str, str]] = {}
+        for r in [] if root is None else root.iter(f"{{{PKG_REL}}}Relationship"):
+            kind, target = r.get("Type", "").rsplit("/", 1)[-1], r.get("Target", "")
+            if r.get("TargetMode") != "External" and kind != "hyperlink":
+                target = _resolve(folder, target)
+            rels[r.get("Id") or ""] = (kind, target)
+        return rels
+
+    def related(self, kind: str) -> str | None:
+        """The first part of this type the main part relates to (its comments, footnotes...)."""
+        return next((t for k, t in self.rels.values() if k == kind and self.has(t)), None)
+
+    def _styles(self, name: str) -> dict[str, dict[str, Any]]:
         root = self.xml(name)
-        if root is None:
-            return {}
-        return {r.get("Id"): (r.get("Type", "").rsplit("/", 1)[-1], r.get("Target", ""))
-                for r in root.iter(f"{{{PKG_REL}}}Relationship")}  # fmt: skip
-
-    def _styles(self) -> dict[str, dict[str, Any]]:
-        root = self.xml("word/styles.xml")
         styles: dict[str, dict[str, Any]] = {}
         for st in [] if root is None else root.iter(f"{_W}style"):
-            name = st.find(f"{_W}name")
+            name_el = st.find(f"{_W}name")
             outline = st.find(f"{_W}pPr/{_W}outlineLvl")
             num = st.find(f"{_W}pPr/{_W}numPr/{_W}numId")
             ilvl = st.find(f"{_W}pPr/{_W}numPr/{_W}ilvl")
             based = st.find(f"{_W}basedOn")
-            styles[st.get(f"{_W}styleId")] = {
-                "name": (name.get(f"{_W}val") if name is not None else "") or "",
-                "outline": int(outline.get(f"{_W}val")) if outline is not None else None,
+            styles[st.get(f"{_W}styleId") or ""] = {
+                "name": (name_el.get(f"{_W}val") if name_el is not None else "") or "",
+                "outline": _int(outline.get(f"{_W}val"), 9) if outline is not None else None,
                 "num": num.get(f"{_W}val") if num is not None else None,
-                "ilvl": int(ilvl.get(f"{_W}val")) if ilvl is not None else 0,
+                "ilvl": _int(ilvl.get(f"{_W}val")) if ilvl is not None else 0,
                 "based": based.get(f"{_W}val") if based is not None else None,
             }
         return styles
 
-    def _numbering(self) -> dict[str, dict[int, str]]:
+    def _numbering(self, name: str) -> dict[str, dict[int, str]]:
         """numId → {level: numFmt} (bullet, decimal, lowerLetter, ...)."""
-        root = self.xml("word/numbering.xml")
+        root = self.xml(name)
         if root is None:
             return {}
         abstract = {
             a.get(f"{_W}abstractNumId"): {
-                int(lvl.get(f"{_W}ilvl")): (lvl.find(f"{_W}numFmt").get(f"{_W}val")
-                                            if lvl.find(f"{_W}numFmt") is not None else "decimal")
+                _int(lvl.get(f"{_W}ilvl")): (lvl.find(f"{_W}numFmt").get(f"{_W}val")
+                                             if lvl.find(f"{_W}numFmt") is not None else "decimal")
                 for lvl in a.iter(f"{_W}lvl")
             }
             for a in root.iter(f"{_W}abstractNum")
@@ -137,80 +281,160 @@ class _Writer:
     def inline(self, el: Any, boxes: list[list[str]]) -> str:
         parts: list[str] = []
         for child in el:
-            tag = _local(child)
-            if tag in ("del", "moveFrom", "pPr", "rPr", "proofErr", "bookmarkStart", "bookmarkEnd"):
-                continue
-            if child.tag == f"{{{MC}}}AlternateContent":
-                choice = child.find(f"{{{MC}}}Choice")
-                if choice is not None:
-                    parts.append(self.inline(choice, boxes))
-                continue
-            if tag == "t":
-                parts.append(child.text or "")
-            elif tag == "tab":
-                parts.append("\t")
-            elif tag in ("br", "cr"):
-                parts.append("  \n")
-            elif tag == "noBreakHyphen":
-                parts.append("-")
-            elif tag == "hyperlink":
-                text = self.inline(child, boxes)
-                rid = child.get(f"{{{R}}}id")
-                target = self.rels.get(rid, ("", ""))[1] if rid else ""
-                parts.append(f"[{text}]({target})" if target and text.strip() else text)
-            elif tag in ("footnoteReference", "endnoteReference"):
-                ref = ("" if tag == "footnoteReference" else "e") + (child.get(f"{_W}id") or "")
-                self.notes.append(ref)
-                parts.append(f"[^{ref}]")
-            elif tag in ("drawing", "pict", "object"):
-                parts.append(self.picture(child, boxes))
-            elif tag in ("oMath", "oMathPara"):
-                latex = omml_latex(child)
-                parts.append(f"${latex}$" if latex else "")
-            elif tag in ("r", "ins", "moveTo", "smartTag", "fldSimple", "sdt", "sdtContent", "customXml"):
-                parts.append(self.inline(child, boxes))
+            tag = child.tag
+            if tag == _RUN:  # most of a document: runs of text, read here without a call per element
+                for leaf in child:
+                    if leaf.tag == _TEXT:
+                        parts.append(leaf.text or "")
+                    elif leaf.tag not in _SKIP and isinstance(leaf.tag, str):
+                        parts.append(self.special(leaf, boxes))
+            elif tag not in _SKIP and isinstance(tag, str):
+                parts.append(self.special(child, boxes))
         return "".join(parts)
 
+    def special(self, child: Any, boxes: list[list[str]]) -> str:
+        """Run content other than plain text."""
+        tag = _local(child)
+        if child.tag == _AC:
+            branch = _choice(child)
+            return self.inline(branch, boxes) if branch is not None else ""
+        if child.tag == _TEXT:
+            return child.text or ""
+        if tag in ("tab", "ptab"):
+            return "\t"
+        if tag in ("br", "cr"):
+            return "  \n"
+        if tag == "noBreakHyphen":
+            return "-"
+        if tag == "sym":
+            return _symbol(_hex(child.get(f"{_W}char")), child.get(f"{_W}font") or "")
+        if tag == "hyperlink":
+            text = self.inline(child, boxes)
+            rid = child.get(f"{{{R}}}id")
+            target = self.rels.get(rid, ("", ""))[1] if rid else ""
+            return f"[{text}]({target})" if target and text.strip() else text
+        if tag in ("footnoteReference", "endnoteReference"):
+            ref = ("" if tag == "footnoteReference" else "e") + (child.get(f"{_W}id") or "")
+            self.notes.append(ref)
+            return f"[^{ref}]"
+        if tag in ("drawing", "pict", "object"):
+            return self.picture(child, boxes)
+        if tag == "oMath":
+            latex = omml_latex(child).strip()
+            return f"${latex}$" if latex else ""
+        if tag == "oMathPara":
+            maths = [omml_latex(m).strip() for m in child.iter(f"{_M}oMath")]
+            return " ".join(f"$${m}$$" for m in maths if m)
+        if tag == "sdt":
+            return self.control(child, boxes)
+        if tag == "fldChar":
+            return _form_checkbox(child)
+        if tag == "ruby":
+            base, rt = child.find(f"{_W}rubyBase"), child.find(f"{_W}rt")
+            text = self.inline(base, boxes) if base is not None else ""
+            guide = self.inline(rt, boxes) if rt is not None else ""
+            return f"{text}({guide})" if guide.strip() else text
+        return self.inline(child, boxes)  # insertions, smart tags, fields, bidi containers...: their content
+
+    def control(self, sdt: Any, boxes: list[list[str]]) -> str:
+        """A run-level content control; a checkbox is ☐ or ☒ by its state, whatever glyph the run holds."""
+        content = sdt.find(f"{_W}sdtContent")
+        text = self.inline(content, boxes) if content is not None else ""
+        box = sdt.find(f"{_W}sdtPr/{{{W14}}}checkbox")
+        if box is None:
+            return text
+        checked = box.find(f"{{{W14}}}checked")
+        glyph = "☒" if checked is not None and (checked.get(f"{{{W14}}}val") or "1").lower() in _ON else "☐"
+        return glyph + text.strip(_BOXES + " ")
+
     def picture(self, el: Any, boxes: list[list[str]]) -> str:
-        """A drawing: its text boxes go to `boxes` (rendered after the paragraph); a picture is a marker
-        with the description the author set."""
-        for txbx in el.iter(f"{_W}txbxContent"):
+        """A drawing: its text boxes go to `boxes` (rendered after the paragraph), WordArt keeps its text,
+        SmartArt its nodes' text; a picture is a marker with the description the author set."""
+        found = False
+        for txbx in _outermost(el, f"{_W}txbxContent"):
+            found = True
             blocks: list[str] = []
             self.body(txbx, blocks)
             if blocks:
                 boxes.append(blocks)
-        if any(True for _ in el.iter(f"{_W}txbxContent")):
-            return ""
-        docpr = next(el.iter(f"{{{WP}}}docPr"), None)
-        alt = ((docpr.get("descr") or docpr.get("title") or "") if docpr is not None else "").strip()
-        return "<!-- image -->" + (f" *{alt}*" if alt else "")
+        words = [s for tp in el.iter(f"{{{VML}}}textpath") if (s := (tp.get("string") or "").strip())]
+        diagram = next(el.iter(f"{{{DGM}}}relIds"), None)
+        if diagram is not None:
+            nodes = self.diagram(diagram.get(f"{{{R}}}dm"))
+            if nodes:
+                boxes.append(["\n".join(f"- {n}" for n in nodes)])
+                return ""
+        if found or words:
+            return " ".join(words)
+        alt: list[str] = []
+        for docpr in el.iter(f"{{{WP}}}docPr"):
+            alt += [docpr.get("title") or "", docpr.get("descr") or ""]
+        for shape in el.iter(f"{{{VML}}}shape", f"{{{VML}}}rect", f"{{{VML}}}imagedata"):
+            alt += [shape.get("alt") or "", shape.get(f"{{{OFFICE}}}title") or ""]
+        said = [" ".join(_GENERATED.sub("", a).split()) for a in alt]
+        said = list(dict.fromkeys(a for a in said if a))  # each text once
+        if not said and not any(True for _ in el.iter(*_PICTURES)):
+            return ""  # a line, an arrow, an empty shape: nothing to mark
+        # Spaced so that the alt text never runs into the words around the picture.
+        return " <!-- image -->" + (f" *{': '.join(said)}* " if said else " ")
+
+    def diagram(self, rid: str | None) -> list[str]:
+        """The text of a SmartArt diagram's nodes, from its data part (its drawing part repeats it)."""
+        kind, target = self.rels.get(rid or "", ("", ""))
+        root = self.pkg.xml(target) if kind == "diagramData" else None
+        nodes = []
+        for pt in [] if root is None else root.iter(f"{{{DGM}}}pt"):
+            if pt.get("type") in ("parTrans", "sibTrans", "pres"):
+                continue
+            lines = ["".join(t.text or "" for t in p.iter(f"{{{A}}}t")) for p in pt.iter(f"{{{A}}}p")]
+            text = " ".join(ln.strip() for ln in lines if ln.strip())
+            if text:
+                nodes.append(text)
+        return nodes
 
     # -- blocks -------------------------------------------------------------------------------------
-    def body(self, container: Any, out: list[str]) -> None:
+    def body(self, container: Any, out: list[str], cell: bool = False) -> None:
         for el in container:
             tag = _local(el)
             if tag == "p":
-                self.paragraph(el, out)
+                self.paragraph(el, out, cell)
             elif tag == "tbl":
-                out.append(md_table(self.table_rows(el)))
-            elif tag in ("sdt", "customXml", "ins", "moveTo"):
-                self.body(el.find(f"{_W}sdtContent") if tag == "sdt" else el, out)
-            elif el.tag == f"{{{MC}}}AlternateContent":
-                choice = el.find(f"{{{MC}}}Choice")
-                if choice is not None:
-                    self.body(choice, out)
+                if cell:  # a table in a cell: row by row, as Markdown has no table in a cell
+                    out += [line for r in self.table_rows(el) if (line := "; ".join(c for c in r if c))]
+                else:
+                    out.append(md_table(self.table_rows(el)))
+            elif tag == "sdt":
+                content = el.find(f"{_W}sdtContent")
+                if content is not None:
+                    self.body(content, out, cell)
+            elif tag in ("customXml", "ins", "moveTo"):
+                self.body(el, out, cell)
+            elif el.tag == _AC:
+                branch = _choice(el)
+                if branch is not None:
+                    self.body(branch, out, cell)
+            elif tag == "oMathPara" and el.tag == f"{_M}oMathPara":
+                maths = [omml_latex(m).strip() for m in el.iter(f"{_M}oMath")]
+                out += [f"$${m}$$" for m in maths if m]
 
-    def paragraph(self, p: Any, out: list[str]) -> None:
-        ppr = p.find(f"{_W}pPr")
-        style = (
-            ppr.find(f"{_W}pStyle").get(f"{_W}val")
-            if ppr is not None and ppr.find(f"{_W}pStyle") is not None
-            else None
-        )
-        outline = ppr.find(f"{_W}outlineLvl") if ppr is not None else None
+    def paragraph(self, p: Any, out: list[str], cell: bool = False) -> None:
         boxes: list[list[str]] = []
         text = self.inline(p, boxes).strip()
-        level = self.pkg.heading_level(style, int(outline.get(f"{_W}val")) if outline is not None else None)
+        if "☐" in text or "☒" in text or "☑" in text:
+            text = _LABELLED.sub(r"\1 ", text)  # a checkbox, a space, its label
+        if cell:  # a table cell holds plain lines: no heading marks, no list markers
+            if text:
+                out.append(text)
+            for box in boxes:
+                out += box
+            return
+        ppr = p.find(f"{_W}pPr")
+        style_el = ppr.find(f"{_W}pStyle") if ppr is not None else None
+        style = style_el.get(f"{_W}val") if style_el is not None else None
+        outline = ppr.find(f"{_W}outlineLvl") if ppr is not None else None
+        level = self.pkg.heading_level(
+            style, _int(outline.get(f"{_W}val"), 9) if outline is not None else None
+        )
         num_id, ilvl = self.numbering(ppr, style)
         if text and level:
             out.append(f"{'#' * level} {text}")
@@ -223,7 +447,7 @@ class _Writer:
                     del self.counters[key]  # a higher level restarts the levels below it
                 n = self.counters[(num_id, ilvl)] = self.counters.get((num_id, ilvl), 0) + 1
                 marker = f"{n}."
-            line = f"{'  ' * ilvl}{marker} {text}"
+            line = f"{'  ' * min(ilvl, 9)}{marker} {text}"
             if out and re.match(r"^\s*(-|\d+\.) ", out[-1].splitlines()[-1]) and not out[-1].startswith("|"):
                 out[-1] += "\n" + line  # consecutive items: one list
             else:
@@ -239,21 +463,23 @@ class _Writer:
             num_id = num.find(f"{_W}numId")
             lvl = num.find(f"{_W}ilvl")
             nid = num_id.get(f"{_W}val") if num_id is not None else None
-            return (nid if nid != "0" else None), int(lvl.get(f"{_W}val")) if lvl is not None else 0
+            return (nid if nid != "0" else None), _int(lvl.get(f"{_W}val")) if lvl is not None else 0
         return self.pkg.style_num(style)
 
     def table_rows(self, tbl: Any) -> list[list[str]]:
         rows: list[list[str]] = []
         above: dict[int, str] = {}  # column → text of the vertically merged cell that starts above
-        for tr in tbl.iter(f"{_W}tr"):
-            if tr.getparent() is not tbl:
-                continue  # a nested table's row: rendered inside its cell
-            row: list[str] = []
-            for tc in tr.findall(f"{_W}tc"):
+        for tr in _children(tbl, f"{_W}tr"):
+            trpr = tr.find(f"{_W}trPr")
+            if trpr is not None and trpr.find(f"{_W}del") is not None:
+                continue  # a row deleted with changes tracked
+            before = trpr.find(f"{_W}gridBefore") if trpr is not None else None
+            row: list[str] = [""] * min(_int(before.get(f"{_W}val")) if before is not None else 0, _MAX_SPAN)
+            for tc in _children(tr, f"{_W}tc"):
                 tcpr = tc.find(f"{_W}tcPr")
                 span = tcpr.find(f"{_W}gridSpan") if tcpr is not None else None
                 vmerge = tcpr.find(f"{_W}vMerge") if tcpr is not None else None
-                width = int(span.get(f"{_W}val")) if span is not None else 1
+                width = max(1, min(_int(span.get(f"{_W}val"), 1) if span is not None else 1, _MAX_SPAN))
                 col = len(row)
                 if vmerge is not None and vmerge.get(f"{_W}val") != "restart":
                     text = above.get(col, "")
@@ -270,28 +496,84 @@ class _Writer:
 
     def cell_text(self, tc: Any) -> str:
         lines: list[str] = []
-        for el in tc:
-            if _local(el) == "p":
-                boxes: list[list[str]] = []
-                text = self.inline(el, boxes).strip()
-                if text:
-                    lines.append(text)
-            elif _local(el) == "tbl":  # a nested table, row by row
-                lines += ["; ".join(c for c in r if c) for r in self.table_rows(el)]
+        self.body(tc, lines, cell=True)
         return "\n".join(lines)
+
+
+def _hex(value: str | None) -> int:
+    try:
+        return int(value or "", 16)
+    except ValueError:
+        return -1
+
+
+def _form_checkbox(fld: Any) -> str:
+    """A legacy form checkbox (FORMCHECKBOX field): its state, as the field has no text of its own."""
+    box = fld.find(f"{_W}ffData/{_W}checkBox")
+    if box is None or fld.get(f"{_W}fldCharType") != "begin":
+        return ""
+    state = box.find(f"{_W}checked")
+    if state is None:
+        state = box.find(f"{_W}default")
+        return "☒" if state is not None and (state.get(f"{_W}val") or "0").lower() in _ON else "☐"
+    return "☒" if (state.get(f"{_W}val") or "1").lower() in _ON else "☐"
+
+
+# -- equations ------------------------------------------------------------------------------------------
+
+_FUNCTIONS = set(
+    "sin cos tan cot sec csc sinh cosh tanh coth arcsin arccos arctan log ln lg exp lim liminf limsup "
+    "max min sup inf det arg deg dim gcd hom ker Pr".split()
+)
+_NARY = {"∑": "\\sum", "∏": "\\prod", "∐": "\\coprod", "∫": "\\int", "∬": "\\iint", "∭": "\\iiint",
+         "∮": "\\oint", "⋃": "\\bigcup", "⋂": "\\bigcap", "⋁": "\\bigvee", "⋀": "\\bigwedge"}  # fmt: skip
+_ACCENTS = {"\u0302": "\\hat", "\u0303": "\\tilde", "\u0304": "\\bar", "\u0305": "\\overline",
+            "\u0307": "\\dot", "\u0308": "\\ddot", "\u20d7": "\\vec", "\u0301": "\\acute",
+            "\u0300": "\\grave", "\u0306": "\\breve", "\u030c": "\\check"}  # fmt: skip
+_DELIMITERS = {"": ".", "{": "\\{", "}": "\\}", "〈": "\\langle", "〉": "\\rangle", "⟨": "\\langle",
+               "⟩": "\\rangle", "‖": "\\|", "⌊": "\\lfloor", "⌋": "\\rfloor", "⌈": "\\lceil",
+               "⌉": "\\rceil"}  # fmt: skip
+_MATH_SYMBOLS = {
+    **{chr(0x3B1 + i): f"\\{n}" for i, n in enumerate(
+        "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho varsigma "
+        "sigma tau upsilon phi chi psi omega".split()) if n not in ("omicron", "varsigma")},
+    "Γ": "\\Gamma", "Δ": "\\Delta", "Θ": "\\Theta", "Λ": "\\Lambda", "Ξ": "\\Xi", "Π": "\\Pi", "Σ": "\\Sigma",
+    "Φ": "\\Phi", "Ψ": "\\Psi", "Ω": "\\Omega", "∞": "\\infty", "→": "\\to", "←": "\\leftarrow",
+    "⇒": "\\Rightarrow", "≤": "\\leq", "≥": "\\geq", "≠": "\\neq", "≈": "\\approx", "±": "\\pm", "∓": "\\mp",
+    "×": "\\times", "÷": "\\div", "⋅": "\\cdot", "·": "\\cdot", "∈": "\\in", "∉": "\\notin", "⊂": "\\subset",
+    "⊆": "\\subseteq", "∪": "\\cup", "∩": "\\cap", "∀": "\\forall", "∃": "\\exists", "∂": "\\partial",
+    "∇": "\\nabla", "≡": "\\equiv", "∝": "\\propto", "…": "\\ldots", "⋯": "\\cdots", "ℏ": "\\hbar",
+}  # fmt: skip
+_MATH_CHARS = re.compile("[" + "".join(re.escape(c) for c in _MATH_SYMBOLS) + "]")
+
+
+def _math_text(text: str) -> str:
+    """m:t text in LaTeX: symbols as commands (a space after one that a letter follows), braces escaped."""
+    text = text.replace("{", "\\{").replace("}", "\\}")
+
+    def command(m: re.Match[str]) -> str:
+        follows = text[m.end() : m.end() + 1]
+        return _MATH_SYMBOLS[m[0]] + (" " if follows.isascii() and follows.isalpha() else "")
+
+    return _MATH_CHARS.sub(command, text)
 
 
 def omml_latex(el: Any) -> str:
     """Office Math → LaTeX for the common constructs (fractions, scripts, radicals, n-ary operators,
-    delimiters, functions); any other element keeps its text."""
+    delimiters, functions and limits, accents, bars, matrices, equation arrays); any other element keeps
+    its text."""
     tag = _local(el)
 
     def arg(name: str) -> str:
         child = el.find(f"{_M}{name}")
         return omml_latex(child) if child is not None else ""
 
+    def prop(pr: str, name: str) -> str | None:
+        found = el.find(f"{_M}{pr}/{_M}{name}")
+        return found.get(f"{_M}val") if found is not None else None
+
     if tag == "t":
-        return el.text or ""
+        return _math_text(el.text or "") if el.tag == f"{_M}t" else (el.text or "")
     if tag == "f":
         return f"\\frac{{{arg('num')}}}{{{arg('den')}}}"
     if tag == "sSup":
@@ -300,37 +582,91 @@ def omml_latex(el: Any) -> str:
         return f"{{{arg('e')}}}_{{{arg('sub')}}}"
     if tag == "sSubSup":
         return f"{{{arg('e')}}}_{{{arg('sub')}}}^{{{arg('sup')}}}"
+    if tag == "sPre":
+        return f"{{}}_{{{arg('sub')}}}^{{{arg('sup')}}}{{{arg('e')}}}"
     if tag == "rad":
         deg = arg("deg")
         return f"\\sqrt[{deg}]{{{arg('e')}}}" if deg else f"\\sqrt{{{arg('e')}}}"
     if tag == "nary":
-        chr_ = el.find(f"{_M}naryPr/{_M}chr")
-        op = {"∑": "\\sum", "∏": "\\prod", "∫": "\\int", "∮": "\\oint"}.get(
-            chr_.get(f"{_M}val") if chr_ is not None else "∫", "\\int"
-        )
+        sign = prop("naryPr", "chr") or "∫"
+        op = _NARY.get(sign, sign)
         sub, sup = arg("sub"), arg("sup")
         return f"{op}{'_{' + sub + '}' if sub else ''}{'^{' + sup + '}' if sup else ''}{{{arg('e')}}}"
     if tag == "d":
-        pr = el.find(f"{_M}dPr")
-        beg = pr.find(f"{_M}begChr") if pr is not None else None
-        end = pr.find(f"{_M}endChr") if pr is not None else None
-        inner = ",".join(omml_latex(e) for e in el.findall(f"{_M}e"))
-        left = beg.get(f"{_M}val") if beg is not None else "("
-        right = end.get(f"{_M}val") if end is not None else ")"
+        beg, end, sep = prop("dPr", "begChr"), prop("dPr", "endChr"), prop("dPr", "sepChr")
+        inner = (sep if sep is not None else "|").join(omml_latex(e) for e in el.findall(f"{_M}e"))
+        left = _DELIMITERS.get(beg if beg is not None else "(", beg or "(")
+        right = _DELIMITERS.get(end if end is not None else ")", end or ")")
         return f"\\left{left}{inner}\\right{right}"
     if tag == "func":
-        return f"\\{arg('fName').strip()}{{{arg('e')}}}"
+        name = arg("fName").strip()
+        if name in _FUNCTIONS:
+            name = "\\" + name
+        elif re.fullmatch(r"[A-Za-z]+", name):
+            name = f"\\operatorname{{{name}}}"
+        return f"{name}{{{arg('e')}}}"
+    if tag in ("limLow", "limUpp"):
+        base = arg("e").strip()
+        base = "\\" + base if base in _FUNCTIONS else f"{{{base}}}"
+        return f"{base}{'_' if tag == 'limLow' else '^'}{{{arg('lim')}}}"
+    if tag == "acc":
+        accent = _ACCENTS.get(prop("accPr", "chr") or "\u0302", "\\hat")
+        return f"{accent}{{{arg('e')}}}"
+    if tag == "bar":
+        line = "\\overline" if prop("barPr", "pos") == "top" else "\\underline"
+        return f"{line}{{{arg('e')}}}"
+    if tag == "groupChr":
+        sign = prop("groupChrPr", "chr") or "⏟"
+        brace = {"⏟": "\\underbrace", "⏞": "\\overbrace"}.get(sign)
+        return f"{brace}{{{arg('e')}}}" if brace else arg("e")
+    if tag == "borderBox":
+        return f"\\boxed{{{arg('e')}}}"
+    if tag == "eqArr":
+        rows = [omml_latex(e) for e in el.findall(f"{_M}e")]
+        return "\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}"
+    if tag == "m":
+        rows = [" & ".join(omml_latex(e) for e in mr.findall(f"{_M}e")) for mr in el.findall(f"{_M}mr")]
+        return "\\begin{matrix}" + " \\\\ ".join(rows) + "\\end{matrix}"
     if tag.endswith("Pr"):
         return ""
     return "".join(omml_latex(c) for c in el)
 
 
+# -- the document ---------------------------------------------------------------------------------------
+
+_PAGES = {"first": "first page", "even": "even pages"}
+
+
+def _page_parts(pkg: _Package, document: Any, kind: str) -> list[tuple[str, str]]:
+    """(label, part) of the headers or footers (`kind`) in the order a reader meets them: per section
+    the first page's when the section has one (w:titlePg), the default, the even pages'; then any the
+    sections do not name (still the author's text)."""
+    ordered: list[tuple[str, str]] = []
+    for sect in document.iter(f"{_W}sectPr"):
+        if sect.getparent() is not None and _local(sect.getparent()) == "sectPrChange":
+            continue  # the section as it was before a tracked change
+        title = sect.find(f"{_W}titlePg")
+        title_page = title is not None and (title.get(f"{_W}val") or "1").lower() in _ON
+        refs = {ref.get(f"{_W}type") or "default": ref.get(f"{{{R}}}id") or ""
+                for ref in sect.findall(f"{_W}{kind}Reference")}  # fmt: skip
+        order = (["first"] if title_page else []) + ["default", "even"] + ([] if title_page else ["first"])
+        for page in order:
+            rel = pkg.rels.get(refs.get(page, ""))
+            if rel is not None and rel[0] == kind:
+                ordered.append((f"{kind}: {_PAGES[page]}" if page in _PAGES else kind, rel[1]))
+    named = {part for _, part in ordered}
+    ordered += [
+        (kind, target) for _, (k, target) in sorted(pkg.rels.items()) if k == kind and target not in named
+    ]
+    return ordered
+
+
 def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "DOCX") as z:
         pkg = _Package(z)
-        document = pkg.xml("word/document.xml")
+        document = pkg.xml(pkg.main)
         if document is None:
-            raise DocumentOpenError("not a Word document: no word/document.xml")
+            raise DocumentOpenError(f"not a Word document: no main document part ({pkg.main})")
         body = document.find(f"{_W}body")
         if body is None and document.tag != f"{_W}document":
             raise DocumentOpenError(
@@ -342,26 +678,24 @@ def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
             writer.body(body, blocks)
 
         def part_blocks(kind: str) -> list[str]:
-            seen: list[str] = []
-            for _, (rtype, target) in sorted(pkg.rels.items()):
-                if rtype != kind:
-                    continue
-                name = "word/" + target.lstrip("/").removeprefix("word/")
+            seen: set[str] = set()
+            texts: list[str] = []
+            for label, name in _page_parts(pkg, document, kind):
                 root = pkg.xml(name)
                 if root is None:
                     continue
-                part_rels = pkg.part_rels(name.replace("word/", "word/_rels/", 1) + ".rels")
                 out: list[str] = []
-                _Writer(pkg, part_rels).body(root, out)
+                _Writer(pkg, pkg.part_rels(name)).body(root, out)
                 text = "\n\n".join(out)
                 if text.strip() and text not in seen:  # first, even and default pages often repeat
-                    seen.append(text)
-            return seen
+                    seen.add(text)
+                    texts.append(f"<!-- {label} -->\n\n{text}")
+            return texts
 
-        head = ["<!-- header -->\n\n" + h for h in part_blocks("header")]
-        tail = ["<!-- footer -->\n\n" + f for f in part_blocks("footer")]
-        tail += _notes(pkg, "word/footnotes.xml", "footnote", "")
-        tail += _notes(pkg, "word/endnotes.xml", "endnote", "e")
+        head = part_blocks("header")
+        tail = part_blocks("footer")
+        tail += _notes(pkg, "footnotes", "footnote", "")
+        tail += _notes(pkg, "endnotes", "endnote", "e")
         tail += _comments(pkg)
     sections: list[tuple[list[str], str]] = []
     if head:
@@ -372,12 +706,13 @@ def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
     return sections
 
 
-def _notes(pkg: _Package, name: str, kind: str, prefix: str) -> list[str]:
+def _notes(pkg: _Package, rel: str, kind: str, prefix: str) -> list[str]:
+    name = pkg.related(rel) or posixpath.join(posixpath.dirname(pkg.main), f"{rel}.xml")
     root = pkg.xml(name)
     if root is None:
         return []
     lines = []
-    rels = pkg.part_rels(name.replace("word/", "word/_rels/", 1) + ".rels")
+    rels = pkg.part_rels(name)
     for note in root.iter(f"{_W}{kind}"):
         if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
             continue
@@ -390,17 +725,49 @@ def _notes(pkg: _Package, name: str, kind: str, prefix: str) -> list[str]:
 
 
 def _comments(pkg: _Package) -> list[str]:
-    root = pkg.xml("word/comments.xml")
+    """Comments with their replies under them: Word keeps every comment in comments.xml and says which
+    one a reply answers in commentsExtended.xml (by the paragraph ids of their last paragraphs)."""
+    name = pkg.related("comments") or posixpath.join(posixpath.dirname(pkg.main), "comments.xml")
+    root = pkg.xml(name)
     if root is None:
         return []
-    lines = []
+    parents: dict[str, str] = {}
+    extended = pkg.xml(pkg.related("commentsExtended"))
+    for ex in [] if extended is None else extended.iter(f"{{{W15}}}commentEx"):
+        if ex.get(f"{{{W15}}}paraIdParent"):
+            parents[ex.get(f"{{{W15}}}paraId") or ""] = ex.get(f"{{{W15}}}paraIdParent") or ""
+    rels = pkg.part_rels(name)
+    entries: list[tuple[str, str, str]] = []  # (paragraph id, its parent's, line)
     for c in root.iter(f"{_W}comment"):
         out: list[str] = []
-        _Writer(pkg, {}).body(c, out)
+        _Writer(pkg, rels).body(c, out)
         who = ", ".join(x for x in (c.get(f"{_W}author"), (c.get(f"{_W}date") or "")[:10]) if x)
         text = " ".join(out).replace("\n", " ").strip()
+        paras = c.findall(f"{_W}p")
+        para_id = (paras[-1].get(f"{{{W14}}}paraId") or "") if paras else ""
         if text:
-            lines.append(f"- {who}: {text}" if who else f"- {text}")
+            entries.append((para_id, parents.get(para_id, ""), f"{who}: {text}" if who else text))
+    ids = {pid for pid, _, _ in entries if pid}
+
+    def thread(pid: str) -> str:
+        """The comment a reply's thread starts at (a reply may answer a reply)."""
+        seen = {pid}
+        while (up := parents.get(pid)) in ids and up not in seen:
+            seen.add(up)
+            pid = up
+        return pid
+
+    replies: dict[str, list[int]] = {}
+    for n, (pid, parent, _) in enumerate(entries):
+        if parent in ids:
+            replies.setdefault(thread(pid), []).append(n)
+    lines, shown = [], set()
+    for n, (pid, parent, line) in enumerate(entries):
+        if parent not in ids:
+            lines.append(f"- {line}")
+            lines += [f"  - {entries[r][2]}" for r in replies.get(pid, [])]
+            shown.update([n, *replies.get(pid, [])])
+    lines += [f"- {line}" for n, (_, _, line) in enumerate(entries) if n not in shown]  # a loop of replies
     return ["<!-- comments -->\n\n" + "\n".join(lines)] if lines else []
 
 
