@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import json
 import posixpath
 import re
@@ -68,6 +69,7 @@ _THREADED_PLACEHOLDER = "[Threaded comment]"
 _MAX_CHART_POINTS = 100_000
 
 
+@functools.lru_cache(maxsize=4096)
 def _date_format(fmt: str) -> str | None:
     """An Excel date/time number format as a strftime pattern (None: not a date format)."""
     body = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.', "", fmt.split(";")[0])
@@ -112,18 +114,28 @@ def display(value: Any, fmt: str | None) -> str:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int | float):
-        section = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.|_.|\*.', "", fmt.split(";")[0])
-        if section == "General" or not re.search(r"[0#?]", section):
+        spec = _number_spec(fmt)
+        if spec is None:
             if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
                 return str(int(value))
             # Excel shows 15 significant digits: 0.1 + 0.2 is stored as 0.30000000000000004, shown 0.3.
             return format(value, ".15g")
-        decimals = len(re.sub(r"[^0#?]", "", section.split(".", 1)[1])) if "." in section else 0
-        percent = "%" in section
+        decimals, percent, thousands = spec
         number = value * 100 if percent else value
-        text = f"{number:,.{decimals}f}" if "," in section else f"{number:.{decimals}f}"
+        text = f"{number:,.{decimals}f}" if thousands else f"{number:.{decimals}f}"
         return text + ("%" if percent else "")
     return str(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _number_spec(fmt: str) -> tuple[int, bool, bool] | None:
+    """A number format's first section as (decimals, percent, thousands); None where it shows the value
+    as General does (General itself, or no digit placeholder)."""
+    section = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.|_.|\*.', "", fmt.split(";")[0])
+    if section == "General" or not re.search(r"[0#?]", section):
+        return None
+    decimals = len(re.sub(r"[^0#?]", "", section.split(".", 1)[1])) if "." in section else 0
+    return decimals, "%" in section, "," in section
 
 
 def col_letters(col: int) -> str:
@@ -143,6 +155,20 @@ def _cell_ref(ref: str) -> tuple[int, int] | None:
     for ch in m.group(1).upper():
         col = col * 26 + ord(ch) - 64
     return int(m.group(2)), col
+
+
+def _column(ref: str | None, cache: dict[str, int]) -> int | None:
+    """A cell reference's column number ("AB12" → 28), its letters' number remembered."""
+    if not ref:
+        return None
+    letters = ref.rstrip("0123456789")
+    col = cache.get(letters)
+    if col is None:
+        found = _cell_ref(ref)
+        if found is None:
+            return None
+        col = cache[letters] = found[1]
+    return col
 
 
 def _range_ref(ref: str) -> tuple[int, int, int, int] | None:
@@ -288,6 +314,7 @@ class _Book:
                                       hidden=(el.get("state") or "visible") != "visible",
                                       chartsheet=kind == "chartsheet"))  # fmt: skip
         self.formats: list[tuple[str, bool]] = []
+        self._numbers: dict[str | None, Callable[[str, bool], str]] = {}
         for styles in self._related("styles"):
             try:
                 sroot = pkg.xml(styles)
@@ -328,8 +355,11 @@ class _Book:
         if t == "inlineStr":
             inline = c.find(is_tag)
             return _text(inline) if inline is not None else ""
-        v = c.find(v_tag)
-        raw = v.text if v is not None else None
+        raw = None
+        for child in c:  # iterating the one or two children is cheaper than a path search
+            if child.tag == v_tag:
+                raw = child.text
+                break
         if not raw:
             return ""
         if t == "s":
@@ -341,24 +371,39 @@ class _Book:
             return _unescape(raw)
         if t == "b":
             return "TRUE" if raw.strip() in ("1", "true") else "FALSE"
-        fmt, is_date = self._format(c.get("s"))
-        if t == "d":
+        number = self._numbers.get(c.get("s"))
+        if number is None:
+            number = self._numbers[c.get("s")] = self._number_display(c.get("s"))
+        return number(raw, t == "d")
+
+    def _number_display(self, style: str | None) -> Callable[[str, bool], str]:
+        """A style's number display, made once per style (a sheet has few, and millions of cells)."""
+        from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, from_excel
+
+        fmt, is_date = self._format(style)
+        general = not is_date and _number_spec(fmt) is None
+        epoch = MAC_EPOCH if self.date1904 else WINDOWS_EPOCH
+
+        def show(raw: str, iso: bool) -> str:
+            if iso:  # a date cell (t="d") stores its value as ISO 8601 text
+                try:
+                    return display(dt.datetime.fromisoformat(raw.strip()), fmt)
+                except ValueError:
+                    return raw
+            if general and raw.isdigit() and len(raw) < 16 and raw[0] != "0":
+                return raw  # an integer shown as General: the stored digits
             try:
-                return display(dt.datetime.fromisoformat(raw.strip()), fmt)
+                number: int | float = int(raw) if raw.isdigit() else float(raw)
             except ValueError:
                 return raw
-        try:
-            number: int | float = int(raw) if raw.isdigit() else float(raw)
-        except ValueError:
-            return raw
-        if is_date:
-            from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, from_excel
+            if is_date:
+                try:
+                    return display(from_excel(number, epoch), fmt)
+                except (ValueError, OverflowError, TypeError):
+                    pass
+            return display(number, fmt)
 
-            try:
-                return display(from_excel(number, MAC_EPOCH if self.date1904 else WINDOWS_EPOCH), fmt)
-            except (ValueError, OverflowError):
-                pass
-        return display(number, fmt)
+        return show
 
     def _format(self, style: str | None) -> tuple[str, bool]:
         try:
@@ -368,21 +413,14 @@ class _Book:
 
 
 # -- reading a worksheet ------------------------------------------------------------------------------
-_valued_cells: Any = None
-
-
 def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
     """The sheet's valued cells into sheet.cells (at most `budget`; the budget left is returned). The rows
-    are streamed; a cell element without a value (only a style) is passed over in libxml2, never reaches
-    Python, and costs nothing against the budget."""
-    global _valued_cells
-    from lxml import etree
-
-    if _valued_cells is None:
-        _valued_cells = etree.XPath("s:c[s:v or s:is]", namespaces={"s": _SHEET_NS})
-    c_tag, v_tag, is_tag = f"{_S}c", f"{_S}v", f"{_S}is"
+    are streamed; a cell element without a value (only a style) is cut before parsing where it closes
+    itself, passed over otherwise, and costs nothing against the budget."""
+    v_tag, is_tag = f"{_S}v", f"{_S}is"
     row_tag, merge_tag = f"{_S}row", f"{_S}mergeCell"
     merges: list[str] = []
+    columns: dict[str, int] = {}
     row_no = 0
     try:
         dropped = [0]
@@ -393,27 +431,25 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
             r = el.get("r")
             row_no = int(r) if r and r.isdigit() else row_no + 1
             sheet.seen += len(el)
-            valued = _valued_cells(el)
+            # A cell with a value has children (v, is); a childless one was only styled.
+            valued = [c for c in el if len(c)]
             if not valued:
                 continue
-            if all(c.get("r") for c in valued):
-                located = [(_cell_ref(c.get("r")), c) for c in valued]
-            else:  # a writer that leaves out cell references: the position in the row is the column
-                located, col = [], 0
-                for c in el.iterchildren(c_tag):
-                    ref = _cell_ref(c.get("r") or "")
-                    col = ref[1] if ref else col + 1
-                    located.append(((row_no, col), c))
-            for ref, c in located:
-                if ref is None:
-                    continue
+            located: list[tuple[int, Any]] = []
+            for c in valued:
+                col = _column(c.get("r"), columns)
+                if col is None:  # references left out (some writers): the place in the row is the column
+                    located = _by_place(el, columns, v_tag, is_tag)
+                    break
+                located.append((col, c))
+            for col, c in located:
                 text = book.value(c, v_tag, is_tag)
                 if not text.strip():
                     continue
                 if budget <= 0:
                     sheet.complete = False
                     return budget
-                sheet.cells[(row_no, ref[1])] = text
+                sheet.cells[(row_no, col)] = text
                 budget -= 1
         sheet.seen += dropped[0]
     except Exception as e:  # noqa: BLE001 - lxml's and zlib's errors for a damaged part
@@ -422,6 +458,15 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
             f"sheet {sheet.name!r}: read only to row {row_no} ({type(e).__name__}: {e}); the rest left out"
         )
     return _fill_merged(book, sheet, merges, budget)
+
+
+def _by_place(row: Any, columns: dict[str, int], v_tag: str, is_tag: str) -> list[tuple[int, Any]]:
+    located, col = [], 0
+    for c in row.iterchildren(f"{_S}c"):
+        col = _column(c.get("r"), columns) or col + 1
+        if c.find(v_tag) is not None or c.find(is_tag) is not None:
+            located.append((col, c))
+    return located
 
 
 def _fill_merged(book: _Book, sheet: _Sheet, merges: list[str], budget: int) -> int:
