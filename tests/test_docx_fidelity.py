@@ -477,3 +477,48 @@ def test_omml_keeps_the_text_of_constructs_it_has_no_latex_for() -> None:
         f'<m:oMath xmlns:m="{m}"><m:phant><m:e><m:r><m:t>kept</m:t></m:r></m:e></m:phant></m:oMath>'
     )
     assert omml_latex(el) == "kept"
+
+
+# -- charts, imported content, a broken part ------------------------------------------------------------
+
+
+def test_charts_imported_html_and_a_broken_part_lose_only_that_part(tmp_path: Path) -> None:
+    c = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+    chart = (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<c:chartSpace xmlns:c="{c}" xmlns:a="{TRANSITIONAL["a"]}"><c:chart>'
+        "<c:title><c:tx><c:rich><a:p><a:r><a:t>Leaks per site</a:t></a:r></a:p></c:rich></c:tx></c:title><c:plotArea><c:barChart><c:ser>"
+        '<c:tx><c:strRef><c:strCache><c:pt idx="0"><c:v>Leaks</c:v></c:pt></c:strCache></c:strRef></c:tx>'
+        '<c:cat><c:strRef><c:strCache><c:ptCount val="2"/><c:pt idx="0"><c:v>Oslo</c:v></c:pt><c:pt idx="1"><c:v>Bergen</c:v></c:pt></c:strCache></c:strRef></c:cat>'
+        '<c:val><c:numRef><c:numCache><c:ptCount val="2"/><c:pt idx="0"><c:v>7</c:v></c:pt><c:pt idx="1"><c:v>3</c:v></c:pt></c:numCache></c:numRef></c:val>'
+        "</c:ser></c:barChart></c:plotArea></c:chart></c:chartSpace>"
+    )
+    graphic = (
+        '<w:p><w:r><w:drawing><wp:inline><wp:docPr id="7" name="Chart 7"/><a:graphic><a:graphicData uri="http://schemas.openxmlformats.org/drawingml/2006/chart">'
+        f'<c:chart xmlns:c="{c}" r:id="rIdChart"/></a:graphicData></a:graphic></wp:inline></w:drawing></w:r></w:p>'
+    )
+    body = p("Leak report.") + graphic + '<w:altChunk r:id="rIdHtml"/>' + p("Closing words.")
+    parts = {
+        "rIdChart": ("chart", "charts/chart1.xml", chart),
+        "rIdHtml": (
+            "aFChunk",
+            "afchunk.htm",
+            "<html><body><h2>Imported part</h2><p>Pasted from a web form.</p></body></html>",
+        ),
+        "rIdC": ("comments", "comments.xml", "<w:comments {NS}><w:comment w:id='0'><w:p>broken"),
+        "rIdF": ("footer", "footer1.xml", header_xml("ftr", "Footer still read")),
+    }
+    path = make_docx(tmp_path / "mixed.docx", body, parts)
+    doc = unitok.convert(path)
+    md = doc.markdown
+    assert (
+        "<!-- chart -->\n**Leaks per site**\n\n|  | Leaks |\n| --- | --- |\n| Oslo | 7 |\n| Bergen | 3 |"
+        in md
+    ), md
+    assert "## Imported part\n\nPasted from a web form.\n\nClosing words." in md
+    assert_faithful(
+        md,
+        "Leak report. Leaks per site Leaks Oslo 7 Bergen 3 Imported part Pasted from a web form. Closing words. Footer still read",
+    )
+    assert any(w.startswith("comments word/comments.xml left out: malformed XML") for w in doc.warnings), (
+        doc.warnings
+    )

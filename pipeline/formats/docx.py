@@ -25,11 +25,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from unitok.pipeline.core.config import JobConfig
-from unitok.pipeline.core.markdown import md_table
+from unitok.pipeline.core.markdown import chart_markdown, md_table
 from unitok.pipeline.core.records import Segment
 from unitok.pipeline.formats.documents import (
     DocumentOpenError,
     check_zip,
+    html_markdown,
     markdown_sections,
     safe_xml,
     section_segments,
@@ -60,6 +61,8 @@ _NO_TEXT = {"del", "moveFrom", "pPr", "rPr", "proofErr", "bookmarkStart", "bookm
             "commentReference", "annotationRef", "footnoteRef", "endnoteRef", "separator",
             "continuationSeparator", "lastRenderedPageBreak", "softHyphen", "permStart", "permEnd", "rubyPr",
             "tcPr", "trPr", "tblPr", "tblGrid", "sectPr"}  # fmt: skip
+_CHARTS = ("{http://schemas.openxmlformats.org/drawingml/2006/chart}chart",
+           "{http://schemas.microsoft.com/office/drawing/2014/chartex}chart")  # fmt: skip
 # What Word appends to the alt text it writes itself: its words, not the author's.
 _GENERATED = re.compile(r"\s*Description automatically generated( with (low|medium|high) confidence)?\s*$")
 # Elements that make a drawing a picture (a raster or vector image, a chart, an embedded object's preview).
@@ -159,6 +162,7 @@ class _Package:
     def __init__(self, z: Any):
         self.z = z
         self.names = {n.lower(): n for n in z.namelist()}  # OPC part names are case-insensitive
+        self.warnings: list[str] = []  # parts left out, each said once
         self.main = self._main_part()
         self.rels = self.part_rels(self.main)
         folder = posixpath.dirname(self.main)
@@ -172,16 +176,24 @@ class _Package:
         real = self.names.get(name.lower()) if name else None
         return safe_xml(transitional(self.z.read(real))) if real else None
 
+    def part(self, name: str | None, what: str) -> Any | None:
+        """A part other than the main one: malformed, it is left out with a warning, not the document."""
+        try:
+            return self.xml(name)
+        except DocumentOpenError as e:
+            self.warnings.append(f"{what} {name} left out: {e}")
+            return None
+
     def _main_part(self) -> str:
         """The main document part: the package's officeDocument relationship (Transitional or Strict type),
         else the part its content types name as a Word document, else the conventional name."""
-        root = self.xml("_rels/.rels")
+        root = self.part("_rels/.rels", "the package's relationships")
         for r in [] if root is None else root.iter(f"{{{PKG_REL}}}Relationship"):
             if r.get("Type", "").endswith("/officeDocument") and r.get("TargetMode") != "External":
                 name = _resolve("", r.get("Target", ""))
                 if self.has(name):
                     return name
-        types = self.xml("[Content_Types].xml")
+        types = self.part("[Content_Types].xml", "the content types")
         for o in [] if types is None else types.iter(f"{{{CONTENT_TYPES}}}Override"):
             ctype = o.get("ContentType", "")
             if (
@@ -196,7 +208,7 @@ class _Package:
         """A part's relationships: id → (type's last segment, target part name, or the URL of an
         external one)."""
         folder, base = posixpath.split(part)
-        root = self.xml(posixpath.join(folder, "_rels", base + ".rels"))
+        root = self.part(posixpath.join(folder, "_rels", base + ".rels"), "relationships")
         rels: dict[str, tuple[str, str]] = {}
         for r in [] if root is None else root.iter(f"{{{PKG_REL}}}Relationship"):
             kind, target = r.get("Type", "").rsplit("/", 1)[-1], r.get("Target", "")
@@ -210,7 +222,7 @@ class _Package:
         return next((t for k, t in self.rels.values() if k == kind and self.has(t)), None)
 
     def _styles(self, name: str) -> dict[str, dict[str, Any]]:
-        root = self.xml(name)
+        root = self.part(name, "styles (headings read as paragraphs)")
         styles: dict[str, dict[str, Any]] = {}
         for st in [] if root is None else root.iter(f"{_W}style"):
             name_el = st.find(f"{_W}name")
@@ -229,7 +241,7 @@ class _Package:
 
     def _numbering(self, name: str) -> dict[str, dict[int, str]]:
         """numId → {level: numFmt} (bullet, decimal, lowerLetter, ...)."""
-        root = self.xml(name)
+        root = self.part(name, "numbering (lists numbered from 1)")
         if root is None:
             return {}
         abstract = {
@@ -358,6 +370,10 @@ class _Writer:
             if blocks:
                 boxes.append(blocks)
         words = [s for tp in el.iter(f"{{{VML}}}textpath") if (s := (tp.get("string") or "").strip())]
+        charts = [self.chart(ref) for ref in el.iter(*_CHARTS)]
+        if any(charts):
+            boxes += [[c] for c in charts if c]
+            return ""
         diagram = next(el.iter(f"{{{DGM}}}relIds"), None)
         if diagram is not None:
             nodes = self.diagram(diagram.get(f"{{{R}}}dm"))
@@ -378,10 +394,38 @@ class _Writer:
         # Spaced so that the alt text never runs into the words around the picture.
         return " <!-- image -->" + (f" *{': '.join(said)}* " if said else " ")
 
+    def chart(self, ref: Any) -> str:
+        """A chart's title, series and values (the chart part's cache), as decks and workbooks give them."""
+        kind, target = self.rels.get(ref.get(f"{{{R}}}id") or "", ("", ""))
+        root = self.pkg.part(target, "chart") if kind in ("chart", "chartEx") else None
+        if root is None:
+            return ""
+        from unitok.pipeline.formats.pptx import chart_from_xml
+
+        return chart_markdown(chart_from_xml(root))
+
+    def alt_chunk(self, el: Any) -> list[str]:
+        """Content Word imports when it opens the file (w:altChunk: HTML or plain text a program put in
+        the package), as Markdown blocks."""
+        kind, target = self.rels.get(el.get(f"{{{R}}}id") or "", ("", ""))
+        real = self.pkg.names.get(target.lower()) if kind == "aFChunk" else None
+        if real is None:
+            return []
+        data = self.pkg.z.read(real)
+        suffix = posixpath.splitext(real)[1].lower()
+        if suffix in (".htm", ".html", ".xhtml", ".xml"):
+            text = html_markdown(data, self.pkg.warnings)
+        elif suffix == ".txt":
+            text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        else:
+            self.pkg.warnings.append(f"imported content {real} left out: {suffix or 'no extension'} not read")
+            return []
+        return [b for b in text.split("\n\n") if b.strip()]
+
     def diagram(self, rid: str | None) -> list[str]:
         """The text of a SmartArt diagram's nodes, from its data part (its drawing part repeats it)."""
         kind, target = self.rels.get(rid or "", ("", ""))
-        root = self.pkg.xml(target) if kind == "diagramData" else None
+        root = self.pkg.part(target, "SmartArt data") if kind == "diagramData" else None
         nodes = []
         for pt in [] if root is None else root.iter(f"{{{DGM}}}pt"):
             if pt.get("type") in ("parTrans", "sibTrans", "pres"):
@@ -413,6 +457,8 @@ class _Writer:
                 branch = _choice(el)
                 if branch is not None:
                     self.body(branch, out, cell)
+            elif tag == "altChunk":
+                out += self.alt_chunk(el)
             elif tag == "oMathPara" and el.tag == f"{_M}oMathPara":
                 maths = [omml_latex(m).strip() for m in el.iter(f"{_M}oMath")]
                 out += [f"$${m}$$" for m in maths if m]
@@ -661,7 +707,10 @@ def _page_parts(pkg: _Package, document: Any, kind: str) -> list[tuple[str, str]
     return ordered
 
 
-def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
+def docx_sections(
+    path: Path, cfg: JobConfig, warnings: list[str] | None = None
+) -> list[tuple[list[str], str]]:
+    """The document's sections; what had to be left out (a malformed part) is said in `warnings`."""
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "DOCX") as z:
         pkg = _Package(z)
         document = pkg.xml(pkg.main)
@@ -681,7 +730,7 @@ def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
             seen: set[str] = set()
             texts: list[str] = []
             for label, name in _page_parts(pkg, document, kind):
-                root = pkg.xml(name)
+                root = pkg.part(name, kind)
                 if root is None:
                     continue
                 out: list[str] = []
@@ -697,6 +746,8 @@ def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
         tail += _notes(pkg, "footnotes", "footnote", "")
         tail += _notes(pkg, "endnotes", "endnote", "e")
         tail += _comments(pkg)
+        if warnings is not None:
+            warnings += list(dict.fromkeys(pkg.warnings))
     sections: list[tuple[list[str], str]] = []
     if head:
         sections.append(([], "\n\n".join(head)))
@@ -708,7 +759,7 @@ def docx_sections(path: Path, cfg: JobConfig) -> list[tuple[list[str], str]]:
 
 def _notes(pkg: _Package, rel: str, kind: str, prefix: str) -> list[str]:
     name = pkg.related(rel) or posixpath.join(posixpath.dirname(pkg.main), f"{rel}.xml")
-    root = pkg.xml(name)
+    root = pkg.part(name, rel)
     if root is None:
         return []
     lines = []
@@ -728,11 +779,11 @@ def _comments(pkg: _Package) -> list[str]:
     """Comments with their replies under them: Word keeps every comment in comments.xml and says which
     one a reply answers in commentsExtended.xml (by the paragraph ids of their last paragraphs)."""
     name = pkg.related("comments") or posixpath.join(posixpath.dirname(pkg.main), "comments.xml")
-    root = pkg.xml(name)
+    root = pkg.part(name, "comments")
     if root is None:
         return []
     parents: dict[str, str] = {}
-    extended = pkg.xml(pkg.related("commentsExtended"))
+    extended = pkg.part(pkg.related("commentsExtended"), "comment threads")
     for ex in [] if extended is None else extended.iter(f"{{{W15}}}commentEx"):
         if ex.get(f"{{{W15}}}paraIdParent"):
             parents[ex.get(f"{{{W15}}}paraId") or ""] = ex.get(f"{{{W15}}}paraIdParent") or ""
@@ -780,7 +831,7 @@ def split_docx(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
             work = Path(tempfile.mkdtemp(prefix="unitok-doc-"))
             path = libreoffice_convert(path, "docx", work, cfg.documents.convert_timeout_s, DocumentOpenError,
                                        "document")  # fmt: skip
-        sections = docx_sections(path, cfg)
+        sections = docx_sections(path, cfg, base.warnings)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
