@@ -275,42 +275,55 @@ def _page_of(seg: dict[str, Any]) -> int | None:
     return None
 
 
+def _add_segment(b: _Builder, seg: dict[str, Any]) -> None:
+    md = seg.get("markdown") or ""
+    b.page = _page_of(seg)
+    b.base = seg.get("char_start")
+    t0, t1 = seg.get("time_start_s"), seg.get("time_end_s")
+    timed = t0 is not None and t1 is not None
+    # TrackSource needs end > start: an instant (a video frame) gets none (see the module's docstring)
+    b.source = (
+        [{"kind": "track", "start_time": float(t0), "end_time": float(t1)}] if timed and t1 > t0 else []
+    )
+    kind = seg.get("segment_kind")
+    if b.page is not None and not md.strip():
+        b._prov(0, 0, 0)  # the page is there, even without text
+    if kind == "audio_window":
+        spans = [s for s in seg.get("spans") or [] if (s.get("text") or "").strip()]
+        if spans:
+            for s in spans:
+                src = [{"kind": "track", "start_time": float(s["start_s"]), "end_time": float(s["end_s"])}]
+                b.text("text", s["text"].strip(), 0, 0, source=src)
+        elif md.strip():
+            b.markdown(md)
+    else:
+        b.markdown(md)
+
+
 def docling_document(
     document: dict[str, Any],
     segments: list[dict[str, Any]],
     page_sizes: dict[int, tuple[float, float]] | None = None,
+    item_refs: dict[int, list[str]] | None = None,
 ) -> dict[str, Any]:
     """One row of the documents table and its segments' rows (segment order) → a DoclingDocument as a
     JSON-able dict. `page_sizes`: {page_no: (width, height)} in points (pixels for images), where the caller
-    knows them (the rows do not carry them); unknown pages get docling-core's default 0 x 0 size."""
+    knows them (the rows do not carry them); unknown pages get docling-core's default 0 x 0 size.
+    `item_refs`, where given, is filled with each segment_index → the refs of the items made from it (a
+    chunk's doc_items)."""
     b = _Builder(page_sizes or {})
     for seg in sorted(segments, key=lambda s: s.get("segment_index") or 0):
-        md = seg.get("markdown") or ""
-        b.page = _page_of(seg)
-        b.base = seg.get("char_start")
-        t0, t1 = seg.get("time_start_s"), seg.get("time_end_s")
-        timed = t0 is not None and t1 is not None
-        # TrackSource needs end > start: an instant (a video frame) gets none (see the module's docstring)
-        b.source = (
-            [{"kind": "track", "start_time": float(t0), "end_time": float(t1)}] if timed and t1 > t0 else []
-        )
-        kind = seg.get("segment_kind")
-        if b.page is not None and not md.strip():
-            b._prov(0, 0, 0)  # the page is there, even without text
-        if kind == "audio_window":
-            spans = [s for s in seg.get("spans") or [] if (s.get("text") or "").strip()]
-            if spans:
-                for s in spans:
-                    src = [
-                        {"kind": "track", "start_time": float(s["start_s"]), "end_time": float(s["end_s"])}
-                    ]
-                    b.text("text", s["text"].strip(), 0, 0, source=src)
-            elif md.strip():
-                b.markdown(md)
-        else:
-            b.markdown(md)
+        before = {kind: len(items) for kind, items in b.doc.items()}
+        _add_segment(b, seg)
+        if item_refs is not None:
+            refs = [f"#/{kind}/{i}" for kind, items in b.doc.items() for i in range(before[kind], len(items))]
+            item_refs.setdefault(int(seg.get("segment_index") or 0), []).extend(refs)
     uri = document.get("source_uri") or ""
-    filename = unquote(PurePosixPath(urlparse(uri).path).name) or document.get("doc_id") or "document"
+    parsed = urlparse(uri)
+    # upload://name.pdf names its file in the netloc
+    filename = (
+        unquote(PurePosixPath(parsed.path).name or parsed.netloc) or document.get("doc_id") or "document"
+    )
     origin = {
         "mimetype": document.get("mime_type") or "application/octet-stream",
         "binary_hash": _binary_hash(document.get("source_version")),
