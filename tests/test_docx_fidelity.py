@@ -448,6 +448,7 @@ def test_equations_become_latex_with_every_symbol(tmp_path: Path) -> None:
     limit = f"<m:func><m:fName><m:limLow><m:e>{mr('lim')}</m:e><m:lim>{mr('n→∞')}</m:lim></m:limLow></m:fName><m:e>{mr('f')}</m:e></m:func>"
     matrix = f"<m:m><m:mr><m:e>{mr('1')}</m:e><m:e>{mr('0')}</m:e></m:mr><m:mr><m:e>{mr('0')}</m:e><m:e>{mr('1')}</m:e></m:mr></m:m>"
     accent = f'<m:acc><m:accPr><m:chr m:val="\u0302"/></m:accPr><m:e>{mr("θ")}</m:e></m:acc>'
+    product = f"{mr('S')}{mr('⋅')}{mr('T')}"  # a symbol and a letter in runs of their own
     sine = f"<m:func><m:fName>{mr('sin')}</m:fName><m:e>{mr('x')}</m:e></m:func>"
     brace = f'<m:d><m:dPr><m:begChr m:val="{{"/><m:endChr m:val=""/></m:dPr><m:e>{mr("x")}</m:e></m:d>'
     ratio = '<w:r><w:t xml:space="preserve">Ratio </w:t></w:r>'
@@ -456,7 +457,7 @@ def test_equations_become_latex_with_every_symbol(tmp_path: Path) -> None:
         f"<w:p>{ratio}{math(frac)}{holds}</w:p>"
         f"<w:p><m:oMathPara>{math(nary)}</m:oMathPara></w:p>"
         f"<w:p>{math(limit)}</w:p><w:p>{math(matrix)}</w:p><w:p>{math(accent + mr('+') + sine)}</w:p>"
-        f"<w:p>{math(brace)}</w:p>"
+        f"<w:p>{math(brace)}</w:p><w:p>{math(product)}</w:p>"
     )
     md = convert(make_docx(tmp_path / "math.docx", body)).markdown
     assert md.split("\n\n") == [
@@ -466,6 +467,7 @@ def test_equations_become_latex_with_every_symbol(tmp_path: Path) -> None:
         "$\\begin{matrix}1 & 0 \\\\ 0 & 1\\end{matrix}$",
         "$\\hat{\\theta}+\\sin{x}$",
         "$\\left\\{x\\right.$",
+        "$S\\cdot T$",
     ], md
 
 

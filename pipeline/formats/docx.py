@@ -590,6 +590,7 @@ _MATH_SYMBOLS = {
     "⊆": "\\subseteq", "∪": "\\cup", "∩": "\\cap", "∀": "\\forall", "∃": "\\exists", "∂": "\\partial",
     "∇": "\\nabla", "≡": "\\equiv", "∝": "\\propto", "…": "\\ldots", "⋯": "\\cdots", "ℏ": "\\hbar",
 }  # fmt: skip
+_COMMAND_END = re.compile(r"\\[A-Za-z]+$")
 _MATH_CHARS = re.compile("[" + "".join(re.escape(c) for c in _MATH_SYMBOLS) + "]")
 
 
@@ -675,7 +676,13 @@ def omml_latex(el: Any) -> str:
         return "\\begin{matrix}" + " \\\\ ".join(rows) + "\\end{matrix}"
     if tag.endswith("Pr"):
         return ""
-    return "".join(omml_latex(c) for c in el)
+    latex = ""
+    for child in el:
+        piece = omml_latex(child)
+        if piece[:1].isascii() and piece[:1].isalpha() and _COMMAND_END.search(latex[-32:]):
+            latex += " "  # \cdot then T: \cdot T, not the unknown command \cdotT
+        latex += piece
+    return latex
 
 
 # -- the document ---------------------------------------------------------------------------------------
