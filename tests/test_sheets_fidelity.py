@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import unitok
-from unitok.pipeline.core.config import parse_config
 from unitok.pipeline.formats import sheets
 
 openpyxl = pytest.importorskip("openpyxl")
@@ -57,10 +56,6 @@ def add_override(parts: dict[str, bytes], name: str, content_type: str) -> None:
     parts["[Content_Types].xml"] = ct.replace(
         "</Types>", f'<Override PartName="/{name}" ContentType="{content_type}"/></Types>'
     ).encode()
-
-
-def job(**documents):
-    return parse_config({"documents": documents}) if documents else parse_config({})
 
 
 # -- an inflated used range ---------------------------------------------------------------------------
@@ -218,7 +213,7 @@ def build_comments(path: Path, threaded_part: bool = True) -> Path:
     ws.title = "Orders"
     for row in [["Part", "Price"], ["Pump", 480], ["Valve", 35]]:
         ws.append(row)
-    ws["A3"].comment = Comment("Valve supplier changed in May", "Maria Lopez")
+    ws["A3"].comment = Comment("Maria Lopez:\nValve supplier changed in May", "Maria Lopez")
     ws["B2"].comment = Comment(PLACEHOLDER, "tc={11111111-2222-3333-4444-555555555555}")
     wb.save(path)
     if not threaded_part:
@@ -323,3 +318,21 @@ def test_values_display_as_excel_shows_them(tmp_path):
     wb.save(tmp_path / "values.xlsx")
     md = convert(tmp_path / "values.xlsx").markdown
     assert "| 0.3 | 2026-05-04 13:30 | TRUE | 1.23456789012346e+19 | a<br>b |" in md
+
+
+def test_cells_without_references_take_their_place_in_the_row(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = "placeholder"
+    wb.save(tmp_path / "bare.xlsx")
+    parts = members(tmp_path / "bare.xlsx")
+    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    rows = (
+        '<row><c t="inlineStr"><is><t>Name</t></is></c><c s="1"/><c t="inlineStr"><is><t>Age</t></is></c></row>'
+        '<row><c t="inlineStr"><is><t>Ada</t></is></c><c r="B2" s="1"/><c><v>36</v></c></row>'
+    )
+    parts["xl/worksheets/sheet1.xml"] = re.sub(
+        r"<sheetData>.*</sheetData>", f"<sheetData>{rows}</sheetData>", xml
+    ).encode()
+    write_zip(tmp_path / "bare.xlsx", parts)
+    md = convert(tmp_path / "bare.xlsx").markdown
+    assert "<!-- range: A1:C2 -->\n\n| Name |  | Age |\n| --- | --- | --- |\n| Ada |  | 36 |" in md

@@ -413,10 +413,15 @@ class _Book:
 
 
 # -- reading a worksheet ------------------------------------------------------------------------------
-def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
+class _Unreferenced(Exception):
+    """A cell without a reference, in a sheet read with the empty cells cut: their places are needed."""
+
+
+def read_sheet(book: _Book, sheet: _Sheet, budget: int, cut_empty: bool = True) -> int:
     """The sheet's valued cells into sheet.cells (at most `budget`; the budget left is returned). The rows
     are streamed; a cell element without a value (only a style) is cut before parsing where it closes
-    itself, passed over otherwise, and costs nothing against the budget."""
+    itself, passed over otherwise, and costs nothing against the budget. A sheet whose cells leave out
+    their references is read again without cutting (a cell's place in its row is then its column)."""
     v_tag, is_tag = f"{_S}v", f"{_S}is"
     row_tag, merge_tag = f"{_S}row", f"{_S}mergeCell"
     merges: list[str] = []
@@ -424,7 +429,7 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
     row_no = 0
     try:
         dropped = [0]
-        for el in book.pkg.iterparse(sheet.part, (row_tag, merge_tag), dropped):
+        for el in book.pkg.iterparse(sheet.part, (row_tag, merge_tag), dropped if cut_empty else None):
             if el.tag == merge_tag:
                 merges.append(el.get("ref") or "")
                 continue
@@ -439,6 +444,8 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
             for c in valued:
                 col = _column(c.get("r"), columns)
                 if col is None:  # references left out (some writers): the place in the row is the column
+                    if cut_empty:
+                        raise _Unreferenced
                     located = _by_place(el, columns, v_tag, is_tag)
                     break
                 located.append((col, c))
@@ -452,6 +459,11 @@ def read_sheet(book: _Book, sheet: _Sheet, budget: int) -> int:
                 sheet.cells[(row_no, col)] = text
                 budget -= 1
         sheet.seen += dropped[0]
+    except _Unreferenced:
+        spent = len(sheet.cells)
+        sheet.cells.clear()
+        sheet.seen = 0
+        return read_sheet(book, sheet, budget + spent, cut_empty=False)
     except Exception as e:  # noqa: BLE001 - lxml's and zlib's errors for a damaged part
         sheet.complete = False
         book.warnings.append(
@@ -515,7 +527,8 @@ def _runs(keys: list[int]) -> list[tuple[int, int]]:
 def table_regions(cells: list[tuple[int, int]], work_limit: int | None = None) -> list[list[tuple[int, int]]]:
     """The blocks of cells that fully empty rows or columns separate, in reading order (top to bottom,
     then left to right): a block is cut at its empty rows, each piece at its empty columns, and so on until
-    no piece splits. Work is bounded (a block past `work_limit` cell visits stays as it is)."""
+    no piece splits; a single empty column between pieces that fill the same rows is a spacer, not a cut.
+    Work is bounded (a block past `work_limit` cell visits stays as it is)."""
     budget = work_limit if work_limit is not None else 20 * len(cells) + 1000
     out: list[list[tuple[int, int]]] = []
     stack: list[tuple[list[tuple[int, int]], bool]] = [(cells, True)]  # (block, cut rows first)
@@ -531,6 +544,8 @@ def table_regions(cells: list[tuple[int, int]], work_limit: int | None = None) -
                     groups: list[list[tuple[int, int]]] = [[] for _ in runs]
                     for rc in block:
                         groups[bisect.bisect_right(lows, rc[axis]) - 1].append(rc)
+                    if axis == 1 and _spacer_columns(runs, groups):
+                        continue
                     pieces = groups
                     by_rows = axis == 1  # a piece was cut along this axis: try the other one first
                     break
@@ -539,6 +554,15 @@ def table_regions(cells: list[tuple[int, int]], work_limit: int | None = None) -
             continue
         stack.extend((p, by_rows) for p in reversed(pieces))
     return out
+
+
+def _spacer_columns(runs: list[tuple[int, int]], groups: list[list[tuple[int, int]]]) -> bool:
+    """Pieces that single empty columns part and that fill the very same rows: one table with spacer
+    columns, whose rows cutting would tear apart."""
+    if any(b[0] - a[1] != 2 for a, b in zip(runs, runs[1:], strict=False)):
+        return False
+    rows = {r for r, _ in groups[0]}
+    return all({r for r, _ in g} == rows for g in groups[1:])
 
 
 def _title_lines(grid: list[list[str]], origins: list[list[Any]]) -> int:
@@ -646,6 +670,8 @@ def _comments(book: _Book, sheet: _Sheet) -> list[tuple[tuple[int, int], str]]:
                 who = ""  # Excel names the thread's id ("tc={...}"), not a person
             if who.startswith("tc="):
                 who = ""
+            if who and text.startswith(who + ":"):  # Excel opens a note with its author's name, in bold
+                text = text[len(who) + 1 :].strip()
             if text:
                 out.append((ref, f"- {cm.get('ref')}{f' ({who})' if who else ''}: {text}".replace("\n", " ")))
     out.sort(key=lambda item: item[0])
