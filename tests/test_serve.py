@@ -437,6 +437,7 @@ def test_unitok_serve_answers_then_drains_on_sigterm_with_one_line(tmp_path):
     err = (tmp_path / "serve.log").read_text()
     assert proc.returncode == 0, err[-3000:]
     assert "unitok: stopped serving" in err and "Traceback" not in err and "Fatal Python error" not in err
+    assert err.count("unitok: no API key is configured") == 1
 
 
 def test_a_task_lost_with_its_engine_replica_reports_failure(api, tmp_path):
@@ -486,3 +487,33 @@ def test_validate_of_the_serve_config_names_the_extra_when_serve_is_missing(monk
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the serve extra were not installed
     assert main(["validate", "configs/serve.yaml"]) == 2
     assert "serve needs Ray Serve (fastapi is missing)" in capsys.readouterr().err
+
+
+def test_tasks_past_serve_max_tasks_are_refused_until_results_expire(api):
+    from ray import serve
+    from unitok.pipeline.drivers.serve import build_app
+
+    url, _, _ = api
+    cfg = parse_config({"source": {"uri": "/unused"}, "output": {"uri": "/unused"},
+                        "serve": {"max_tasks": 1, "result_ttl_s": 3600}})  # fmt: skip
+    serve.run(
+        build_app(cfg, replicas=1, engine_actor={"num_cpus": 0}), name="bounded", route_prefix="/bounded"
+    )
+    try:
+        files = [("files", ("report.pdf", (SAMPLE / "field-report.pdf").read_bytes()))]
+        first = requests.post(f"{url}/bounded/v1/convert/file/async", files=files, timeout=60)
+        assert first.status_code == 200, first.text
+        second = requests.post(f"{url}/bounded/v1/convert/file/async", files=files, timeout=60)
+        assert (
+            second.status_code == 503 and second.headers["retry-after"] and "serve.max_tasks" in second.text
+        )
+        task = first.json()["task_id"]
+        assert requests.get(f"{url}/bounded/v1/status/poll/{task}?wait=60", timeout=90).json()[
+            "task_status"
+        ] == ("success")
+        assert (
+            "water filters"
+            in requests.get(f"{url}/bounded/v1/result/{task}", timeout=60).json()["document"]["md_content"]
+        )
+    finally:
+        serve.delete("bounded")

@@ -12,6 +12,7 @@ serve.min_replicas and serve.max_replicas on the requests waiting for them.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -70,6 +71,9 @@ def serve_forever(cfg: JobConfig, host: str, port: int, replicas: int | None) ->
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(cfg, replicas), name="unitok", route_prefix="/", blocking=False)
     log.info("serving the %s engine on http://%s:%d (/v1/convert/file, /docs)", cfg.engine.name, host, port)
+    if not (os.environ.get("UNITOK_API_KEY") or cfg.serve.api_key):
+        print(f"unitok: no API key is configured (serve.api_key or UNITOK_API_KEY): anyone who reaches "
+              f"http://{host}:{port} may convert files", file=sys.stderr)  # fmt: skip
     stop.wait()
     serve.shutdown()
     print("unitok: stopped serving (in-flight requests drained)", file=sys.stderr)
