@@ -24,7 +24,7 @@ COMPILE = $(BIN)/python -m compileall -q api pipeline actors connectors
 export RAY_AUTH_MODE ?= disabled
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: install demo demo-s3 test lint lock bench bench-gpu fuzz soak clean
+.PHONY: install demo demo-s3 test lint lock clients clients-lock bench bench-gpu fuzz soak clean
 
 install: $(FULL)
 
@@ -54,6 +54,25 @@ lock: $(CORE)
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q -o constraints.txt
 
+# The published docling-serve clients that tests/clients/run_client.py drives, in a venv of their own:
+# docling-client pins typer<0.27 and websockets<17, which the project's pins rule out. The stamp follows
+# the lock, so an edit to tests/clients/requirements.txt reinstalls; uv comes with the dev extra.
+CLIENTS_VENV ?= .venv-clients
+CLIENTS := $(CLIENTS_VENV)/.stamp-$(shell cksum < tests/clients/requirements.txt | cut -d' ' -f1)
+
+clients: $(CLIENTS)
+
+$(CLIENTS): $(CORE)
+	test -d $(CLIENTS_VENV) || $(BIN)/uv venv -q -p 3.11 $(CLIENTS_VENV)
+	$(BIN)/uv pip install -q --python $(CLIENTS_VENV)/bin/python -r tests/clients/requirements.txt
+	rm -f $(CLIENTS_VENV)/.stamp-* && touch $@
+
+# Rewrite the clients' lock from tests/clients/requirements.in (Linux x86_64, Python 3.11).
+clients-lock: $(CORE)
+	$(BIN)/uv pip compile tests/clients/requirements.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make clients-lock" -q \
+	  -o tests/clients/requirements.txt
+
 # The corpus (or sample/) with configs/demo.yaml; where the corpus has no video, also sample/talk.mp4. The
 # corpus goes to out/demo-corpus: out/demo is the Quickstart's (sample/), and one output holds one source
 # (a run of the other source there would stop at the mass-deletion guard).
@@ -71,7 +90,7 @@ demo: $(BASE)
 demo-s3: $(CORE)
 	$(BIN)/python infra/local_s3.py --source sample
 
-test: $(FULL)
+test: $(FULL) $(CLIENTS)
 	$(BIN)/python -m pytest -q --durations=15 tests
 
 # Seeded mutations of every format (300 per format; the smoke in make test runs 5): a table of outcomes and
