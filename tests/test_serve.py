@@ -143,6 +143,13 @@ def test_options_docling_serve_takes(api):
     forced = upload(url, "field-report.pdf", data={"force_ocr": "true", "ocr_lang": ["en"]}).json()
     assert {s["engine"] for s in forced["unitok"]["segments"]} == {"tesseract"}
     assert "water filters" in forced["document"]["md_content"].lower()
+    # Clients send language lists whatever the server has: those installed are used, the rest said.
+    mixed = upload(url, "scanned-memo.pdf", data={"ocr_lang": ["en", "yo"]}).json()
+    assert (
+        mixed["status"] == "partial_success"
+        and "generator needs fuel" in mixed["document"]["md_content"].lower()
+    )
+    assert "yor not installed" in mixed["errors"][0]["error_message"]
     second = upload(url, "field-report.pdf", data={"page_range": ["2", "2"]}).json()
     assert [s["page_number"] for s in second["unitok"]["segments"]] == [2]
     breaks = upload(url, "field-report.pdf", data={"md_page_break_placeholder": "<!-- page-break -->"}).json()

@@ -403,6 +403,40 @@ class Api:
             self.metrics.latency.labels(route).observe(elapsed)
             log.info("%s %s %d %.0f ms", request.method, request.url.path, status, elapsed * 1000)
 
+    def _installed_languages(self) -> set[str] | None:
+        """The Tesseract language packs the engines find (None where none is found here)."""
+        if not hasattr(self, "_langs"):
+            from unitok.actors.ocr_tesseract import find_tessdata
+
+            try:
+                folder = find_tessdata(self.cfg.ocr.tessdata_dir, "eng")
+                self._langs = {p.stem for p in Path(folder).glob("*.traineddata")} - {"osd"}
+            except Exception:  # noqa: BLE001 - no OCR here: the engines will say so
+                self._langs = None
+        return self._langs
+
+    def _settings(self, opts: Any, chunker: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(the setting changes of a request's options, notes for every document's errors). Requested OCR
+        languages that are not installed are left out and said in a note: docling-serve's clients send
+        lists such as eng,fra,deu,spa whatever the server has."""
+        changes = dapi.overrides(opts, chunker)
+        notes = []
+        langs, installed = changes.get("ocr.languages"), self._installed_languages()
+        if langs and langs != "auto" and installed is not None:
+            asked = langs.split("+")
+            kept = [x for x in asked if x in installed]
+            if not kept:
+                raise dapi.RequestError(f"ocr_lang: none of {', '.join(asked)} is installed here "
+                                        f"(installed: {', '.join(sorted(installed))})")  # fmt: skip
+            if len(kept) < len(asked):
+                changes["ocr.languages"] = "+".join(kept)
+                missing = ", ".join(x for x in asked if x not in installed)
+                notes.append({"component_type": "user_input", "module_name": "unitok.serve",
+                              "error_message": f"ocr_lang: {missing} not installed here; OCR read with "
+                              f"{changes['ocr.languages']}"})  # fmt: skip
+        self._check_overridable(changes)
+        return changes, notes
+
     def _check_overridable(self, changes: dict[str, Any]) -> None:
         allowed = set(self.cfg.serve.overridable)
         for dotted in changes:
@@ -625,15 +659,22 @@ class Api:
         self,
         loaders: list[tuple[str, Callable]],
         opts: Any,
-        changes: dict[str, Any],
+        settings: tuple[dict[str, Any], list[dict[str, Any]]],
         chunker: Any = None,
         task: Task | None = None,
     ) -> list[dict]:
+        """Each loader's document converted with `settings` (changes, and notes said in every document's
+        errors: see _settings)."""
+        changes, notes = settings
+
         async def one(name: str, load: Callable) -> dict:
             if task is not None:
                 task.status = "started"
                 task.changed.set()
             result = await self._convert_one(name, load, opts, changes, chunker)
+            if notes and result["status"] in ("success", "partial_success"):
+                result["errors"] = notes + result["errors"]
+                result["status"] = "partial_success"
             if task is not None:
                 task.count(result["status"])
             return result
@@ -726,9 +767,8 @@ class Api:
             chunker = dapi.form_model(fields, chunker_cls, "chunking_", ("chunker",))
             flag = next((v for k, v in reversed(fields) if k == "include_converted_doc"), "false")
             include = flag.strip().lower() in ("1", "true", "yes", "on")
-        changes = dapi.overrides(opts, chunker)
-        self._check_overridable(changes)
-        return self._upload_loaders(files), opts, changes, chunker, target, include
+        changes, notes = self._settings(opts, chunker)
+        return self._upload_loaders(files), opts, (changes, notes), chunker, target, include
 
     async def _source_request(self, request: Request, model: Any, chunking: bool = False) -> tuple:
         body = dapi.parse_json(await self._body(request), model)
@@ -737,10 +777,9 @@ class Api:
         chunker = body.chunking_options if chunking else None
         if chunking:
             opts.to_formats = ["json"]
-        changes = dapi.overrides(opts, chunker)
-        self._check_overridable(changes)
+        changes, notes = self._settings(opts, chunker)
         include = getattr(body, "include_converted_doc", None)
-        return self._source_loaders(body.sources), opts, changes, chunker, body.target.kind, include
+        return self._source_loaders(body.sources), opts, (changes, notes), chunker, body.target.kind, include
 
     # -- async tasks ----------------------------------------------------------------------------------
     def _submit(self, task_type: str, loaders: list, work: Callable[[Task], Awaitable[Response]]) -> Response:
