@@ -5,8 +5,10 @@ sources under serve.allowed_sources only, and the OpenAPI document."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -158,15 +160,20 @@ def test_options_docling_serve_takes(api):
     assert skipped["status"] == "skipped" and "not allowed" in skipped["errors"][0]["error_message"]
     html = upload(url, "field-report.pdf", data={"to_formats": ["html", "doctags"]}).json()["document"]
     assert "water filters" in html["html_content"] and "water filters" in html["doctags_content"]
+    late = upload(url, "scanned-memo.pdf", data={"document_timeout": "0.001"}).json()
+    assert late["status"] == "failure" and "document_timeout" in late["errors"][0]["error_message"]
+    broken = ("files", ("broken.pdf", b"%PDF-1.7\n1 0 obj <<>> garbage"))
+    good = ("files", ("report.pdf", (SAMPLE / "field-report.pdf").read_bytes()))
+    for abort, names in (("true", []), ("false", ["report.md"])):
+        r = requests.post(f"{url}/v1/convert/file", files=[broken, good], data={"abort_on_error": abort},
+                          headers=KEY, timeout=120)  # fmt: skip
+        assert zipfile.ZipFile(io.BytesIO(r.content)).namelist() == names
     # Options docling-serve has and unitok has no meaning for are accepted, as docling-serve accepts them.
     ignored = {"pdf_backend": "dlparse_v4", "table_mode": "fast", "pipeline": "standard", "bogus": "1"}
     assert upload(url, "field-report.pdf", data=ignored).json()["status"] == "success"
 
 
 def test_several_files_in_one_request_give_docling_serves_zip_and_32_at_once(api):
-    import io
-    import zipfile
-
     url, _, _ = api
     r = upload(url, "field-report.pdf", "scanned-memo.pdf", data={"to_formats": ["md", "json"]})
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
