@@ -349,11 +349,15 @@ class Api:
             raise self._too_big()
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
-            body = await self._body(request)
             upload = UploadFile(
                 tempfile.SpooledTemporaryFile(1 << 20), filename=request.query_params.get("filename")
             )
-            await upload.write(body)
+
+            async def spool() -> None:
+                async for chunk in self._stream(request):
+                    await upload.write(chunk)
+
+            await self._deadline(spool())
             await upload.seek(0)
             fields = [(k, v) for k, v in request.query_params.multi_items() if k != "filename"]
             return [(dapi.safe_filename(upload.filename), upload)], fields
