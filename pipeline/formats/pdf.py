@@ -20,7 +20,7 @@ import pypdfium2.raw as pdfium_c
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, CONTENT_TEXT, Renditions, Segment
 from unitok.pipeline.core.text import join_surrogates
-from unitok.pipeline.formats.pdf_tables import COLUMN_GAP, Cell, Table, aligned_tables, find_tables
+from unitok.pipeline.formats.pdf_tables import COLUMN_GAP, Cell, Table, aligned_tables, find_tables, split_run
 
 _WORDLIKE = re.compile(r"[\w]+(?:[-'’./,:&][\w]+)*")
 _STRIP = ".,;:!?()[]{}\"'“”‘’-–—*•·…"
@@ -224,6 +224,11 @@ def _runs(textpage: pdfium.PdfTextPage, chars: str) -> Iterator[tuple[int, int, 
                 yield cuts[k], cuts[k + 1], box
 
 
+def _clean(text: str) -> str:
+    """A run's characters as its text: pdfium's end-of-line hyphen mark as the hyphen, UTF-16 pairs joined."""
+    return join_surrogates(text.replace("\ufffe", "-")).strip()
+
+
 def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> PageText:
     """Lines in content order from pdfium's text rectangles, with font size and the gap above; the text
     inside ruled tables is left to the tables, each placed where its first text comes in content order.
@@ -292,6 +297,15 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
         if not text:
             continue
         size = pdfium_c.FPDFText_GetFontSize(raw, idx) if idx >= 0 else 0.0
+        # A gutter is wider than COLUMN_GAP lines; a run of dots or dashes has a box far lower than its line.
+        gutter = COLUMN_GAP * max(top - bottom, 0.7 * size, 1.0)
+        cell_right, rest = right, []  # the run's pieces after the first, where a gutter parts it
+        if first >= 0:
+            pieces = split_run(raw, chars, first, end, (left, right), gutter)
+            texts = [_clean(chars[a:b]) for _, _, a, b in pieces] if len(pieces) > 1 else []
+            if len(texts) > 1 and all(texts):
+                cell_right, text = pieces[0][1], texts[0]
+                rest = [[x0, x1, [t]] for (x0, x1, _, _), t in zip(pieces[1:], texts[1:], strict=True)]
         is_bold = idx >= 0 and _is_bold(raw, idx, font_name, font_flags)
         if cur_box is not None:
             mid = (bottom + top) / 2
@@ -301,11 +315,12 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 touching = left - cur_box[2] < 0.1 * max(top - bottom, 1.0)
                 if touching:
                     cur_cells[-1][2][-1] += text
-                elif left - cur_cells[-1][1] > COLUMN_GAP * max(top - bottom, 1.0):
-                    cur_cells.append([left, right, [text]])
+                elif left - cur_cells[-1][1] > gutter:
+                    cur_cells.append([left, cell_right, [text]])
                 else:
                     cur_cells[-1][2].append(text)
-                cur_cells[-1][1] = max(cur_cells[-1][1], right)
+                cur_cells[-1][1] = max(cur_cells[-1][1], cell_right)
+                cur_cells += rest
                 cur_box = [
                     min(cur_box[0], left),
                     min(cur_box[1], bottom),
@@ -317,10 +332,10 @@ def _page_lines(textpage: pdfium.PdfTextPage, tables: Sequence[Table] = ()) -> P
                 continue
             flush()
         cur_box, cur_size = [left, bottom, right, top], size
-        cur_cells = [[left, right, [text]]]
+        cur_cells = [[left, cell_right, [text]], *rest]
         cur_bold = is_bold
     flush()
-    blocks = aligned_tables(line_cells)
+    blocks = aligned_tables(line_cells, gaps)
     if not blocks:
         return PageText(lines, sizes, gaps, placed, bold)
     # The lines of tables without rules leave the text for tables, placed where they stood.
