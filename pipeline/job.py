@@ -39,7 +39,7 @@ from unitok.pipeline.stages.plan import (
     mass_deletion,
     plan_run,
 )
-from unitok.pipeline.stages.preflight import preflight
+from unitok.pipeline.stages.preflight import enrich_problem, preflight
 from unitok.pipeline.stages.report import RunReport
 
 log = logging.getLogger("unitok")
@@ -201,7 +201,11 @@ def choose_executor(
 
 def check_engines(cfg: JobConfig) -> None:
     """Preflight where this machine runs the engines; a cluster's workers check their own installs. A
-    Beam job's runner and options are checked here too, before anything is listed."""
+    Beam job's runner and options are checked here too, before anything is listed. Enrichments the
+    configured engine cannot make are refused wherever it runs: the config alone decides."""
+    problem = enrich_problem(cfg)
+    if problem:
+        raise EngineSetupError(problem)
     if not joins_cluster(cfg):
         preflight(cfg)
     if cfg.runtime.executor == "beam":

@@ -415,6 +415,67 @@ class EmbeddingConfig(_Strict):
         return v
 
 
+# Speech translation targets: the languages the model card lists for Phi-4-multimodal's speech translation
+# (to English from the others, and from English to them). The prompt names the language in words.
+TRANSLATION_LANGUAGES = {
+    "en": "English",
+    "de": "German",
+    "es": "Spanish",
+    "fr": "French",
+    "it": "Italian",
+    "ja": "Japanese",
+    "pt": "Portuguese",
+    "zh": "Chinese",
+}
+
+
+class AudioEnrichConfig(_Strict):
+    translate_to: str | None = Field(
+        default=None,
+        description="A `translation` next to each audio window's transcript and on the recording's "
+        "document, in this language (en, de, es, fr, it, ja, pt, zh). The cpu engine translates with "
+        "the multilingual Whisper (audio.asr_model: base), into English only; Phi-4 into any of them.",
+    )
+    summary: bool = Field(
+        default=False,
+        description="A `summary` of each recording on its document (and its chunks), from the whole "
+        "recording in parts of at most 30 minutes, merged where it is longer. Phi-4 engines only.",
+    )
+
+    @field_validator("translate_to")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        if v is not None and v not in TRANSLATION_LANGUAGES:
+            raise ValueError(f"must be one of {', '.join(TRANSLATION_LANGUAGES)} (ISO 639-1), not {v!r}")
+        return v
+
+
+class ImagesEnrichConfig(_Strict):
+    describe: bool = Field(
+        default=False,
+        description="A `description` of each picture, figure and chart in pages, slides, office "
+        "documents and standalone images (for a chart: its type, axes, series and the values it can "
+        "read), also written into the document as generated text. Phi-4 engines only.",
+    )
+
+
+class EnrichConfig(_Strict):
+    """Outputs a model adds beside the conversion, all off by default. Turning one on later redoes only
+    this stage for the objects it touches (README: scheduled and incremental runs)."""
+
+    audio: AudioEnrichConfig = Field(default_factory=AudioEnrichConfig)
+    images: ImagesEnrichConfig = Field(default_factory=ImagesEnrichConfig)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.audio.translate_to or self.audio.summary or self.images.describe)
+
+    def gpu_only(self) -> list[str]:
+        """The enrichments asked for that only a Phi-4 engine makes, as config keys."""
+        keys = {"enrich.audio.summary": self.audio.summary, "enrich.images.describe": self.images.describe}
+        return [key for key, on in keys.items() if on]
+
+
 BeamOption = str | int | float | bool | list[str]
 
 
@@ -603,6 +664,7 @@ class JobConfig(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    enrich: EnrichConfig = Field(default_factory=EnrichConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

@@ -23,6 +23,9 @@ def preflight(cfg: JobConfig) -> None:
             raise EngineSetupError(problem)
     if cfg.output.lancedb is not None and importlib.util.find_spec("lancedb") is None:
         raise EngineSetupError(f"output.lancedb needs the lancedb package: {install_hint('lancedb')}")
+    problem = enrich_problem(cfg)
+    if problem:
+        raise EngineSetupError(problem)
     model = model_engine(cfg)
     if model is None:
         find_tessdata(cfg.ocr.tessdata_dir, cfg.ocr.languages)
@@ -37,6 +40,35 @@ def preflight(cfg: JobConfig) -> None:
         )
     check_checkpoint(cfg.engine.phi4.model)
     model_files(cfg)
+
+
+def enrich_problem(cfg: JobConfig) -> str | None:
+    """Why this job's enrichments cannot run on its engine, in one line; None when they can. Phi-4 cannot
+    run at speed on CPUs, so summaries and descriptions need a Phi-4 engine, and the cpu engine translates
+    speech only through the multilingual Whisper's translate task, which makes English only. A job that
+    asks for what its engine cannot make is refused, never given an empty column."""
+    enrich = cfg.enrich
+    if cfg.engine.uses_phi4:
+        return None
+    gpu_only = enrich.gpu_only()
+    if gpu_only:
+        return (
+            f"{' and '.join(gpu_only)} need{'s' if len(gpu_only) == 1 else ''} a Phi-4 engine on GPUs "
+            "(engine.name: phi4 or vllm); the cpu engine makes none: turn "
+            f"{'it' if len(gpu_only) == 1 else 'them'} off or run the job on a GPU machine"
+        )
+    target = enrich.audio.translate_to
+    if target and target != "en":
+        return (
+            f"enrich.audio.translate_to: {target} needs a Phi-4 engine (engine.name: phi4 or vllm); the cpu "
+            "engine translates speech with Whisper, into English (en) only"
+        )
+    if target and not cfg.audio.asr_model:
+        return (
+            "enrich.audio.translate_to: en on the cpu engine needs the multilingual Whisper "
+            "(audio.asr_model: base); the packaged default, tiny.en, is English-only"
+        )
+    return None
 
 
 def check_checkpoint(model: str) -> None:
