@@ -150,7 +150,40 @@ def split_text(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
 _SKIP = {"script", "style", "noscript", "template", "nav", "aside", "form", "button", "select", "svg",
          "iframe", "object", "canvas", "head", "title", "meta", "link"}  # fmt: skip
 _BLOCK = {"p", "div", "section", "article", "main", "header", "footer", "figure", "figcaption", "address",
-          "details", "summary", "dl", "dt", "dd", "center", "body", "html"}  # fmt: skip
+          "details", "summary", "dl", "dt", "dd", "center", "body", "html", "fieldset", "legend", "hgroup",
+          "li", "tr", "td", "th", "caption", "thead", "tbody", "tfoot"}  # fmt: skip
+_STRUCT = {"h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "menu", "dir", "table", "pre", "blockquote", "hr"}
+_BREAKING = frozenset(_BLOCK | _STRUCT)  # elements a browser lays out on lines of their own
+_LISTS = ("ul", "ol", "menu", "dir")
+_LIST_ITEM = re.compile(r"\s*([-*+]|\d+\.) ")
+_SEP = "\x00"  # a word boundary inside inline text; libxml2 strings cannot hold NUL, so it is never text
+_MAX_SPAN_CELLS = 200_000  # cells merged cells may fill in one table, past its own cells
+_SPACES = re.compile(r"\s+")
+_NUMBER = re.compile(r"\s*(\d{1,9})")
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+
+_TAGS: dict[str, str] = {}  # tag → its local name in lower case, remembered: _tag runs for every element
+
+
+def _tag(el: Any) -> str:
+    tag = el.tag
+    if not isinstance(tag, str):
+        return ""  # a comment or processing instruction
+    name = _TAGS.get(tag)
+    if name is None:
+        name = tag.split("}")[-1].lower()
+        if len(_TAGS) < 4096:  # a page of made-up tag names cannot grow it without end
+            _TAGS[tag] = name
+    return name
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    """An HTML number attribute read as browsers do (leading digits: '2;' is 2), kept within [low, high]."""
+    if not value:
+        return default
+    m = _NUMBER.match(value)
+    return max(low, min(int(m[1]), high)) if m else default
 
 
 def _inline(el: Any) -> str:
@@ -161,7 +194,7 @@ def _inline(el: Any) -> str:
 def _inline_nodes(text: str | None, children: list[Any]) -> str:
     parts: list[str] = [_squash(text or "")]
     for child in children:
-        tag = child.tag.split("}")[-1].lower() if isinstance(child.tag, str) else ""
+        tag = _tag(child)
         if tag in _SKIP:
             pass
         elif tag == "br":
@@ -182,123 +215,258 @@ def _inline_nodes(text: str | None, children: list[Any]) -> str:
         elif tag == "img":
             alt = (child.get("alt") or "").strip()
             parts.append(f"<!-- image -->{' *' + alt + '*' if alt else ''}")
+        elif tag in _BREAKING:
+            # A block where only inline text can go (<div>s in a heading, a stray <li>): a browser puts it on
+            # a line of its own, so its words never run into their neighbours'.
+            parts.append(_SEP + _inline(child) + _SEP)
         elif tag:
             parts.append(_inline(child))
         parts.append(_squash(child.tail or ""))
-    return "".join(parts)
+    joined = "".join(parts)
+    return re.sub(f" *{_SEP}[{_SEP} ]*", " ", joined) if _SEP in joined else joined
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
+    return _SPACES.sub(" ", text) if text else ""
 
 
-def _table(el: Any) -> str:
-    rows: list[list[str]] = []
-    spans: dict[tuple[int, int], str] = {}  # (row, col) cells a rowspan above fills
-    for r, tr in enumerate(x for x in el.iter() if isinstance(x.tag, str) and x.tag.lower().endswith("tr")):
-        row: list[str] = []
-        col = 0
-        for cell in tr:
-            if not isinstance(cell.tag, str) or cell.tag.lower().split("}")[-1] not in ("td", "th"):
-                continue
-            while (r, col) in spans:
-                row.append(spans.pop((r, col)))
-                col += 1
-            text = _inline(cell).strip()
-            colspan = max(1, min(int(cell.get("colspan", "1") or 1), 100))
-            rowspan = max(1, min(int(cell.get("rowspan", "1") or 1), 1000))
-            for c in range(colspan):
-                row.append(text)  # merged cells repeated, as for decks
-                for below in range(1, rowspan):
-                    spans[(r + below, col + c)] = text
-            col += colspan
-        while (r, col) in spans:
-            row.append(spans.pop((r, col)))
-            col += 1
-        if row:
-            rows.append(row)
-    return md_table(rows)
+def _indent(block: str, pad: str) -> str:
+    return "\n".join(pad + ln if ln.strip() else "" for ln in block.split("\n"))
 
 
-def _list(el: Any, depth: int) -> list[str]:
-    ordered = el.tag.lower().endswith("ol")
-    lines: list[str] = []
-    n = int(el.get("start", "1") or 1) if ordered else 0
-    for li in el:
-        if not isinstance(li.tag, str) or not li.tag.lower().endswith("li"):
-            continue
-        nested = [c for c in li if isinstance(c.tag, str) and c.tag.lower().split("}")[-1] in ("ul", "ol")]
-        for c in nested:
-            li.remove(c)
-        text = _inline(li).strip()
-        marker = f"{n}." if ordered else "-"
-        lines.append(f"{'  ' * depth}{marker} {text}")
-        n += 1
-        for c in nested:
-            lines.extend(_list(c, depth + 1))
-    return lines
+class _Page:
+    """One walk of a page (or of a part of one) into Markdown blocks.
 
+    An element is read as blocks when it is a block itself or holds one (a <font> or <span> around <p>s):
+    its children then become paragraphs of their own instead of one glued line. Inside a table cell
+    (cell=True) blocks become the cell's lines (<br> in the Markdown table)."""
 
-def html_blocks(el: Any, out: list[str]) -> None:
-    """The Markdown blocks of an element, in document order."""
-    tag = el.tag.split("}")[-1].lower() if isinstance(el.tag, str) else ""
-    if not tag or tag in _SKIP:
-        return
-    if re.fullmatch(r"h[1-6]", tag):
-        text = _inline(el).strip()
-        if text:
-            out.append(f"{'#' * int(tag[1])} {text}")
-        return
-    if tag in ("ul", "ol"):
-        lines = _list(el, 0)
-        if lines:
-            out.append("\n".join(lines))
-        return
-    if tag == "table":
-        table = _table(el)
-        if table:
-            out.append(table)
-        return
-    if tag == "pre":
-        out.append("```\n" + el.text_content().strip("\n") + "\n```")
-        return
-    if tag == "blockquote":
-        inner: list[str] = []
-        for child in el:
-            html_blocks(child, inner)
-        text = "\n\n".join(inner) or _inline(el).strip()
-        if text:
-            out.append("\n".join("> " + ln if ln else ">" for ln in text.splitlines()))
-        return
-    if tag == "hr":
-        out.append("---")
-        return
-    if any(_tag(c) in _BLOCK | _STRUCT for c in el):
-        # Mixed content: runs of inline children between block children become paragraphs.
+    def __init__(self, warnings: list[str] | None = None):
+        self.warnings = warnings
+
+    @staticmethod
+    def _blocky(el: Any) -> bool:
+        """Whether an element is read as blocks: a block, or an inline element holding one (searched in C,
+        through the inline element's own content only; libxml2's depth limit bounds a chain of them). A link
+        around paragraphs stays one link with its paragraphs' words apart, unless it holds structure."""
+        tag = _tag(el)
+        if tag in _BREAKING:
+            return True
+        if not tag or tag in _SKIP or not len(el):
+            return False
+        return next(el.iter(*(_STRUCT if tag == "a" else _BREAKING)), None) is not None
+
+    def blocks(self, el: Any, out: list[str], cell: bool = False) -> None:
+        """The Markdown blocks of an element, in document order."""
+        tag = _tag(el)
+        if not tag or tag in _SKIP:
+            return
+        if tag in _HEADINGS:
+            text = _inline(el).strip()
+            if text:
+                out.append(text if cell else f"{'#' * _HEADINGS[tag]} {text}")
+        elif tag in _LISTS:
+            text = self.list_block(el, cell)
+            if text:
+                out.append(text)
+        elif tag == "table":
+            self.table(el, out, cell)
+        elif tag == "pre":
+            code = el.text_content().strip("\n")
+            if cell:
+                out.extend(ln for ln in code.split("\n") if ln.strip())
+            elif code.strip():
+                fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", code)), default=0))
+                out.append(f"{fence}\n{code}\n{fence}")
+        elif tag == "blockquote":
+            inner: list[str] = []
+            self.children(el, inner, cell)
+            if cell:
+                out.extend(inner)
+            elif inner:
+                out.append("\n".join("> " + ln if ln else ">" for ln in "\n\n".join(inner).splitlines()))
+        elif tag == "hr":
+            if not cell:
+                out.append("---")
+        else:
+            self.children(el, out, cell)
+
+    def children(self, el: Any, out: list[str], cell: bool = False) -> None:
+        """An element's content: runs of inline children (and text) between block children become
+        paragraphs, each block child its own blocks."""
         text, run = el.text, []
         for child in el:
-            if _tag(child) in _BLOCK | _STRUCT:
+            if self._blocky(child):
                 para = _inline_nodes(text, run).strip()
                 if para:
                     out.append(para)
-                html_blocks(child, out)
+                self.blocks(child, out, cell)
                 text, run = child.tail, []
             else:
                 run.append(child)
         para = _inline_nodes(text, run).strip()
         if para:
             out.append(para)
-        return
-    text = _inline(el).strip()
-    if text:
-        out.append(text)
+
+    def cell_text(self, cell: Any) -> str:
+        """A table cell's content as lines: its paragraphs, list items, line breaks and the rows of a table
+        inside it each on a line of their own, so no two of them run together."""
+        out: list[str] = []
+        self.children(cell, out, cell=True)
+        if len(out) == 1 and "\n" not in out[0]:
+            return out[0]
+        lines = (ln.strip() for block in out for ln in block.split("\n"))
+        return "\n".join(ln for ln in lines if ln)
+
+    def list_block(self, el: Any, cell: bool) -> str:
+        """A list as Markdown items; an item's further paragraphs and nested lists are indented under it."""
+        ordered = _tag(el) == "ol"
+        n = _int(el.get("start"), 1, -(10**9), 10**9) if ordered else 0
+        items: list[str] = []
+        pad = "  "  # the indent under the last item
+        if (el.text or "").strip():  # text written straight inside the list, outside any item
+            items.append(_squash(el.text).strip())
+        for child in el:
+            tag = _tag(child)
+            if tag == "li":
+                blocks: list[str] = []
+                self.children(child, blocks, cell)
+                marker = f"{n}." if ordered else "-"
+                n += 1
+                if blocks:
+                    pad = " " * (len(marker) + 1)
+                    item = f"{marker} " + _indent(blocks[0], pad)[len(pad) :]
+                    for before, block in zip(blocks, blocks[1:], strict=False):
+                        # A table, code or quote needs a blank line before it to be read as one, and so
+                        # does a paragraph after a nested list, or it would join that list's last item.
+                        apart = block.startswith(("|", "`", ">")) or _LIST_ITEM.match(before.split("\n")[-1])
+                        item += ("\n\n" if apart else "\n") + _indent(block, pad)
+                    items.append(item)
+            elif tag in _LISTS:
+                # A list written straight inside a list (not in an <li>): browsers show it nested under the
+                # item before it.
+                sub = self.list_block(child, cell)
+                if sub and items and not cell:
+                    items[-1] += "\n" + _indent(sub, pad)
+                elif sub:
+                    items.append(sub)
+            elif tag:
+                self.blocks(child, items, cell)
+            if (child.tail or "").strip():
+                items.append(_squash(child.tail).strip())
+        return "\n".join(items)
+
+    def table(self, el: Any, out: list[str], cell: bool) -> None:
+        """A table as a Markdown table, its caption as a paragraph before it (where browsers show it) and
+        anything written inside it but outside its cells before that (where browsers move it).
+
+        A table inside a cell is written inside that cell, a line per row with its cells joined by '; ', in
+        the place it has among the cell's other content: written after the outer table with a reference, its
+        words would leave their reading order and the reference would be words the author never wrote.
+        A table of one column whose cells hold paragraphs or headings, or of a single cell, or one marked
+        role=presentation, lays a page out: its cells are read as the page's own blocks."""
+        rows: list[list[Any]] = []
+        captions: list[Any] = []
+        stray: list[Any] = []  # text and elements outside any cell
+        self._own_rows(el, rows, captions, stray)
+        for item in stray:
+            if isinstance(item, str):
+                out.append(_squash(item).strip())
+            else:
+                self.blocks(item, out, cell)
+        for caption in captions:
+            self.children(caption, out, cell)
+        layout = (el.get("role") or "").lower() in ("presentation", "none") or (
+            all(len(r) <= 1 for r in rows)
+            and (len(rows) == 1 or any(self._blocky(c) for r in rows for td in r for c in td))
+        )
+        if layout:
+            for r in rows:
+                for td in r:
+                    self.children(td, out, cell)
+            return
+        grid = self._grid(rows)
+        if cell:
+            out.extend(line for r in grid if (line := "; ".join(t for t, copy in r if t and not copy)))
+        elif grid:
+            out.append(md_table([[t for t, _ in r] for r in grid]))
+
+    def _own_rows(self, el: Any, rows: list[list[Any]], captions: list[Any], stray: list[Any]) -> None:
+        """The cells of a table's own rows (not those of a table inside one of its cells), row by row."""
+        if (el.text or "").strip():
+            stray.append(el.text)
+        loose: list[Any] | None = None  # cells written outside any <tr>: a row of their own
+        for child in el:
+            tag = _tag(child)
+            if tag in ("thead", "tbody", "tfoot"):
+                self._own_rows(child, rows, captions, stray)
+                loose = None
+            elif tag == "tr":
+                cells: list[Any] = []
+                for c in child:
+                    if _tag(c) in ("td", "th"):
+                        cells.append(c)
+                    elif _tag(c) and _tag(c) not in _SKIP:
+                        stray.append(c)
+                    if (c.tail or "").strip():
+                        stray.append(c.tail)
+                if (child.text or "").strip():
+                    stray.append(child.text)
+                rows.append(cells)
+                loose = None
+            elif tag in ("td", "th"):
+                if loose is None:
+                    loose = []
+                    rows.append(loose)
+                loose.append(child)
+            elif tag == "caption":
+                captions.append(child)
+            elif tag and tag not in _SKIP and tag not in ("col", "colgroup"):
+                stray.append(child)
+            if (child.tail or "").strip():
+                stray.append(child.tail)
+
+    def _grid(self, rows: list[list[Any]]) -> list[list[tuple[str, bool]]]:
+        """Each row's cells as (text, whether it is a merged cell's copy), merged cells repeated in every
+        place they cover (as for decks). Spans are clamped to the table's rows and to a budget of cells, past
+        which merged cells are not repeated (and that is said)."""
+        grid: list[list[tuple[str, bool]]] = []
+        spans: dict[tuple[int, int], str] = {}  # (row, col) cells a rowspan above fills
+        budget = _MAX_SPAN_CELLS + sum(len(r) for r in rows)
+        for r, cells in enumerate(rows):
+            row: list[tuple[str, bool]] = []
+            col = 0
+            for cell in cells:
+                while (r, col) in spans:
+                    row.append((spans.pop((r, col)), True))
+                    col += 1
+                text = self.cell_text(cell)
+                colspan = _int(cell.get("colspan"), 1, 1, 100)
+                rowspan = _int(cell.get("rowspan"), 1, 1, len(rows) - r)
+                if colspan * rowspan > budget:
+                    if self.warnings is not None and budget >= 0:
+                        self.warnings.append(
+                            "HTML table spans past what can be repeated: merged cells kept once"
+                        )
+                    budget = -1
+                    colspan = rowspan = 1
+                budget -= colspan * rowspan
+                for c in range(colspan):
+                    row.append((text, c > 0))
+                    for below in range(1, rowspan):
+                        spans[(r + below, col + c)] = text
+                col += colspan
+            while (r, col) in spans:
+                row.append((spans.pop((r, col)), True))
+                col += 1
+            if row:
+                grid.append(row)
+        return grid
 
 
-_STRUCT = {"h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre", "blockquote", "hr"}
-
-
-def _tag(el: Any) -> str:
-    return el.tag.split("}")[-1].lower() if isinstance(el.tag, str) else ""
+def html_blocks(el: Any, out: list[str], warnings: list[str] | None = None) -> None:
+    """The Markdown blocks of an element, in document order."""
+    _Page(warnings).blocks(el, out)
 
 
 class _FlatText(HTMLParser):
@@ -378,7 +546,7 @@ def html_markdown(data: bytes | str, warnings: list[str] | None = None) -> str:
     limit = _limit_hit(parser)
     if limit is None:
         try:
-            return _tree_markdown(root)
+            return _tree_markdown(root, warnings)
         except RecursionError:
             limit = "elements nested deeper than Python's recursion limit"
     if warnings is not None:
@@ -386,7 +554,7 @@ def html_markdown(data: bytes | str, warnings: list[str] | None = None) -> str:
     return _flat_markdown(data)
 
 
-def _tree_markdown(root: Any) -> str:
+def _tree_markdown(root: Any, warnings: list[str] | None = None) -> str:
     main = root.xpath("//main") or root.xpath("//*[@role='main']")
     articles = root.xpath("//article")
     body = root.find("body")
@@ -395,7 +563,7 @@ def _tree_markdown(root: Any) -> str:
         if bad.getparent() is not None and top is not bad:
             bad.getparent().remove(bad)  # site banners and footers around the content
     out: list[str] = []
-    html_blocks(top, out)
+    html_blocks(top, out, warnings)
     # The page's title is the author's too; a marker keeps it where the body does not repeat it.
     title = " ".join((root.findtext(".//title") or "").split())
     if title and title.lower() not in " ".join(out[:3]).lower():
