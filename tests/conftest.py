@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import subprocess
@@ -46,6 +47,23 @@ def reports(dst: Path, n: int) -> Path:
         shutil.copy(REPO / "sample" / "field-report.pdf", dst / f"report-{i}.pdf")
     (dst / "broken.pdf").write_text("not a PDF")
     return dst
+
+
+@contextlib.contextmanager
+def http_folder(folder: Path):
+    """A plain HTTP server on 127.0.0.1 over `folder` (an http source for the API); its base URL."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def corpus(rel: str) -> Path:

@@ -12,7 +12,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import REPO, corpus
+from conftest import REPO, every_modality, http_folder
 
 from infra.local_s3 import free_port
 
@@ -20,35 +20,26 @@ pytest.importorskip("fastapi")
 CLIENTS = REPO / ".venv-clients" / "bin" / "python"
 HARNESS = REPO / "tests" / "clients" / "run_client.py"
 KEY = "clients-key"
-WORDS = {"report.pdf": "water filters", "deck.pptx": "bullet slide", "signup.png": "sign-up",
-         "talk.flac": "replacement parts"}  # fmt: skip
+WORDS = {"field-report.pdf": "water filters", "sample-presentation.pptx": "sub-bullet",
+         "signup-sheet.png": "sign-up", "talk.flac": "replacement parts"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def served(ray_local, tmp_path_factory):
     """The API with an API key and 127.0.0.1's file server as an allowed source (`/keyed`), and the same
     without a key (`/open`, for Open WebUI 0.6's loader, which sends none); the files as uploads and URLs."""
-    import functools
-    import http.server
-    import threading
+    assert CLIENTS.exists(), "the clients' environment is missing: make clients"
+    files = every_modality(tmp_path_factory.mktemp("files"))
+    with http_folder(files) as http_url:
+        yield from _served(files, http_url)
 
+
+def _served(files, http_url: str):
     from ray import serve
     from test_serve import until_ready
     from unitok.pipeline.core.config import parse_config
     from unitok.pipeline.drivers.serve import build_app
 
-    assert CLIENTS.exists(), "the clients' environment is missing: make clients"
-    files = tmp_path_factory.mktemp("files")
-    sample = REPO / "sample"
-    (files / "report.pdf").write_bytes((sample / "field-report.pdf").read_bytes())
-    (files / "deck.pptx").write_bytes(corpus("pptx/fake-power-point.pptx").read_bytes())
-    (files / "signup.png").write_bytes((sample / "signup-sheet.png").read_bytes())
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(sample / "talk.mp4"), "-vn",
-                    "-c:a", "flac", str(files / "talk.flac")], check=True)  # fmt: skip
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(files))
-    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=web.serve_forever, daemon=True).start()
-    http_url = f"http://127.0.0.1:{web.server_address[1]}"
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     base = {"source": {"uri": "/unused"}, "output": {"uri": "/unused"}}
@@ -62,9 +53,7 @@ def served(ray_local, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     assert until_ready(f"{url}/keyed") and until_ready(f"{url}/open"), "the API never became ready"
     yield url, files, http_url
-    serve.delete("keyed")
-    serve.delete("open")
-    web.shutdown()
+    serve.shutdown()  # test_serve starts Serve again on a port of its own
 
 
 def run(url: str, calls: list[dict], key: str | None) -> list[dict]:
@@ -91,7 +80,7 @@ def failures(results: list[dict]) -> list[str]:
 
 def test_every_published_client_hands_its_user_the_words(served):
     url, files, http_url = served
-    pdf, deck, image, audio = (str(files / n) for n in ("report.pdf", "deck.pptx", "signup.png", "talk.flac"))
+    pdf, deck, image, audio = (str(files / n) for n in WORDS)
     listing = subprocess.run(
         [str(CLIENTS), str(HARNESS), "--list"], capture_output=True, text=True, check=True
     )
@@ -123,7 +112,7 @@ def test_every_published_client_hands_its_user_the_words(served):
             calls.append({"client": client, "call": call, "source": source})
         calls.append({"client": "docling_client", "call": "convert", "source": source, "mode": "json"})
     calls.append({"client": "docling_client", "call": "chunk_hybrid", "source": audio})
-    for name in ("report.pdf", "talk.flac"):
+    for name in ("field-report.pdf", "talk.flac"):
         for client, call in (("docling_client", "convert"), ("docling_client", "convert_poll"),
                              ("docling_client", "chunk_hybrid"), ("docling_client", "chunk_hierarchical"),
                              ("docling_serve_sdk", "convert"), ("docling_serve_sdk", "task"),
@@ -139,6 +128,6 @@ def test_every_published_client_hands_its_user_the_words(served):
     old_form = [{"client": "openwebui", "call": "load_legacy", "source": s} for s in (pdf, image)]
     legacy = run(f"{url}/open", old_form, None)
     assert not failures(legacy), "\n".join(failures(legacy))
-    printed = {"client": "curl", "call": "usage_source", "source": f"{http_url}/report.pdf"}
+    printed = {"client": "curl", "call": "usage_source", "source": f"{http_url}/field-report.pdf"}
     outdated = run(f"{url}/keyed", [printed], KEY)
     assert not outdated[0]["ok"] and "422" in (outdated[0]["error"] or ""), outdated

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO, corpus
+from conftest import REPO, corpus, http_folder
 from unitok.pipeline.core.config import parse_config
 
 from infra.local_s3 import free_port
@@ -28,19 +28,17 @@ KEY = {"X-Api-Key": "test-key"}
 def api(ray_local, tmp_path_factory):
     """The API with a 1 MiB upload limit, a 10 s body deadline, an API key and one allowed folder; and a
     second application whose request timeout no conversion can meet (the 504)."""
-    import functools
-    import http.server
-    import threading
-
-    from ray import serve
-    from unitok.pipeline.drivers.serve import build_app
 
     allowed = tmp_path_factory.mktemp("allowed")
     (allowed / "report.pdf").write_bytes((SAMPLE / "field-report.pdf").read_bytes())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(allowed))
-    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=web.serve_forever, daemon=True).start()
-    http_url = f"http://127.0.0.1:{web.server_address[1]}"
+    with http_folder(allowed) as http_url:
+        yield from _served(allowed, http_url)
+
+
+def _served(allowed: Path, http_url: str):
+    from ray import serve
+    from unitok.pipeline.drivers.serve import build_app
+
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     base = {"source": {"uri": "/unused"}, "output": {"uri": "/unused"}}
@@ -63,7 +61,6 @@ def api(ray_local, tmp_path_factory):
     assert until_ready(url), "the API never became ready"
     yield Served((url, port, allowed), http_url)
     serve.shutdown()
-    web.shutdown()
 
 
 class Served(tuple):
