@@ -129,22 +129,21 @@ def _paragraphs(text_frame, in_body: bool) -> list[dict[str, Any]]:
 
 
 def _table(table) -> list[list[str]]:
-    rows = []
+    """The table's rows of cell texts, a merged cell's text repeated in every place it covers (as for
+    HTML). A covered cell takes the text of its neighbour on the left (hMerge) or above (vMerge), already
+    resolved, so a merge is followed in one pass whatever spans a hostile deck declares; a covered cell with
+    no neighbour there keeps its own text. A line break inside a cell is a line of the cell (<br>)."""
+    rows: list[list[str]] = []
     for r, row in enumerate(table.rows):
-        cells = []
+        cells: list[str] = []
         for c, cell in enumerate(row.cells):
-            if cell.is_spanned:  # repeat the merge origin's text rather than drop the cell
-                origin = next(
-                    table.cell(rr, cc)
-                    for rr in range(r, -1, -1)
-                    for cc in range(c, -1, -1)
-                    if table.cell(rr, cc).is_merge_origin
-                    and rr + table.cell(rr, cc).span_height > r
-                    and cc + table.cell(rr, cc).span_width > c
-                )
-                cells.append(origin.text.strip())
+            tc = cell._tc
+            if tc.vMerge and r > 0 and c < len(rows[r - 1]):
+                cells.append(rows[r - 1][c])
+            elif tc.hMerge and c > 0:
+                cells.append(cells[c - 1])
             else:
-                cells.append(cell.text.strip())
+                cells.append(cell.text.replace("\v", "\n").strip())
         rows.append(cells)
     return rows
 
@@ -261,15 +260,42 @@ def _picture_png(shape) -> bytes | None:
         return None
 
 
-def _position(elm: Any, shape: Any = None) -> tuple[int, int]:
-    """(top, left) for reading order; python-pptx's inherits a placeholder's place from its layout."""
+def _extent(elm: Any, shape: Any = None) -> tuple[int, int, int]:
+    """(top, left, height) for reading order; python-pptx's inherits a placeholder's place from its layout."""
     if shape is not None:
         try:
-            return (shape.top or 0), (shape.left or 0)
+            return (shape.top or 0), (shape.left or 0), (shape.height or 0)
         except Exception:  # noqa: BLE001 - a shape python-pptx cannot model: its own xfrm
             pass
-    off = elm.find(f".//{_A}off")
-    return (int(off.get("y", 0)), int(off.get("x", 0))) if off is not None else (0, 0)
+    off, ext = elm.find(f".//{_A}off"), elm.find(f".//{_A}ext[@cy]")
+    top, left = (_emu(off.get("y")), _emu(off.get("x"))) if off is not None else (0, 0)
+    return top, left, _emu(ext.get("cy")) if ext is not None else 0
+
+
+def _emu(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def reading_order(extents: list[tuple[int, int, int]]) -> list[int]:
+    """The indexes of shapes (top, left, height) in reading order: rows from top to bottom, each row from
+    left to right. Taken by top, a shape joins the current row when its top is below the top of the row's
+    first shape by at most half the smaller of their two heights: two boxes set side by side by hand, whose
+    tops differ by a hair, are one row read left first (a strict sort on top reads the higher one first),
+    while a tall shape does not pull the shapes stacked beside it into its row. A group is one shape here
+    (its own place), so its children stay together; they are ordered the same way inside it."""
+    order = sorted(range(len(extents)), key=lambda i: (extents[i][0], extents[i][1]))
+    rows: list[list[int]] = []
+    for i in order:
+        if rows:
+            top, _, height = extents[rows[-1][0]]
+            if extents[i][0] - top <= min(height, extents[i][2]) // 2:
+                rows[-1].append(i)
+                continue
+        rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda i: (extents[i][1], extents[i][0]))]
 
 
 def _shape_name(elm: Any) -> str:
@@ -293,7 +319,7 @@ class _Slide:
 
     def read_tree(self, tree: Any) -> None:
         """Every shape child of an spTree or grpSp, an mc:AlternateContent's chosen branch included, in
-        reading order (top, then left)."""
+        reading order (reading_order). The title placeholder is the slide's heading and comes first."""
         items = []
         for elm in tree.iterchildren():
             if elm.tag == _ALTERNATE:
@@ -302,11 +328,9 @@ class _Slide:
                     items.extend((el, None) for el in branch.iterchildren() if el.tag in _SHAPE_TAGS)
             elif elm.tag in _SHAPE_TAGS:
                 items.append((elm, None))
-        shaped = [
-            (_position(elm, shape), elm, shape) for elm, shape in ((e, self._shape(e)) for e, _ in items)
-        ]
-        for _, elm, shape in sorted(shaped, key=lambda t: t[0]):
-            self.read_shape(elm, shape)
+        shaped = [(elm, self._shape(elm)) for elm, _ in items]
+        for i in reading_order([_extent(elm, shape) for elm, shape in shaped]):
+            self.read_shape(*shaped[i])
 
     def _shape(self, elm: Any) -> Any:
         """python-pptx's object for a shape element, or None where it has none (read from XML then)."""
@@ -384,7 +408,12 @@ class _Slide:
                     blocks.append({"kind": "text", "paragraphs": paras})
                 return
             if getattr(shape, "has_table", False) and shape.has_table:
-                blocks.append({"kind": "table", "rows": _table(shape.table)})
+                # header: the table's "header row" option (a:tblPr firstRow). Its first row is the Markdown
+                # table's header either way, once: with the option it is the author's header; without it,
+                # Markdown still needs a header line and the first row is the one that keeps every row once
+                # and in order (an empty header line above it would be a row the author never made).
+                table = shape.table
+                blocks.append({"kind": "table", "rows": _table(table), "header": bool(table.first_row)})
                 return
         if elm.tag == f"{{{NS['p']}}}pic" or (getattr(shape, "shape_type", None) == MSO_SHAPE_TYPE.PICTURE):
             descr = (elm.xpath("./*[1]/*[local-name()='cNvPr']/@descr") or [""])[0].strip()
