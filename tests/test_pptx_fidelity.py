@@ -194,3 +194,16 @@ def test_structure_is_json(tmp_path: Path) -> None:
     ((structure, md),) = read(tmp_path / "json.pptx")
     assert json.loads(json.dumps(structure)) == structure
     assert lines(md) == ["| x | y |", "| --- | --- |", "words"]
+
+
+def test_line_breaks_in_notes_are_lines_not_control_bytes(tmp_path: Path) -> None:
+    prs = Presentation()
+    s = prs.slides.add_slide(prs.slide_layouts[5])
+    s.shapes.title.text = "Notes"
+    notes = s.notes_slide.notes_text_frame
+    notes.text = "Line one"
+    notes.paragraphs[0].add_line_break()
+    notes.paragraphs[0].add_run().text = "Line two"
+    prs.save(tmp_path / "notes.pptx")
+    ((structure, md),) = read(tmp_path / "notes.pptx")
+    assert structure["notes"] == "Line one\nLine two" and "\v" not in md

@@ -502,7 +502,8 @@ def slide_structure(
     notes = ""
     try:
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-            notes = slide.notes_slide.notes_text_frame.text.strip()
+            # a line break in a note is a vertical tab in python-pptx: a line of the note, not a control byte
+            notes = slide.notes_slide.notes_text_frame.text.replace("\v", "\n").strip()
     except Exception as e:  # noqa: BLE001
         reading.warnings.append(f"speaker notes not read ({type(e).__name__}: {e})")
     structure = {"title": title, "blocks": reading.blocks, "comments": comments, "notes": notes,
