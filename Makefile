@@ -107,7 +107,18 @@ lint: $(CORE)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-bench: $(FULL)
+# docling-serve 1.38.2, the peer of bench/bench_docling_serve.py, in a venv of its own outside the repo (its
+# pins are not the project's). torch==2.13.0 must be the CPU build: uv is given pip's find-links (where a
+# machine keeps that wheel) and TORCH_INDEX; with neither, PyPI's torch is the CUDA build (about 4 GB more).
+DOCLING_SERVE_VENV ?= /tmp/docling-serve-venv
+docling-serve-venv: $(CORE)
+	test -x $(DOCLING_SERVE_VENV)/bin/docling-serve || { \
+	  links=$$($(BIN)/pip config get global.find-links 2>/dev/null); \
+	  $(BIN)/uv venv -q --allow-existing -p 3.11 $(DOCLING_SERVE_VENV) && \
+	  $(BIN)/uv pip install -q --python $(DOCLING_SERVE_VENV)/bin/python $${links:+--find-links $$links} \
+	    $(EXTRA_INDEX) docling-serve==1.38.2 torch==2.13.0; }
+
+bench: $(FULL) docling-serve-venv
 	$(PIP) -e ".[dev,bench]"
 	$(COMPILE)
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
@@ -121,6 +132,8 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_serve.py --pdf sample/scanned-memo.pdf --requests 48
+	$(BIN)/python bench/bench_docling_serve.py --corpus "$(CORPUS)" --docling-venv "$(DOCLING_SERVE_VENV)" \
+	  --fields to_formats=md
 	$(BIN)/python bench/bench_documents.py
 	$(BIN)/python bench/bench_libraries.py
 
