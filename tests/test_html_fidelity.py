@@ -224,3 +224,13 @@ def test_a_page_with_nested_tables_converts_with_every_word(tmp_path: Path) -> N
     assert doc.ok and not doc.errors, doc.errors
     assert "| Pump | seal; 2<br>valve; 1 |" in doc.markdown
     assert_faithful(doc.markdown, "Report Intro text Name Parts Pump seal 2 valve 1 Notes Check twice")
+
+
+def test_a_picture_between_words_keeps_them_apart_and_a_break_in_a_heading_keeps_it_whole() -> None:
+    md = md_of(
+        "<p>Before<img src='a.png' alt='Logo'>after</p><p><img src='b.png'>Company</p>"
+        "<h2>Title<br>Subtitle</h2><p>Body</p>"
+    )
+    assert "Before <!-- image --> *Logo* after" in md and "<!-- image --> Company" in md
+    assert "## Title Subtitle\n\nBody" in md
+    assert_faithful(md, "Before Logo after Company Title Subtitle Body")

@@ -214,7 +214,8 @@ def _inline_nodes(text: str | None, children: list[Any]) -> str:
             parts.append(f"[{inner}]({href})" if inner and usable else inner)
         elif tag == "img":
             alt = (child.get("alt") or "").strip()
-            parts.append(f"<!-- image -->{' *' + alt + '*' if alt else ''}")
+            # apart from the words on either side: the picture stands between them on the page
+            parts.append(f"{_SEP}<!-- image -->{' *' + alt + '*' if alt else ''}{_SEP}")
         elif tag in _BREAKING:
             # A block where only inline text can go (<div>s in a heading, a stray <li>): a browser puts it on
             # a line of its own, so its words never run into their neighbours'.
@@ -262,7 +263,8 @@ class _Page:
         if not tag or tag in _SKIP:
             return
         if tag in _HEADINGS:
-            text = _inline(el).strip()
+            # a line break would end the heading and leave its next line out of it
+            text = _inline(el).strip().replace("  \n", " ")
             if text:
                 out.append(text if cell else f"{'#' * _HEADINGS[tag]} {text}")
         elif tag in _LISTS:
