@@ -53,6 +53,8 @@ RATE = 16_000
 CONFIDENT = 0.8  # a combined probability at least this settles the language; below it is a warning
 SETTLE_SPEECH_S = 10.0  # ... with at least this much speech heard
 ENOUGH_SPEECH_S = 90.0  # this much speech settles it whatever the probability (three full windows)
+# Whisper has no prompt: its translate task token is what tells it to translate. Versioned as prompts are.
+TRANSLATE_TASK_ID = "whisper.translate.v1"
 RECORDINGS_KEPT = 64  # recordings whose evidence an engine keeps (it needs one at a time per worker)
 
 
@@ -272,6 +274,35 @@ class WhisperEngine:
         text = " ".join(span["text"] for span in spans)
         language = self.language or ((language or getattr(info, "language", None)) if text else None)
         return text, ([] if text else ["no speech found"]), spans, language
+
+    def translate(
+        self, segments: list[Segment], target: str, languages: list[str | None]
+    ) -> list[EngineOutput]:
+        """Each audio window's speech in English, through Whisper's translate task (the decoder told the
+        window's language, as transcribed, and to translate): a multilingual model only, into English
+        only (Whisper translates into nothing else). Greedy and with the same speech filter as
+        `transcribe`, so a rerun gives the same text."""
+        if target != "en":
+            raise ValueError(f"Whisper translates into English only, not {target}")
+        if not self.model.model.is_multilingual:
+            raise ValueError(f"{self.model_id} is English-only: translation needs a multilingual Whisper")
+        out = []
+        for seg, language in zip(segments, languages, strict=True):
+            if not seg.audio_f32:
+                raise ValueError("audio segment has no samples")
+            audio = np.frombuffer(seg.audio_f32, dtype=np.float32)
+            parts, _ = self.model.transcribe(
+                audio,
+                task="translate",
+                language=language,
+                beam_size=self.beam_size,
+                vad_filter=True,
+                condition_on_previous_text=False,
+                temperature=0.0,
+            )
+            text = " ".join(p.text.strip() for p in parts if is_speech(p) and p.text.strip())
+            out.append(EngineOutput(text, self.model_id, prompt_id=TRANSLATE_TASK_ID, language=target))
+        return out
 
     def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
         out = []

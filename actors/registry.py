@@ -21,6 +21,12 @@ ENGINES: dict[str, str] = {
 }
 
 
+# The key of the enrichments in engine_options: not an engine, what the engine stage adds beside the
+# conversion (pipeline/stages/enrich.py). Carried there so that every holder of an engine set (drivers,
+# the Python API, the HTTP API) gets them with the engines, and engine sets differ when they differ.
+ENRICH = "enrich"
+
+
 def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
     """Plain keyword arguments per engine name: replicas get these, never config models."""
     phi4, vllm = cfg.engine.phi4, cfg.engine.vllm
@@ -52,11 +58,17 @@ def engine_options(cfg: JobConfig) -> dict[str, dict[str, Any]]:
             "gpu_memory_utilization": vllm.gpu_memory_utilization,
             "batch_invariant": vllm.batch_invariant,
         },
+        ENRICH: {
+            "engine": cfg.engine.name,
+            "translate_to": cfg.enrich.audio.translate_to,
+            "summary": cfg.enrich.audio.summary,
+            "describe": cfg.enrich.images.describe,
+        },
     }
 
 
 def make_engine(name: str, options: dict[str, Any]) -> Engine:
-    if name not in ENGINES:
+    if name not in ENGINES:  # ENRICH among them: never an engine
         raise ValueError(f"no engine named {name!r} (known: {', '.join(sorted(ENGINES))})")
     module, _, cls = ENGINES[name].partition(":")
     return getattr(importlib.import_module(module), cls)(**options)

@@ -31,6 +31,7 @@ from unitok.pipeline.stages.commit import PartialCommitError, ProgressCommits
 from unitok.pipeline.stages.plan import (
     CONVERT,
     EMBED,
+    ENRICH,
     REASONS,
     RECHUNK,
     REFRESH,
@@ -56,6 +57,7 @@ class RunSummary:
     converted_objects: int = 0  # split and converted (every table's rows of it replaced)
     rechunked_objects: int = 0  # chunked again from the stored document
     reembedded_objects: int = 0  # its stored chunks embedded again
+    enriched_objects: int = 0  # its stored segments enriched again (the enrich section changed)
     refreshed_objects: int = 0  # listed differently (touched) but the same content: state refreshed
     carried_objects: int = 0  # left as they were (refreshed ones included)
     reasons: dict[str, int] = field(default_factory=dict)  # why objects were worked on (stages.plan)
@@ -90,7 +92,7 @@ class RunSummary:
         """Counts of one finished object (its metadata from stages.per_object)."""
         action = meta.get("action", CONVERT)
         counter = {CONVERT: "converted_objects", RECHUNK: "rechunked_objects", EMBED: "reembedded_objects",
-                   REFRESH: "refreshed_objects"}[action]  # fmt: skip
+                   ENRICH: "enriched_objects", REFRESH: "refreshed_objects"}[action]  # fmt: skip
         setattr(self, counter, getattr(self, counter) + 1)
         self.segments += meta["segments"]
         for engine, n in meta["by_engine"].items():
@@ -136,6 +138,10 @@ class RunSummary:
         if self.reembedded_objects:
             lines.append(
                 f"embedding settings changed: {self.reembedded_objects} documents' chunks re-embedded"
+            )
+        if self.enriched_objects:
+            lines.append(
+                f"enrichment settings changed: {self.enriched_objects} objects' enrichments made again"
             )
         if self.refreshed_objects:
             lines.append(
@@ -275,11 +281,11 @@ def _write_report(
 def with_stored_files(convert: pa.Table, output: RunOutput) -> pa.Table:
     """The plan's rows with a `stored` column: for an object re-chunked or re-embedded, the data files
     (JSON: table -> paths) its worker reads its stored rows from."""
-    reuse = convert.filter(pc.is_in(convert["action"], value_set=pa.array([RECHUNK, EMBED])))
+    reuse = convert.filter(pc.is_in(convert["action"], value_set=pa.array([RECHUNK, EMBED, ENRICH])))
     stored: dict[str, dict[str, list[str]]] = {}
     if reuse.num_rows:
         uris = reuse["uri"].combine_chunks()
-        for name in ("documents", "segments", "chunks"):
+        for name in ("documents", "segments", "chunks", "errors"):
             for uri, paths in output.object_files(name, uris).items():
                 stored.setdefault(uri, {})[name] = paths
     column = [json.dumps(stored[u]) if u in stored else None for u in convert["uri"].to_pylist()]
@@ -515,6 +521,7 @@ def plan_job(cfg: JobConfig, sample: int = 50) -> dict[str, Any]:
             "convert": by_action.get(CONVERT, 0),
             "rechunk": by_action.get(RECHUNK, 0),
             "embed": by_action.get(EMBED, 0),
+            "enrich": by_action.get(ENRICH, 0),
             "check_content": by_action.get(REFRESH, 0),
             "carried": plan.carried,
             "deleted": len(plan.deleted),

@@ -58,8 +58,42 @@ def conversion_settings(cfg: JobConfig) -> dict[str, Any]:
     return {"engine": engine, **sections}
 
 
+# The versioned prompts each enrichment runs with, by engine (actors/phi4.py's PROMPTS and
+# actors/asr_whisper.py's TRANSLATE_TASK_ID; a test holds them equal). A new wording is a new id, so
+# objects enriched with the old one are enriched again.
+ENRICH_PROMPTS = {
+    "translation": {"cpu": "whisper.translate.v1", "phi4": "phi4.audio.translate.v1"},
+    "summary": {"phi4": "phi4.audio.summary.v1", "merge": "phi4.text.summary-merge.v1"},
+    "description": {"phi4": "phi4.image.describe.v1"},
+}
+
+
+def enrich_settings(cfg: JobConfig) -> dict[str, Any] | str:
+    """What shapes the enrichment columns: each enrichment on, its prompt, and the model that runs it
+    (Phi-4's settings, or the Whisper model for the cpu engine's translation); OFF when none is on. Its
+    own fingerprint, apart from the conversion's, so that turning one on redoes that stage alone."""
+    enrich = cfg.enrich
+    if not enrich.any:
+        return OFF
+    family = "phi4" if cfg.engine.uses_phi4 else "cpu"
+    model: dict[str, Any] = {"engine": cfg.engine.name}
+    if cfg.engine.uses_phi4:
+        model["phi4"] = _section("phi4", cfg.engine.phi4)
+    else:
+        model["asr_model"] = cfg.audio.asr_model
+    on: dict[str, Any] = {}
+    if enrich.audio.translate_to:
+        on["translation"] = {"to": enrich.audio.translate_to, "prompt": ENRICH_PROMPTS["translation"][family]}
+    if enrich.audio.summary:
+        on["summary"] = ENRICH_PROMPTS["summary"]
+    if enrich.images.describe:
+        on["description"] = ENRICH_PROMPTS["description"]
+    return {"model": model, **on}
+
+
 def fingerprints(cfg: JobConfig) -> dict[str, str]:
-    """{"convert_fingerprint", "chunks_fingerprint", "embeddings_fingerprint"} of this config."""
+    """{"convert_fingerprint", "chunks_fingerprint", "embeddings_fingerprint", "enrich_fingerprint"} of
+    this config."""
     chunking, embedding = cfg.chunking, cfg.embedding
     chunks = {**_section("chunking", chunking), "chunker": CHUNKER_VERSION} if chunking.enabled else OFF
     embeds: Any = OFF
@@ -69,4 +103,5 @@ def fingerprints(cfg: JobConfig) -> dict[str, str]:
         "convert_fingerprint": _digest(conversion_settings(cfg)),
         "chunks_fingerprint": OFF if chunks == OFF else _digest(chunks),
         "embeddings_fingerprint": OFF if embeds == OFF else _digest(embeds),
+        "enrich_fingerprint": OFF if (enrich := enrich_settings(cfg)) == OFF else _digest(enrich),
     }

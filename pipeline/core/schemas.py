@@ -38,6 +38,13 @@ _STATUS = [
 # timeline use them.
 SPANS_TYPE = pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())]))
 
+# What each enrichment on a row came from (pipeline/stages/enrich.py): kind is translation, summary or
+# description; engine "none" where nothing had to run (a transcript already in the target language).
+ENRICHMENTS_TYPE = pa.list_(
+    pa.struct([("kind", pa.string()), ("engine", pa.string()), ("model_id", pa.string()),
+               ("prompt_id", pa.string())])
+)  # fmt: skip
+
 # What the engine stage emits: one row per segment, converted or failed.
 RESULT_SCHEMA = pa.schema(
     _SOURCE
@@ -58,6 +65,11 @@ RESULT_SCHEMA = pa.schema(
         ("parent_doc_id", pa.string()),  # an attachment's message (its doc_id); null for a listed object
         ("char_start", pa.int32()),  # where the segment's Markdown is in its document's (set at assembly;
         ("char_end", pa.int32()),  # null for a recording's windows, merged into one timeline)
+        # Enrichments (the `enrich` section; null where it is off or the segment is not of its kind): an
+        # audio window's transcript translated, a picture's or chart's generated description.
+        ("translation", pa.string()),
+        ("description", pa.string()),
+        ("enrichments", ENRICHMENTS_TYPE),
     ]
     + _STATUS
 )
@@ -99,6 +111,9 @@ DOCUMENTS_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("us", tz="UTC")),
         ("parent_doc_id", pa.string()),  # the message an e-mail attachment came in; null for a listed object
+        ("translation", pa.string()),  # a recording's translated transcript (enrich.audio.translate_to)
+        ("summary", pa.string()),  # a recording's summary (enrich.audio.summary)
+        ("enrichments", ENRICHMENTS_TYPE),
     ]
 )
 
@@ -118,6 +133,7 @@ OBJECTS_SCHEMA = pa.schema(
         ("convert_fingerprint", pa.string()),
         ("chunks_fingerprint", pa.string()),
         ("embeddings_fingerprint", pa.string()),
+        ("enrich_fingerprint", pa.string()),  # null in rows written before enrichments: read as off
     ]
 )
 # Documents cut for embedding (pipeline/stages/chunk.py): one row per chunk, with where it came from.
@@ -143,6 +159,7 @@ CHUNKS_SCHEMA = pa.schema(
         ("embedding_model", pa.string()),
         ("pipeline_version", pa.string()),
         ("run_id", pa.string()),
+        ("summary", pa.string()),  # its document's summary, where there is one (enrich.audio.summary)
     ]
 )
 

@@ -18,7 +18,8 @@ _TIMED_KINDS = {"audio_window", "video_frames"}
 DOC_COLUMNS = [
     "doc_id", "source_uri", "source_version", "source_size", "modality", "mime_type", "markdown",
     "segment_index", "segment_kind", "page_number", "time_start_s", "time_end_s", "spans", "warnings",
-    "engine", "language", "pipeline_version", "run_id", "parent_doc_id",
+    "engine", "language", "pipeline_version", "run_id", "parent_doc_id", "translation", "description",
+    "enrichments",
 ]  # fmt: skip
 
 
@@ -151,6 +152,43 @@ def media_timeline(rows: list[dict[str, Any]], heading_every_s: float) -> list[s
     return parts
 
 
+def translation(rows: list[dict[str, Any]]) -> str | None:
+    """A recording's translated transcript: its windows' translations in time order, a paragraph each,
+    without the words a window repeats from the one before (their overlap); None when no window has one."""
+    windows = sorted(
+        (r for r in rows if r["segment_kind"] == "audio_window" and r.get("translation") is not None),
+        key=lambda r: r["time_start_s"] or 0,
+    )
+    if not windows:
+        return None
+    parts, prev = [], []
+    for r in windows:
+        words = (r["translation"] or "").split()
+        k = overlap_words(prev, words)
+        prev = words
+        if words[k:]:
+            parts.append(" ".join(words[k:]))
+    return "\n\n".join(parts)
+
+
+def description_block(r: dict[str, Any]) -> str:
+    """A segment's generated description as text of its own, marked as generated and by what, so it is
+    chunked and embedded but never read as the author's words."""
+    made = next((e for e in r.get("enrichments") or [] if e["kind"] == "description"), None)
+    by = f" ({made['prompt_id'] or made['engine']})" if made else ""
+    body = "\n".join(f"> {line}".rstrip() for line in (r["description"] or "").strip().splitlines())
+    return f"> **Generated description{by}:**\n{body}"
+
+
+def doc_enrichments(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """What made a document's enrichments, each distinct source once, in segment order."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        for e in r.get("enrichments") or []:
+            seen.setdefault(tuple(sorted(e.items())), e)
+    return list(seen.values()) or None
+
+
 def main_language(rows: list[dict[str, Any]]) -> str | None:
     """The language most characters of the segments whose language is known are in (ties: the first)."""
     weight: dict[str, int] = {}
@@ -187,14 +225,27 @@ def assemble_document(
         texts = media_timeline(rows, heading_every_s) + [t for _, t in sorted(notes)]
         markdown = "\n\n".join(t for t in texts if t.strip())
     else:
-        parts = sorted([(r["segment_index"], r["markdown"] or "") for r in rows] + notes, key=lambda p: p[0])
+        # A generated description follows its segment's text as a piece of its own (no offsets: the
+        # segment's char range stays its own text).
+        described = [
+            (r["segment_index"], 1, description_block(r))
+            for r in rows
+            if (r.get("description") or "").strip()
+        ]
+        parts = sorted(
+            [(r["segment_index"], 0, r["markdown"] or "") for r in rows]
+            + [(i, 0, t) for i, t in notes]
+            + described,
+            key=lambda p: (p[0], p[1]),
+        )
         pieces, at = [], 0
-        for index, text in parts:
+        for index, generated, text in parts:
             if not text.strip():
                 continue
             at += 2 if pieces else 0
             pieces.append(text)
-            offsets[index] = (at, at + len(text))
+            if not generated:
+                offsets[index] = (at, at + len(text))
             at += len(text)
         markdown = "\n\n".join(pieces)
     warnings: dict[str, bool] = {}  # each distinct warning (in order): whether it concerns the whole file
@@ -219,6 +270,8 @@ def assemble_document(
         "run_id": first["run_id"],
         "processed_at": datetime.now(UTC),
         "parent_doc_id": first.get("parent_doc_id"),
+        "translation": translation(rows),
+        "enrichments": doc_enrichments(rows),
     }
     return rows_to_table([doc], DOCUMENTS_SCHEMA), offsets
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from unitok.actors.contract import Engine, EngineOutput
-from unitok.actors.registry import make_engine
+from unitok.actors.registry import ENRICH, make_engine
 from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, STATUS_OK, Segment
 from unitok.pipeline.core.text import replaced_warning, valid_value
 from unitok.pipeline.core.workerenv import pin_native_threads
+from unitok.pipeline.stages.enrich import EnrichOptions, enrich_rows
 
 
 def _result_row(seg: Segment, run_id: str, pipeline_version: str) -> dict[str, Any]:
@@ -26,6 +27,9 @@ def _result_row(seg: Segment, run_id: str, pipeline_version: str) -> dict[str, A
         model_id=None,
         prompt_id=None,
         language=None,
+        translation=None,
+        description=None,
+        enrichments=None,
         pipeline_version=pipeline_version,
         run_id=run_id,
         processed_at=datetime.now(UTC),
@@ -53,6 +57,7 @@ class EnginePool:
         pin_native_threads()
         self._options = engine_options
         self._engines: dict[str, Engine] = {}
+        self.enrich = EnrichOptions.of(engine_options.get(ENRICH))
 
     def get(self, name: str) -> Engine:
         if name not in self._engines:
@@ -114,6 +119,8 @@ def convert_segments(
                 )
                 _valid_text(row)
             rows[i] = row
+    if engines.enrich.any:
+        enrich_rows(segments, rows, engines, engines.enrich)  # type: ignore[arg-type]
     return [r for r in rows if r is not None]
 
 

@@ -38,6 +38,9 @@ class DocumentChunks:
         """The chunks table's rows of one document (segments: its segment rows, in order)."""
         self.load()
         rows = self._chunker.chunks(doc, segments.select(CHUNK_SEGMENT_COLUMNS).to_pylist())
+        if doc.get("summary"):  # each chunk carries what the whole recording is about
+            for row in rows:
+                row["summary"] = doc["summary"]
         table = rows_to_table(rows, CHUNKS_SCHEMA)
         if self.cfg.embedding.enabled and table.num_rows:
             table = self.embed(table)

@@ -30,7 +30,7 @@ from unitok.connectors.store import open_store
 from unitok.connectors.table_files import TableFiles
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.fingerprint import OFF, fingerprints
-from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, add_engine_calls
+from unitok.pipeline.core.records import ROUTE_NONE, STATUS_ERROR, STATUS_OK, add_engine_calls
 from unitok.pipeline.core.schemas import (
     CHUNKS_SCHEMA,
     DOCUMENTS_SCHEMA,
@@ -49,10 +49,12 @@ from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.convert_file import NoContentError, object_error_row
 from unitok.pipeline.stages.doc_chunks import DocumentChunks
+from unitok.pipeline.stages.enrich import RecordingSummary, enrich_rows, may_enrich, wanted
 from unitok.pipeline.stages.plan import (
     CONVERT,
     CRASHED,
     EMBED,
+    ENRICH,
     FAILED,
     LISTING_SCHEMA,
     RECHUNK,
@@ -136,6 +138,7 @@ class ObjectConverter:
         self._failing = False  # writing a failed object's own error rows
         self._uri = ""
         self._engine_stats: dict[str, list[float]] = {}  # this object's engine calls (see _engine_call)
+        self._summary: RecordingSummary | None = None  # the recording being summarized (enrich.audio)
         self.node = socket.gethostname()  # a driver that knows its cluster's node ids sets this one
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +241,14 @@ class ObjectConverter:
         if action == REFRESH:
             state = self._state(listed, False, stored_version)
             return self._finish(listed, action, {"objects": state}, ["objects"])
+        if action == ENRICH:
+            try:
+                return self._enrich_again(
+                    listed, json.loads(obj.get("stored") or "{}"), stored_version, store
+                )
+            except _Redo as e:
+                log.info("%s: %s; converting it again", listed["uri"], e)
+                action = CONVERT
         if action in (RECHUNK, EMBED):
             try:
                 return self._rework(listed, action, json.loads(obj.get("stored") or "{}"), stored_version)
@@ -295,6 +306,7 @@ class ObjectConverter:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(the listing row with the version and size read, the result rows)."""
         rows = []
+        self._summary = RecordingSummary(self.engines, self.engines.enrich)
         with ExitStack() as stack:
             info = ObjectInfo(**listed)
             try:
@@ -312,6 +324,8 @@ class ObjectConverter:
                 fault("object.engines", listed["uri"])
                 t0 = time.perf_counter()
                 rows.extend(convert_segments(batch, self.engines, self.run_id, PIPELINE_VERSION))
+                for seg in batch:  # while the windows still hold their samples
+                    self._summary.add(seg)
                 self._engine_call(batch, time.perf_counter() - t0)
                 checkpoint("converted.batch")  # a test may kill the run here
                 self._stage = "split"
@@ -352,6 +366,7 @@ class ObjectConverter:
             self._stage = "assemble"
             fault("object.assemble", listed["uri"])
             docs, segments = assemble_documents(segments, errors.to_pylist(), self.cfg.audio.heading_every_s)
+            docs = self._summaries(docs)
             tables["documents"], tables["segments"] = docs, segments
             self._lap("assemble")
             self._stage = "chunk"
@@ -426,6 +441,88 @@ class ObjectConverter:
         self._lap("chunk and embed")
         tables = {"chunks": chunks, "objects": self._state(listed, False, version)}
         return self._finish(listed, action, tables, ["chunks", "objects"])
+
+    def _enrich_again(
+        self, listed: dict[str, Any], stored: dict[str, list[str]], version: str | None, store: Any
+    ) -> dict[str, Any]:
+        """The enrichments made again on the stored segments (the enrich section changed): the object is
+        read and split again for its samples and pixels, the enrichment engines run on the segments they
+        touch and no conversion engine runs; its documents are assembled and chunked again from the
+        stored segments. An object none of them touches, now or before, keeps its rows."""
+        uri = listed["uri"]
+        segments = self.files.read("segments", stored.get("segments", []), uri, SEGMENTS_SCHEMA)
+        if not segments.num_rows:
+            raise _Redo("no stored segments to enrich")
+        rows = segments.sort_by("segment_index").to_pylist()
+        opts = self.engines.enrich
+        docs = self.files.read("documents", stored.get("documents", []), uri, DOCUMENTS_SCHEMA)
+        had = any(r.get("enrichments") for r in rows) or any(
+            d.get("summary") or d.get("enrichments") for d in docs.to_pylist()
+        )
+        touched = [r for r in rows if may_enrich(r["segment_kind"], opts)]
+        if not touched and not had:
+            self._lap("enrich")
+            state = self._state(listed, False, version)
+            return self._finish(listed, ENRICH, {"objects": state}, ["objects"])
+        for r in rows:  # what the enrichments now on make replaces whatever earlier ones made
+            r.update(translation=None, description=None, enrichments=None)
+        self._summary = RecordingSummary(self.engines, opts)
+        if touched:
+            self._stage = "enrich"
+            by_index = {(r["doc_id"], r["segment_index"]): r for r in touched}
+            with store.fetch(ObjectInfo(**listed)) as (path, fetched):
+                if (fetched.version or sha256_file(path)) != version:
+                    raise _Redo("its bytes changed since they were converted")
+                pending: list[tuple[Any, dict[str, Any]]] = []
+                for seg in split_file(path, fetched, self.cfg, renditions(self.cfg)):
+                    if (seg.doc_id, seg.segment_index) in by_index:
+                        self._summary.add(seg)
+                    row = by_index.get((seg.doc_id, seg.segment_index))
+                    if row is None or not wanted(seg, opts):
+                        continue
+                    pending.append((seg, row))
+                    if len(pending) >= batch_size(seg, self.cfg):
+                        self._enrich_batch(pending)
+                        pending = []
+                self._enrich_batch(pending)
+        self._lap("enrich")
+        segments = rows_to_table(rows, SEGMENTS_SCHEMA)
+        errors = self.files.read("errors", stored.get("errors", []), uri, ERRORS_SCHEMA)
+        self._stage = "assemble"
+        docs, segments = assemble_documents(segments, errors.to_pylist(), self.cfg.audio.heading_every_s)
+        docs = self._summaries(docs)
+        tables = {"segments": segments, "documents": docs, "chunks": CHUNKS_SCHEMA.empty_table()}
+        if self.cfg.chunking.enabled:
+            self._stage = "chunk"
+            tables["chunks"] = self.chunking.of_documents(docs, segments)
+        self._lap("chunk and embed")
+        tables["objects"] = self._state(listed, False, version)
+        return self._finish(listed, ENRICH, tables, ["segments", "documents", "chunks", "objects"])
+
+    def _enrich_batch(self, pending: list[tuple[Any, dict[str, Any]]]) -> None:
+        if not pending:
+            return
+        segs = [seg for seg, _ in pending]
+        rows = [{**row, "status": STATUS_OK} for _, row in pending]
+        enrich_rows(segs, rows, self.engines, self.engines.enrich)
+        for (_, row), done in zip(pending, rows, strict=True):
+            row.update({k: done.get(k) for k in ("translation", "description", "enrichments", "warnings")})
+
+    def _summaries(self, docs: pa.Table) -> pa.Table:
+        """The documents with their recordings' summaries (enrich.audio.summary), and what made them."""
+        made = self._summary.finish() if self._summary is not None else {}
+        self._summary = None
+        if not made:
+            return docs
+        rows = docs.to_pylist()
+        for doc in rows:
+            if doc["doc_id"] not in made:
+                continue
+            text, source, warnings = made[doc["doc_id"]]
+            doc["summary"] = text
+            doc["enrichments"] = (doc.get("enrichments") or []) + ([source] if source else [])
+            doc["warnings"] = list(doc.get("warnings") or []) + warnings
+        return rows_to_table(rows, DOCUMENTS_SCHEMA)
 
     def _lap(self, stage: str) -> None:
         now = time.perf_counter()

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from unitok.connectors.objects import ObjectInfo
+from unitok.pipeline.core.fingerprint import OFF
 
 # The listing in the driver: one Arrow row per object (a few dozen bytes each beside its URI), never a
 # Python object per object, so a million-object listing is a few hundred MB at most.
@@ -61,6 +62,9 @@ def _versions(listing: pa.Table) -> pa.Array:
 CONVERT = "convert"  # split, convert, assemble, chunk, embed: every table's rows replaced
 RECHUNK = "rechunk"  # chunks (and embeddings) again from the stored document: chunks replaced
 EMBED = "embed"  # embeddings again on the stored chunks: chunks replaced
+# The enrichments again on the stored segments (the object read and split again, its engines not run):
+# segments, documents and chunks replaced; an object with nothing the enrichments touch keeps its rows.
+ENRICH = "enrich"
 REFRESH = "refresh"  # nothing to redo: the run state records the new listing version
 # An object's status in the run state: converted; failed (converted again next run); crashed (its worker
 # died converting it: converted again only once it changes, or by a run that retries failed objects).
@@ -73,6 +77,7 @@ REASONS = {
     "full": "full run",
     "convert_settings": "conversion settings changed",
     "pipeline": "pipeline upgraded",
+    "enrich_settings": "enrichment settings changed",
     "chunk_settings": "chunking settings changed",
     "embed_settings": "embedding settings changed",
     "touched": "touched (content checked)",
@@ -101,6 +106,13 @@ def _with_plan(listing: pa.Table, *columns: Any) -> pa.Table:
         array = pa.array(values, type_) if isinstance(values, list) else values.cast(type_)
         listing = listing.append_column(pa.field(name, type_), array)
     return listing
+
+
+def _column(table: pa.Table, name: str) -> Any:
+    """A column, or nulls where a run state from before it was handed in."""
+    if name in table.column_names:
+        return table[name]
+    return pa.nulls(table.num_rows, pa.string())
 
 
 def plan_run(
@@ -157,20 +169,29 @@ def plan_run(
     pipe_same = true(n) if keep else same("pipeline_version", pipeline_version)
     chunks_same = same("chunks_fingerprint", current.get("chunks_fingerprint", ""), keep)
     embeds_same = same("embeddings_fingerprint", current.get("embeddings_fingerprint", ""), keep)
+    # Rows written before enrichments existed have no enrich fingerprint: they had none (off).
+    enrich_same = pc.fill_null(
+        pc.equal(
+            pc.fill_null(_column(joined, "prev_enrich_fingerprint"), OFF),
+            current.get("enrich_fingerprint", OFF),
+        ),
+        False,
+    )
     changed = pc.and_(pc.invert(listing_same), pc.invert(hashed))
     # A reason per object, the first that holds; null: nothing to do.
     cases = [
         ("new", pc.invert(has_prev)), ("failed", pc.invert(ok)), ("changed", changed),
         ("convert_settings", pc.invert(conv_same)), ("pipeline", pc.invert(pipe_same)),
-        ("chunk_settings", pc.invert(chunks_same)), ("embed_settings", pc.invert(embeds_same)),
+        ("enrich_settings", pc.invert(enrich_same)), ("chunk_settings", pc.invert(chunks_same)),
+        ("embed_settings", pc.invert(embeds_same)),
         ("touched", pc.invert(listing_same)),
     ]  # fmt: skip
     reason = pa.nulls(n, pa.string())
     for key, mask in reversed(cases):
         reason = pc.if_else(mask, key, reason)
     to_convert = {"new", "failed", "changed", "convert_settings", "pipeline"}
-    kind = {**{k: CONVERT for k in to_convert}, "chunk_settings": RECHUNK, "embed_settings": EMBED,
-            "touched": REFRESH}  # fmt: skip
+    kind = {**{k: CONVERT for k in to_convert}, "enrich_settings": ENRICH, "chunk_settings": RECHUNK,
+            "embed_settings": EMBED, "touched": REFRESH}  # fmt: skip
     action = pa.nulls(n, pa.string())
     for key, act in kind.items():
         action = pc.if_else(pc.fill_null(pc.equal(reason, key), False), act, action)

@@ -113,7 +113,9 @@ class Splitter:
     def split(self, obj: dict[str, Any]) -> Iterator[pa.Table]:
         listed = {k: obj.get(k) for k in LISTING_SCHEMA.names}
         uri = str(listed["uri"])
-        if (obj.get("action") or CONVERT) != CONVERT or obj.get("verify"):
+        # A summary needs a recording's windows in order in one process: with summaries on, objects are
+        # converted whole (the engine pools' batches across objects are given up for them).
+        if (obj.get("action") or CONVERT) != CONVERT or obj.get("verify") or self.cfg.enrich.audio.summary:
             yield from self.whole(obj)
             return
         cfg, conv = self.cfg, self.convert
