@@ -483,13 +483,15 @@ def main() -> None:
             for line in s.leftovers:
                 print(f"{s.name}: killed a process left behind: {line}", file=sys.stderr)
         shutil.rmtree(ray_dir, ignore_errors=True)
+        # The servers' logs too: a failure has already printed the tail of the one that failed.
+        shutil.rmtree(work, ignore_errors=True)
 
     load = os.getloadavg()
     report = {
         "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in load]},
         "files": [name for name, _ in files],
         "fields": {"both": dict(common), "docling_serve_only": dict(docling_extra)},
-        "unitok": {"config": config, "replicas": args.replicas, "rev": rev},
+        "unitok": {"config": args.unitok_config or "chunking off", "replicas": args.replicas, "rev": rev},
         "docling_env": {k: v for k, v in docling_env.items() if k.startswith(("DOCLING_SERVE_", "HF_"))},
         "servers": {
             s.name: {"memory": s.memory, "rounds": s.rounds, "left_behind": s.leftovers} for s in servers
@@ -498,7 +500,6 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
 
     print(f"{len(files)} files ({', '.join(n for n, _ in files)}), fields {args.fields or '(files only)'}; "
           f"{os.cpu_count()} CPUs, load {load[0]:.2f}")  # fmt: skip
