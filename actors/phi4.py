@@ -32,17 +32,27 @@ AUDIO_RATE = 16_000
 MAX_AUDIO_S = 40.0  # the model card's limit for one clip
 
 
+MAX_SUMMARY_AUDIO_S = 1800.0  # the model card's limit for summarizing one clip (30 minutes)
+
+
 @dataclass(frozen=True)
 class Prompt:
     id: str
     text: str
-    adapter: str  # "vision" or "speech"
+    adapter: str  # "vision", "speech", or "text" (no media: the base model, adapters off)
+    max_audio_s: float = MAX_AUDIO_S
 
-    def render(self, segment: Segment) -> str:
-        """The instruction for one segment: keyframe groups name each frame's time in the video."""
-        if "{times}" not in self.text:
+    def render(self, segment: Segment | None, **values: str) -> str:
+        """The instruction for one segment: keyframe groups name each frame's time in the video; the
+        enrichment prompts take their language or their parts as values."""
+        if "{" not in self.text:
             return self.text
-        return self.text.format(times=", ".join(clock(t) for t in segment.frame_times_s) or "unknown times")
+        if "{times}" in self.text and segment is not None:
+            values = {
+                "times": ", ".join(clock(t) for t in segment.frame_times_s) or "unknown times",
+                **values,
+            }
+        return self.text.format(**values)
 
 
 # Versioned: a change of wording is a new id, recorded in provenance as prompt_id.
@@ -75,6 +85,35 @@ PROMPTS: dict[str, Prompt] = {
         "vision",
     ),
 }
+# Enrichments (pipeline/stages/enrich.py), beside the conversion: the speech translation prompt is the
+# model card's; the summary takes a whole recording up to the card's 30 minutes, and longer recordings are
+# summarized in parts that the merge prompt joins, hierarchically.
+ENRICH_PROMPTS: dict[str, Prompt] = {
+    "translation": Prompt("phi4.audio.translate.v1", "Translate the audio to {language}.", "speech"),
+    "summary": Prompt(
+        "phi4.audio.summary.v1",
+        "Summarize the audio in a short paragraph: what it is about, the facts, figures and decisions it "
+        "states, and who speaks where that is said. Output only the summary.",
+        "speech",
+        MAX_SUMMARY_AUDIO_S,
+    ),
+    "summary_merge": Prompt(
+        "phi4.text.summary-merge.v1",
+        "These are summaries of consecutive parts of one recording, in order:\n\n{parts}\n\nWrite one "
+        "summary of the whole recording in a short paragraph: what it is about, the facts, figures and "
+        "decisions it states. Output only the summary.",
+        "text",
+    ),
+    "description": Prompt(
+        "phi4.image.describe.v1",
+        "Describe this image for a reader who cannot see it, in two to four sentences: what it shows. If it "
+        "is a chart or a graph, also give its type, its title, each axis with its unit, each series, and "
+        "the values you can read from it, as a Markdown list. Do not invent values you cannot read. Output "
+        "only the description.",
+        "vision",
+    ),
+}
+MERGE_FAN_IN = 8  # partial summaries merged in one prompt (each is a short paragraph)
 _FENCE = re.compile(r"^```(?:markdown|md)?\s*\n(.*?)\n```\s*$", re.S)
 
 
@@ -98,17 +137,23 @@ def prompt_for(segment: Segment) -> Prompt:
     return PROMPTS.get(segment.segment_kind, PROMPTS["page"])
 
 
-def segment_media(segment: Segment) -> tuple[list, np.ndarray | None]:
+def segment_media(segment: Segment, prompt: Prompt | None = None) -> tuple[list, np.ndarray | None]:
     """(images, audio) for the model, checked against the model card's input limits."""
     from PIL import Image
 
-    if prompt_for(segment).adapter == "speech":
+    prompt = prompt or prompt_for(segment)
+    if prompt.adapter == "text":
+        return [], None
+    if prompt.adapter == "speech":
         if not segment.audio_f32:
             raise ValueError("audio segment has no samples")
         audio = np.frombuffer(segment.audio_f32, dtype=np.float32)
         seconds = len(audio) / AUDIO_RATE
-        if seconds > MAX_AUDIO_S:
-            raise ValueError(f"audio window is {seconds:.1f} s; the model takes at most {MAX_AUDIO_S:.0f} s")
+        if seconds > prompt.max_audio_s:
+            raise ValueError(
+                f"audio window is {seconds:.1f} s; the model takes at most {prompt.max_audio_s:.0f} s "
+                f"({prompt.id})"
+            )
         return [], audio
     blobs = segment.images()
     if not blobs:
@@ -121,6 +166,7 @@ class _Item:
     index: int
     segment: Segment
     prompt: Prompt
+    instruction: str
     images: list  # PIL images
     audio: np.ndarray | None
     expected_tokens: int
@@ -203,13 +249,19 @@ class Phi4Engine:
         return loaded
 
     def _use_adapter(self, name: str) -> None:
-        if name in self.adapters and self._active_adapter != name:
+        if self._active_adapter == name or not self.adapters:
+            return
+        if name in self.adapters:
+            if self._active_adapter == "text":
+                self.model.enable_adapters()
             self.model.set_adapter(name)
-            self._active_adapter = name
+        elif name == "text":  # text alone: the base model, as the card's text chat uses it
+            self.model.disable_adapters()
+        self._active_adapter = name
 
-    def _item(self, index: int, seg: Segment) -> _Item:
-        prompt = prompt_for(seg)
-        images, audio = segment_media(seg)
+    def _item(self, index: int, seg: Segment, prompt: Prompt | None = None, **values: str) -> _Item:
+        prompt = prompt or prompt_for(seg)
+        images, audio = segment_media(seg, prompt)
         if audio is not None:
             expected = int(len(audio) / AUDIO_RATE * AUDIO_TOKENS_PER_SECOND) + 32
         else:
@@ -218,12 +270,15 @@ class Phi4Engine:
                 * (min(self.max_crops, math.ceil(img.width / 448) * math.ceil(img.height / 448)) + 1)
                 for img in images
             )
+        instruction = prompt.render(seg, **values)
+        if prompt.adapter == "text":
+            expected = 32 + len(instruction) // 2  # a token is at least ~2 characters of English
         shape = (
             prompt.adapter,
-            prompt.render(seg),
+            instruction,
             len(audio) if audio is not None else tuple(img.size for img in images),
         )
-        return _Item(index, seg, prompt, images, audio, expected, shape)
+        return _Item(index, seg, prompt, instruction, images, audio, expected, shape)
 
     def _batches(self, items: list[_Item]) -> list[list[_Item]]:
         """Items of one shape per batch (no padding); (length + new tokens) x n under the budget. Shapes
@@ -244,8 +299,12 @@ class Phi4Engine:
         proc = self.processor
         adapter = batch[0].prompt.adapter
         self._use_adapter(adapter)
-        if adapter == "speech":
-            texts = [chat_prompt(i.prompt.render(i.segment), proc.audio_token) for i in batch]
+        if adapter == "text":
+            inputs = proc(
+                text=[chat_prompt(i.instruction, "") for i in batch], padding=True, return_tensors="pt"
+            )
+        elif adapter == "speech":
+            texts = [chat_prompt(i.instruction, proc.audio_token) for i in batch]
             inputs = proc(
                 text=texts,
                 audio=[i.audio for i in batch],
@@ -254,7 +313,7 @@ class Phi4Engine:
                 return_tensors="pt",
             )
         else:
-            texts = [chat_prompt(i.prompt.render(i.segment), proc.image_token * len(i.images)) for i in batch]
+            texts = [chat_prompt(i.instruction, proc.image_token * len(i.images)) for i in batch]
             images = [img for i in batch for img in i.images]
             inputs = proc(text=texts, images=images, padding=True, return_tensors="pt")
         inputs = inputs.to(self.device)
@@ -285,8 +344,35 @@ class Phi4Engine:
         return results
 
     def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
-        items = [self._item(i, s) for i, s in enumerate(segments)]
-        results: list[EngineOutput | None] = [None] * len(segments)
+        return self._run([self._item(i, s) for i, s in enumerate(segments)])
+
+    def translate(
+        self, segments: list[Segment], target: str, languages: list[str | None]
+    ) -> list[EngineOutput]:
+        """Each audio window's speech in the target language (phi4.audio.translate.v1, the model card's
+        prompt); `languages`, the windows' transcript languages, are not needed by the model."""
+        from unitok.pipeline.core.config import TRANSLATION_LANGUAGES
+
+        prompt, language = ENRICH_PROMPTS["translation"], TRANSLATION_LANGUAGES[target]
+        return self._run([self._item(i, s, prompt, language=language) for i, s in enumerate(segments)])
+
+    def describe(self, segments: list[Segment]) -> list[EngineOutput]:
+        """A description of each segment's picture, figure or chart (phi4.image.describe.v1)."""
+        prompt = ENRICH_PROMPTS["description"]
+        return self._run([self._item(i, s, prompt) for i, s in enumerate(segments)])
+
+    def summarize(self, audio: Segment) -> EngineOutput:
+        """One summary of a recording's part of up to 30 minutes (phi4.audio.summary.v1)."""
+        return self._run([self._item(0, audio, ENRICH_PROMPTS["summary"])])[0]
+
+    def merge_summaries(self, parts: list[str]) -> EngineOutput:
+        """One summary from the summaries of consecutive parts (phi4.text.summary-merge.v1)."""
+        joined = "\n\n".join(f"Part {n}: {text}" for n, text in enumerate(parts, 1))
+        holder = Segment("", "", "", 0, "", "text", 0, "summary")
+        return self._run([self._item(0, holder, ENRICH_PROMPTS["summary_merge"], parts=joined)])[0]
+
+    def _run(self, items: list[_Item]) -> list[EngineOutput]:
+        results: list[EngineOutput | None] = [None] * len(items)
         for batch in self._batches(items):
             for item, (text, warnings) in zip(batch, self._generate(batch), strict=True):
                 results[item.index] = EngineOutput(text, self.model_id, warnings, prompt_id=item.prompt.id)
