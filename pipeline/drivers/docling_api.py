@@ -15,32 +15,55 @@ What docling-serve's options mean here:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import sys
 import types
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from docling.datamodel.base_models import InputFormat, OutputFormat
-from docling.datamodel.service.chunking import (
-    BaseChunkerOptions,
-    HierarchicalChunkerOptions,
-    HybridChunkerOptions,
-)
-from docling.datamodel.service.options import ConvertDocumentsOptions
-from docling.datamodel.service.requests import (
-    ConvertSourcesRequest,
-    FileSourceRequest,
-    HttpSourceRequest,
-    TargetRequest,
-    make_request_model,
-)
-from docling.datamodel.service.targets import InBodyTarget
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, create_model
 from unitok.pipeline.stages.docling_document import docling_document
+
+
+@contextlib.contextmanager
+def _hidden(*names: str):
+    """Modules made unimportable for a while (where not imported yet)."""
+    hidden = [n for n in names if n not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
+# docling's option models import transformers and torch where they are installed (for VLM and ASR options
+# unitok never builds): 4 s and 300 MB in every serving process, the ingress included. Hidden while they
+# import, they take their slim-install placeholders.
+with _hidden("torch", "transformers"):
+    from docling.datamodel.base_models import InputFormat, OutputFormat
+    from docling.datamodel.service.chunking import (
+        BaseChunkerOptions,
+        HierarchicalChunkerOptions,
+        HybridChunkerOptions,
+    )
+    from docling.datamodel.service.options import ConvertDocumentsOptions
+    from docling.datamodel.service.requests import (
+        ConvertSourcesRequest,
+        FileSourceRequest,
+        HttpSourceRequest,
+        TargetRequest,
+        make_request_model,
+    )
+    from docling.datamodel.service.targets import InBodyTarget
+    from docling_core.types.doc.document import DoclingDocument
 
 # docling-serve's own words, which clients match on (Docling's client falls back from presigned_url on
 # "artifact storage to be configured").
@@ -419,8 +442,6 @@ def export_document(
     others = formats & {"html", "text", "doctags", "doclang"}
     failed: list[dict[str, Any]] = []
     if others:
-        from docling_core.types.doc.document import DoclingDocument
-
         doc = DoclingDocument.model_validate(doc_json)
         mode = opts.image_export_mode
         exports = {"html": lambda: doc.export_to_html(image_mode=mode), "text": doc.export_to_text,
