@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import unitok
 from conftest import REPO
 from unitok.actors.contract import EngineSetupError
 from unitok.pipeline.core.config import ConfigError, parse_config
@@ -296,6 +297,13 @@ def test_phi4_enrichments_on_the_tiny_model(tiny_model, tmp_path):
         "phi4.audio.translate.v1", "phi4.audio.summary.v1"}  # fmt: skip
     chunks = [c for c in read_table(out, "chunks").to_pylist() if c["source_uri"].endswith("talk.wav")]
     assert chunks and all(c["summary"] == docs["talk.wav"]["summary"] for c in chunks)
+    # The Python API (and so the HTTP API, which converts with the same function) gives the same rows.
+    single = unitok.convert(src / "talk.wav", config=parse_config(spec))
+    talk_doc = docs["talk.wav"]
+    assert (single.row["summary"], single.row["translation"]) == (
+        talk_doc["summary"],
+        talk_doc["translation"],
+    )
 
     spec["enrich"] = {"audio": {"translate_to": "de", "summary": True}}
     second = run_job(parse_config(spec))

@@ -19,6 +19,7 @@ from unitok.pipeline.core.version import PIPELINE_VERSION
 from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.doc_chunks import DocumentChunks
+from unitok.pipeline.stages.enrich import RecordingSummary, with_summaries
 from unitok.pipeline.stages.work import file_batches
 
 # Bulky engine inputs never leave the process; everything else in a row is provenance or output.
@@ -85,10 +86,13 @@ def convert_file(
     try:
         fault("object.split", obj.uri)
         rows = []
+        summary = RecordingSummary(engines, engines.enrich)  # type: ignore[arg-type]
         for batch in file_batches(path, obj, cfg):
             stage = "engines"
             fault("object.engines", obj.uri)
             rows.extend(convert_segments(batch, engines, run_id, PIPELINE_VERSION))
+            for seg in batch:  # while the windows still hold their samples
+                summary.add(seg)
             stage = "split"
         stage = "rows"
         fault("object.rows", obj.uri)
@@ -102,6 +106,7 @@ def convert_file(
             stage = "assemble"
             fault("object.assemble", obj.uri)
             docs, segments = assemble_documents(segments, errors, cfg.audio.heading_every_s)
+            docs = with_summaries(docs, summary)
             documents = docs.to_pylist()
             if chunking is not None and cfg.chunking.enabled:
                 table, failure = chunking.of_documents_or_failure(docs, segments, obj.uri)

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import pyarrow as pa
 from unitok.actors.contract import EngineOutput
 from unitok.actors.routing import PHI4, VLLM, WHISPER
 from unitok.pipeline.core.records import CONTENT_MIXED, STATUS_OK, Segment
+from unitok.pipeline.core.schemas import DOCUMENTS_SCHEMA, rows_to_table
 
 TRANSLATION, SUMMARY, DESCRIPTION = "translation", "summary", "description"
 # Segments whose pixels hold a picture, figure or chart of their own: standalone images (and their
@@ -263,3 +265,19 @@ class RecordingSummary:
                 made["prompt_id"] = f"{self._parts[doc_id][0].prompt_id}+{level[0].prompt_id}"
             out[doc_id] = (level[0].markdown, made, warnings)
         return out
+
+
+def with_summaries(docs: pa.Table, summary: RecordingSummary | None) -> pa.Table:
+    """The documents with their recordings' summaries (enrich.audio.summary), and what made them."""
+    made = summary.finish() if summary is not None else {}
+    if not made:
+        return docs
+    rows = docs.to_pylist()
+    for doc in rows:
+        if doc["doc_id"] not in made:
+            continue
+        text, source, warnings = made[doc["doc_id"]]
+        doc["summary"] = text
+        doc["enrichments"] = (doc.get("enrichments") or []) + ([source] if source else [])
+        doc["warnings"] = list(doc.get("warnings") or []) + warnings
+    return rows_to_table(rows, DOCUMENTS_SCHEMA)

@@ -49,7 +49,7 @@ from unitok.pipeline.stages.assemble import assemble_documents, split_results
 from unitok.pipeline.stages.convert import EnginePool, convert_segments
 from unitok.pipeline.stages.convert_file import NoContentError, object_error_row
 from unitok.pipeline.stages.doc_chunks import DocumentChunks
-from unitok.pipeline.stages.enrich import RecordingSummary, enrich_rows, may_enrich, wanted
+from unitok.pipeline.stages.enrich import RecordingSummary, enrich_rows, may_enrich, wanted, with_summaries
 from unitok.pipeline.stages.plan import (
     CONVERT,
     CRASHED,
@@ -509,20 +509,8 @@ class ObjectConverter:
             row.update({k: done.get(k) for k in ("translation", "description", "enrichments", "warnings")})
 
     def _summaries(self, docs: pa.Table) -> pa.Table:
-        """The documents with their recordings' summaries (enrich.audio.summary), and what made them."""
-        made = self._summary.finish() if self._summary is not None else {}
-        self._summary = None
-        if not made:
-            return docs
-        rows = docs.to_pylist()
-        for doc in rows:
-            if doc["doc_id"] not in made:
-                continue
-            text, source, warnings = made[doc["doc_id"]]
-            doc["summary"] = text
-            doc["enrichments"] = (doc.get("enrichments") or []) + ([source] if source else [])
-            doc["warnings"] = list(doc.get("warnings") or []) + warnings
-        return rows_to_table(rows, DOCUMENTS_SCHEMA)
+        summary, self._summary = self._summary, None
+        return with_summaries(docs, summary)
 
     def _lap(self, stage: str) -> None:
         now = time.perf_counter()
