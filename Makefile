@@ -132,6 +132,7 @@ bench: $(FULL) docling-serve-venv
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_serve.py --pdf sample/scanned-memo.pdf --requests 48
+	$(BIN)/python bench/bench_serve_memory.py
 	$(BIN)/python bench/bench_docling_serve.py --corpus "$(CORPUS)" --docling-venv "$(DOCLING_SERVE_VENV)" \
 	  --fields to_formats=md
 	$(BIN)/python bench/bench_documents.py
