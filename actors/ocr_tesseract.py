@@ -188,4 +188,8 @@ class TesseractEngine:
         return out
 
     def close(self) -> None:
-        self._api.End()
+        """Every Tesseract instance ends (auto mode keeps one per language set, and the detector)."""
+        for api in [*self._apis.values(), getattr(self, "_osd", None)]:
+            if api is not None:
+                api.End()
+        self._apis.clear()

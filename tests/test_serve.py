@@ -394,6 +394,35 @@ def test_bounded_engine_sets_and_languages():
         lru.get_or(key, lambda key=key: Pool(key))
     assert list(lru) == ["fra", "spa"] and closed == ["deu", "eng"]
     assert docling_api.tesseract_languages(["en", "de-DE", "deu", "zh-Hant"]) == "eng+deu+chi_tra"
+
+    import asyncio
+
+    from unitok.pipeline.drivers.serve_app import ByteBudget
+
+    async def held() -> tuple[list, list, list]:
+        budget, seen = ByteBudget(1000), []
+
+        async def convert(name: str, size: int, go: asyncio.Event) -> None:
+            async with budget.hold(size):
+                seen.append((name, budget.used))
+                await go.wait()
+
+        a, b, c = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tasks = [asyncio.create_task(convert(*x)) for x in (("a", 600, a), ("b", 600, b), ("huge", 5000, c))]
+        await asyncio.sleep(0)
+        first = list(seen)  # b waits: 1200 bytes would pass the budget
+        a.set()
+        await tasks[0]
+        while len(seen) < 2:  # b goes in once a is out; the huge file waits for the budget to empty
+            await asyncio.sleep(0)
+        second = list(seen)
+        b.set()
+        c.set()
+        await asyncio.gather(*tasks)
+        return first, second, seen
+
+    first, second, seen = asyncio.run(held())
+    assert first == [("a", 600)] and second == [("a", 600), ("b", 600)] and seen[2] == ("huge", 5000)
     assert docling_api.tesseract_languages(["mul"]) == "auto"
 
 

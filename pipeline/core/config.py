@@ -623,6 +623,12 @@ class ServeConfig(_Strict):
         description="Async tasks queued, running or holding a result at once; past it a submission is "
         "refused (503). Results wait on disk, not in memory.",
     )
+    max_inflight_mib: int = Field(
+        default=1024,
+        ge=1,
+        description="Files' bytes an ingress holds in memory on their way to the engines; past it a "
+        "conversion waits with its upload on disk (one file always passes).",
+    )
     max_engine_sets: int = Field(
         default=4,
         ge=1,

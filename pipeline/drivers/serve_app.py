@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import ipaddress
 import json
 import logging
@@ -124,17 +125,21 @@ class Engines:
         return True
 
     async def convert(self, data: bytes, name: str, uri: str | None, job: dict[str, Any]) -> dict:
-        outcome = await self._batched((data, name, uri, job))
+        # In a list the file's thread empties once the bytes are on disk: Serve's batcher keeps the last
+        # batch's arguments until the next batch comes (up to max_batch_size uploads held by an idle replica).
+        box = [data]
+        del data
+        outcome = await self._batched((box, name, uri, job))
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
-    async def _batched(self, items: list[tuple[bytes, str, str | None, dict[str, Any]]]) -> list[Any]:
+    async def _batched(self, items: list[tuple[list[bytes], str, str | None, dict[str, Any]]]) -> list[Any]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: [self._one(*item) for item in items])
 
-    def _one(self, data: bytes, name: str, uri: str | None, job: dict[str, Any]) -> Any:
+    def _one(self, box: list[bytes], name: str, uri: str | None, job: dict[str, Any]) -> Any:
         """One file's result (docling_api's pieces and unitok's rows), or the exception it raised (it
         fails that request, not its batch)."""
         from docling.datamodel.service.options import ConvertDocumentsOptions
@@ -152,7 +157,7 @@ class Engines:
             run_id = f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
             with tempfile.TemporaryDirectory(prefix="unitok-serve-") as tmp:
                 path = Path(tmp) / "upload"
-                path.write_bytes(data)
+                path.write_bytes(box.pop())
                 # unitok's chunks as a job writes them (a chunk route turns chunking on)
                 chunking = self.chunking(cfg) if cfg.chunking.enabled else None
                 out = convert_file(path, name, cfg, self.pool(cfg), run_id, uri=uri, chunking=chunking)
@@ -198,6 +203,31 @@ class Metrics:
         self.tasks = Gauge(
             "unitok_tasks", "Async tasks held (queued, running or with a result)", registry=self.registry
         )
+
+
+# (name, read its bytes → (name, bytes, uri), at most how many bytes that holds)
+Loader = tuple[str, Callable[[], Awaitable[tuple]], int]
+
+
+class ByteBudget:
+    """Bytes held in memory on their way to an engine replica, at most `limit` at once; one file always
+    passes, however large (it is under serve.max_upload_mib)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+        self._freed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int):
+        async with self._freed:
+            await self._freed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self._freed:
+                self.used -= size
+                self._freed.notify_all()
 
 
 class Task:
@@ -296,6 +326,7 @@ class Api:
         self.api_key = os.environ.get("UNITOK_API_KEY") or self.cfg.serve.api_key
         self.tasks: dict[str, Task] = {}
         self.results = Path(tempfile.mkdtemp(prefix="unitok-results-"))
+        self.budget = ByteBudget(self.cfg.serve.max_inflight_mib << 20)
         self.metrics = Metrics()
 
     def __del__(self) -> None:
@@ -533,8 +564,9 @@ class Api:
         with store.fetch(info) as (path, _):
             return dapi.safe_filename(info.key), path.read_bytes(), uri
 
-    def _source_loaders(self, sources: list[Any]) -> list[tuple[str, Callable[[], Awaitable[tuple]]]]:
-        """(name, loader) of each source, every one checked against the policy before any is fetched."""
+    def _source_loaders(self, sources: list[Any]) -> list[Loader]:
+        """(name, loader, at most how many bytes it reads) of each source, every one checked against the
+        policy before any is fetched."""
         out = []
         for src in sources:
             if src.kind == "http":
@@ -546,7 +578,7 @@ class Api:
                     name, data = await asyncio.to_thread(self._fetch_http, url, headers)
                     return name, data, url
 
-                out.append((unquote(urlparse(url).path.rsplit("/", 1)[-1]) or "file", http))
+                out.append((unquote(urlparse(url).path.rsplit("/", 1)[-1]) or "file", http, self._limit()))
             elif isinstance(src, dapi.ObjectSource):
                 if ".." in src.uri.split("/"):  # refused before the path is resolved
                     raise HTTPException(403, f"{src.uri}: path tricks are refused")
@@ -556,7 +588,7 @@ class Api:
                 async def obj(kind=src.kind, uri=src.uri) -> tuple[str, bytes, str]:
                     return await asyncio.to_thread(self._fetch_object, kind, uri)
 
-                out.append((src.uri.rsplit("/", 1)[-1], obj))
+                out.append((src.uri.rsplit("/", 1)[-1], obj, self._limit()))
             else:  # docling's file source: base64 in the body
                 name = dapi.safe_filename(src.filename)
                 try:
@@ -575,11 +607,10 @@ class Api:
                 async def inline(name=name, data=data) -> tuple[str, bytes, None]:
                     return name, data, None
 
-                out.append((name, inline))
+                out.append((name, inline, len(data)))
         return out
 
-    @staticmethod
-    def _upload_loaders(files: list[tuple[str, Any]]) -> list[tuple[str, Callable[[], Awaitable[tuple]]]]:
+    def _upload_loaders(self, files: list[tuple[str, Any]]) -> list[Loader]:
         def loader(name: str, upload: Any) -> Callable[[], Awaitable[tuple]]:
             async def load() -> tuple[str, bytes, None]:
                 try:
@@ -589,7 +620,7 @@ class Api:
 
             return load
 
-        return [(name, loader(name, upload)) for name, upload in files]
+        return [(name, loader(name, upload), upload.size or self._limit()) for name, upload in files]
 
     # -- conversion -----------------------------------------------------------------------------------
     def _failed(
@@ -608,6 +639,15 @@ class Api:
         }
 
     async def _convert_one(
+        self, name: str, load: Callable[[], Awaitable[tuple]], size: int, opts: Any, changes: dict[str, Any],
+        chunker: Any,
+    ) -> dict:  # fmt: skip
+        """One document, its bytes held in memory only within serve.max_inflight_mib (past it a request
+        waits with its upload on disk)."""
+        async with self.budget.hold(size):
+            return await self._convert_loaded(name, load, opts, changes, chunker)
+
+    async def _convert_loaded(
         self,
         name: str,
         load: Callable[[], Awaitable[tuple]],
@@ -661,7 +701,7 @@ class Api:
 
     async def _convert_all(
         self,
-        loaders: list[tuple[str, Callable]],
+        loaders: list[Loader],
         opts: Any,
         settings: tuple[dict[str, Any], list[dict[str, Any]]],
         chunker: Any = None,
@@ -671,11 +711,11 @@ class Api:
         errors: see _settings)."""
         changes, notes = settings
 
-        async def one(name: str, load: Callable) -> dict:
+        async def one(name: str, load: Callable, size: int) -> dict:
             if task is not None:
                 task.status = "started"
                 task.changed.set()
-            result = await self._convert_one(name, load, opts, changes, chunker)
+            result = await self._convert_one(name, load, size, opts, changes, chunker)
             if notes and result["status"] in ("success", "partial_success"):
                 result["errors"] = notes + result["errors"]
                 result["status"] = "partial_success"
@@ -684,9 +724,9 @@ class Api:
             return result
 
         if not opts.abort_on_error:
-            return list(await asyncio.gather(*(one(n, ld) for n, ld in loaders)))
+            return list(await asyncio.gather(*(one(*loader) for loader in loaders)))
         results: list[dict] = []
-        for name, load in loaders:  # one after another: a failure stops the rest
+        for name, load, size in loaders:  # one after another: a failure stops the rest
             if results and results[-1]["status"] == "failure":
                 results.append(
                     self._failed(
@@ -694,7 +734,7 @@ class Api:
                     )
                 )
                 continue
-            results.append(await one(name, load))
+            results.append(await one(name, load, size))
         return results
 
     def _convert_response(self, request: Request, results: list[dict], target: str, t0: float) -> Response:

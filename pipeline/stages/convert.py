@@ -66,6 +66,14 @@ class EnginePool:
             self._engines[name] = engine
         return self._engines[name]
 
+    def close(self) -> None:
+        """Every engine that holds native resources (a Tesseract instance per language set) let go."""
+        for engine in self._engines.values():
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
+        self._engines.clear()
+
 
 def convert_segments(
     segments: list[Segment],
