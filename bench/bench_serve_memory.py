@@ -321,7 +321,7 @@ class Server:
                 pass
 
 
-def config(work: Path, key: str, upload_mib: int, max_tasks: int) -> dict[str, Any]:
+def config(work: Path, key: str, upload_mib: int, max_tasks: int, inflight_mib: int = 1024) -> dict[str, Any]:
     return {
         "source": {"uri": str(work)},
         "output": {"uri": str(work / "out")},
@@ -337,6 +337,7 @@ def config(work: Path, key: str, upload_mib: int, max_tasks: int) -> dict[str, A
             "request_timeout_s": 1800,
             "max_tasks": max_tasks,
             "max_engine_sets": 4,
+            "max_inflight_mib": inflight_mib,
         },
     }
 
@@ -704,6 +705,7 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=3.0, help="seconds after a load before 'after'")
     p.add_argument("--loads", default=",".join(LOADS), help=f"some of {','.join(LOADS)}")
     p.add_argument("--upload-mib", type=int, help="the uploads' size (default 300, 30 with --quick)")
+    p.add_argument("--inflight-mib", type=int, default=1024, help="serve.max_inflight_mib (its default)")
     args = p.parse_args()
     loads = set(args.loads.split(","))
     if loads - set(LOADS):
@@ -727,7 +729,7 @@ def main() -> None:
     servers: list[Server] = []
     ok = False
     try:
-        main_server = Server(config(work, key, upload_mib, n_tasks), work, "serve")
+        main_server = Server(config(work, key, upload_mib, n_tasks, args.inflight_mib), work, "serve")
         servers.append(main_server)
         res["start_s"] = round(main_server.start(), 1)
         sampler = main_server.sampler
