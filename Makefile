@@ -118,7 +118,15 @@ docling-serve-venv: $(CORE)
 	  $(BIN)/uv pip install -q --python $(DOCLING_SERVE_VENV)/bin/python $${links:+--find-links $$links} \
 	    $(EXTRA_INDEX) docling-serve==1.38.2 torch==2.13.0; }
 
-bench: $(FULL) docling-serve-venv
+# kreuzberg and markitdown[all], the peers of bench/bench_peers.py, each in a venv of its own outside the
+# repo (their pins are not the project's; neither pulls torch). docling's is DOCLING_SERVE_VENV's.
+PEERS_VENVS ?= /tmp/bench-peers
+bench-peers-venvs: $(CORE)
+	for peer in kreuzberg==4.10.4 "markitdown[all]==0.1.9"; do \
+	  dir=$(PEERS_VENVS)/$${peer%%[[=]*}; test -x $$dir/bin/python || $(BIN)/uv venv -q -p 3.11 $$dir; \
+	  $(BIN)/uv pip install -q --python $$dir/bin/python "$$peer" || exit 1; done
+
+bench: $(FULL) docling-serve-venv bench-peers-venvs
 	$(PIP) -e ".[dev,bench]"
 	$(COMPILE)
 	$(BIN)/python bench/bench_pdf.py --corpus "$(CORPUS)"
@@ -137,6 +145,7 @@ bench: $(FULL) docling-serve-venv
 	  --fields to_formats=md
 	$(BIN)/python bench/bench_documents.py
 	$(BIN)/python bench/bench_libraries.py
+	$(BIN)/python bench/bench_peers.py --corpus "$(CORPUS)" --venvs $(PEERS_VENVS) --docling-venv $(DOCLING_SERVE_VENV)
 
 # The whole Ray plan on one GPU machine (no network needed): scanned pages and recordings through the
 # staged plan with the full-size Phi-4-multimodal on random weights (checkpoint written once to /tmp, about
