@@ -232,3 +232,19 @@ def test_the_table_of_contents_of_a_corpus_manual_is_not_a_table():
         page.close()
     finally:
         doc.close()
+
+
+def test_a_page_that_is_only_a_table_keeps_its_text_layer(tmp_path):
+    """A page whose every line is a table's was judged on its lines alone (none) and read again by OCR,
+    which gave its words column by column; the cells are its text."""
+    rules = "0.5 w\n" + "".join(f"70 {y} m 470 {y} l S\n" for y in (724, 704, 628))
+    cells = "".join(
+        text_at(x, (710 if r == 0 else 690 - 16 * (r - 1)), c)
+        for r, row in enumerate(ROWS)
+        for x, c in zip(XS, row, strict=True)
+    )
+    path = tmp_path / "table.pdf"
+    path.write_bytes(hand_pdf(rules + cells))
+    doc = unitok.convert(path)
+    assert [s["engine"] for s in doc.segments] == ["pdf_text"] and not doc.segments[0]["warnings"]
+    assert doc.markdown.startswith("| Region | Product | Units | Revenue |")

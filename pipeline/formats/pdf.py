@@ -45,6 +45,12 @@ class PageText:
         text = "".join(self.lines) + "".join(c for _, rows in self.tables for row in rows for c in row)
         return len(text) - text.count(" ")
 
+    @property
+    def all_text(self) -> str:
+        """The lines and the tables' cells, one per line: what a page's quality is judged on (a page that
+        is one table has no lines of its own)."""
+        return "\n".join([*self.lines, *(c for _, rows in self.tables for row in rows for c in row)])
+
 
 # A token that is a word or number once the punctuation around it is stripped (or punctuation only): the
 # same test as stripping _STRIP and matching _WORDLIKE, in one match.
@@ -413,7 +419,7 @@ def page_content(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[
         else:
             warnings.append("blank page: no text layer and no images")
         return CONTENT_EMPTY, warnings
-    joined = "\n".join(text.lines)
+    joined = text.all_text
     if text.n_chars >= cfg.pdf.min_text_chars:
         quality = text_quality(joined)
         if quality >= cfg.pdf.reocr_below_quality:
