@@ -21,6 +21,7 @@ import json
 import re
 import sys
 import types
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
@@ -43,6 +44,10 @@ def _hidden(*names: str):
             if sys.modules.get(name, False) is None:
                 del sys.modules[name]
 
+
+# docling's own validators read its deprecated fields on every validation: a warning per request that says
+# nothing about the request.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"docling\.datamodel\.service\.options")
 
 # docling's option models import transformers and torch where they are installed (for VLM and ASR options
 # unitok never builds): 4 s and 300 MB in every serving process, the ingress included. Hidden while they
