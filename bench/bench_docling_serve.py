@@ -43,6 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "bench"), str(REPO / "tests")]
 
+from docling_offline import TORCHVISION_PREAMBLE  # noqa: E402
 from tree_memory import _children, _pss_kib  # noqa: E402
 
 CLIENTS = (1, 4, 16)
@@ -59,26 +60,14 @@ CORPUS_DECKS = (
     "group-shapes-nested.pptx",
 )
 
-# Run in docling-serve's venv before its CLI. torchvision's only Linux wheels on PyPI are CUDA builds; on
-# the CPU build of torch their operator library does not load, which torchvision means to survive, but
-# two of its fake-kernel registrations (nms, qnms) are not guarded and raise at `import torchvision`,
-# which docling's table-structure plugin does at start-up. Declaring those two schemas lets the import
-# finish; no torchvision operator runs for the formats converted here.
-DOCLING_LAUNCHER = """
-import importlib.util, os, sys, torch
-spec = importlib.util.find_spec("torchvision")
-if spec is not None:
-    try:
-        torch.ops.load_library(os.path.join(os.path.dirname(spec.origin), "_C.so"))
-    except OSError:
-        for op in ("nms", "qnms"):
-            torch.library.define(
-                f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-            )
+DOCLING_LAUNCHER = (
+    TORCHVISION_PREAMBLE
+    + """
 from docling_serve.__main__ import main
 sys.argv = ["docling-serve", *sys.argv[1:]]
 main()
 """
+)
 
 
 @dataclass

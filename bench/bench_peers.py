@@ -39,20 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 KINDS = ("word", "sheets", "web", "pdf-tables", "decks", "pdf")
 OFFICE = {"word", "sheets", "web", "decks"}
 
-# torchvision's CUDA wheel on a CPU torch fails `import torchvision` at two unguarded registrations, and
-# docling imports it at start-up (bench_docling_serve.py says more); no torchvision operator runs here.
-DOCLING_PREAMBLE = """
-import importlib.util, os, torch
-spec = importlib.util.find_spec("torchvision")
-if spec is not None:
-    try:
-        torch.ops.load_library(os.path.join(os.path.dirname(spec.origin), "_C.so"))
-    except OSError:
-        for op in ("nms", "qnms"):
-            torch.library.define(
-                f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-            )
-"""
+sys.path.insert(0, str(REPO / "bench"))
+from docling_offline import TORCHVISION_PREAMBLE as DOCLING_PREAMBLE  # noqa: E402
 
 
 # -- the worker: runs in each tool's own interpreter, so it imports nothing but the standard library ----

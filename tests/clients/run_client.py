@@ -608,6 +608,13 @@ def _curl_json(ctx: Ctx, args: list[str]) -> dict[str, Any]:
         raise CallError(f"HTTP 200 but not JSON ({exc}): {truncate(body)}") from exc
 
 
+def _curl_post_source(ctx: Ctx, payload: str) -> dict[str, Any]:
+    """POST a JSON body to /v1/convert/source as docling-serve's documentation writes it."""
+    args = ["-X", "POST", f"{ctx.url}/v1/convert/source", "-H", "accept: application/json",
+            "-H", "Content-Type: application/json", "-d", payload]  # fmt: skip
+    return _curl_json(ctx, args)
+
+
 def _form_file(spec: Spec) -> str:
     return f"files=@{spec.source};type={mime_of(spec.source)}"
 
@@ -617,20 +624,7 @@ def curl_readme_source(ctx: Ctx, spec: Spec) -> Outcome:
     if not spec.is_url:
         raise CallError("the README example converts a URL")
     payload = json.dumps({"sources": [{"kind": "http", "url": spec.source}]})
-    result = _curl_json(
-        ctx,
-        [
-            "-X",
-            "POST",
-            f"{ctx.url}/v1/convert/source",
-            "-H",
-            "accept: application/json",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            payload,
-        ],
-    )
+    result = _curl_post_source(ctx, payload)
     return content_of(result.get("document"), "md")
 
 
@@ -697,20 +691,7 @@ def curl_usage_source(ctx: Ctx, spec: Spec) -> Outcome:
     if not spec.is_url:
         raise CallError("the source example converts a URL")
     payload = json.dumps({"options": USAGE_SOURCE_OPTIONS, "http_sources": [{"url": spec.source}]})
-    result = _curl_json(
-        ctx,
-        [
-            "-X",
-            "POST",
-            f"{ctx.url}/v1/convert/source",
-            "-H",
-            "accept: application/json",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            payload,
-        ],
-    )
+    result = _curl_post_source(ctx, payload)
     return content_of(result.get("document"), spec.mode)
 
 
