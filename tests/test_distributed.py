@@ -191,6 +191,10 @@ def test_a_long_scan_spreads_over_both_worker_nodes_and_gives_the_local_drivers_
         "source": {"uri": f"s3://{BUCKET}/cluster-long/in/", "s3": {"endpoint_url": endpoint}},
         "output": {"uri": out, "s3": {"endpoint_url": endpoint}},
         "pdf": {"ocr_dpi": 100},  # where the pages go is the point, not how well they read
+        # Four engine actors need both worker nodes (two CPUs each, 0.8 an actor). From the default one,
+        # the pool grows only while calls queue, so whether a second node ever got pages depended on how
+        # fast the first read them.
+        "runtime": {"min_workers": 4},
     }))  # fmt: skip
     r = unitok(env, "run", str(job), "--json")
     assert r.returncode == 0, r.stderr[-3000:]
