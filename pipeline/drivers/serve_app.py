@@ -238,6 +238,7 @@ class Task:
         self.status = "pending"
         self.created = time.monotonic()
         self.done = asyncio.Event()
+        # Set (and replaced) at each change: every watcher of the task wakes, whoever else watches it.
         self.changed = asyncio.Event()
         self.meta = {
             "num_docs": num_docs,
@@ -255,7 +256,11 @@ class Task:
         self.meta["num_processed"] += 1
         key = {"success": "num_succeeded", "partial_success": "num_partially_succeeded"}.get(status)
         self.meta[key or "num_failed"] += 1
-        self.changed.set()
+        self.touch()
+
+    def touch(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
 
 
 app = FastAPI(
@@ -714,7 +719,7 @@ class Api:
         async def one(name: str, load: Callable, size: int) -> dict:
             if task is not None:
                 task.status = "started"
-                task.changed.set()
+                task.touch()
             result = await self._convert_one(name, load, size, opts, changes, chunker)
             if notes and result["status"] in ("success", "partial_success"):
                 result["errors"] = notes + result["errors"]
@@ -856,7 +861,7 @@ class Api:
                 )
             finally:
                 task.done.set()
-                task.changed.set()
+                task.touch()
 
         task.job = asyncio.get_running_loop().create_task(run())
         return JSONResponse(self._status(task))
@@ -1063,24 +1068,31 @@ class Api:
         await websocket.send_text(
             json.dumps({"message": "connection", "task": self._status(task), "error": None})
         )
+        # One receive kept across updates: a receive cancelled when the task changed first lost the
+        # client's message, and with it the socket, before the final status.
+        asked: asyncio.Future | None = None
         try:
             while True:
-                task.changed.clear()
+                changed = task.changed  # a change from here on wakes this watcher
                 await websocket.send_text(
                     json.dumps({"message": "update", "task": self._status(task), "error": None})
                 )
                 if task.done.is_set():
                     await websocket.close()
                     return
-                asked = asyncio.ensure_future(websocket.receive_text())
-                changed = asyncio.ensure_future(task.changed.wait())
-                done, pending = await asyncio.wait({asked, changed}, return_when=asyncio.FIRST_COMPLETED)
-                for f in pending:
-                    f.cancel()
+                if asked is None:
+                    asked = asyncio.ensure_future(websocket.receive_text())
+                waiter = asyncio.ensure_future(changed.wait())
+                done, _ = await asyncio.wait({asked, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
                 if asked in done:
                     asked.result()  # a closed socket raises here
-        except WebSocketDisconnect:
-            return
+                    asked = None
+        except (WebSocketDisconnect, RuntimeError):
+            return  # the client went away
+        finally:
+            if asked is not None and not asked.done():
+                asked.cancel()
 
     @app.get("/v1/result/{task_id}", tags=["tasks"])
     async def result(self, task_id: str, request: Request) -> Response:
