@@ -341,6 +341,7 @@ def test_async_tasks_poll_websocket_result_and_the_service_routes(api):
     )
     assert requests.get(f"{url}/docs", timeout=30).status_code == 200
     assert requests.get(f"{url}/version", timeout=30).json()["docling-serve-api"]
+    assert upload(url, "field-report.pdf").status_code == 200  # counted, whatever ran before
     metrics = requests.get(f"{url}/metrics", timeout=30).text
     assert 'unitok_requests_total{route="/v1/convert/file",status="200"}' in metrics
     assert "unitok_queue_depth" in metrics
