@@ -423,6 +423,15 @@ def page_sizes(path: Path, mime: str) -> dict[int, tuple[float, float]]:
     return {}
 
 
+def _formats(opts: ConvertDocumentsOptions) -> set[str]:
+    return {f.value if hasattr(f, "value") else str(f) for f in opts.to_formats}
+
+
+def needs_document(opts: ConvertDocumentsOptions) -> bool:
+    """Whether the formats asked are exports of the DoclingDocument (all but Markdown)."""
+    return bool(_formats(opts) - {OutputFormat.MARKDOWN.value})
+
+
 def export_document(
     result: dict[str, Any],
     filename: str,
@@ -438,8 +447,10 @@ def export_document(
     if document is None:
         return out, []
     segments = result.get("segments") or []
-    formats = {f.value if hasattr(f, "value") else str(f) for f in opts.to_formats}
-    doc_json = docling_document(document, segments, page_sizes=sizes, item_refs=item_refs)
+    formats = _formats(opts)
+    # The DoclingDocument only where a format or a chunk's doc_items need it (Markdown is the rows').
+    if needs_document(opts) or item_refs is not None:
+        doc_json = docling_document(document, segments, page_sizes=sizes, item_refs=item_refs)
     if OutputFormat.MARKDOWN.value in formats:
         out["md_content"] = markdown_with_breaks(document, segments, opts.md_page_break_placeholder)
     if OutputFormat.JSON.value in formats:

@@ -162,8 +162,9 @@ class Engines:
                 chunking = self.chunking(cfg) if cfg.chunking.enabled else None
                 out = convert_file(path, name, cfg, self.pool(cfg), run_id, uri=uri, chunking=chunking)
                 mime = (out.get("document") or {}).get("mime_type") or ""
-                sizes = dapi.page_sizes(path, mime) if out.get("document") else {}
-            refs: dict[int, list[str]] = {}
+                built = out.get("document") and (chunker is not None or dapi.needs_document(opts))
+                sizes = dapi.page_sizes(path, mime) if built else {}
+            refs: dict[int, list[str]] | None = {} if chunker is not None else None
             export, failed = dapi.export_document(out, name, opts, item_refs=refs, sizes=sizes)
             errors = dapi.error_items(out["errors"]) + failed
             status = dapi.status_of(out)
@@ -172,7 +173,7 @@ class Engines:
                 "status": "partial_success" if failed and status == "success" else status,
                 "errors": errors,
                 "export": export,
-                "chunks": dapi.chunk_items(out, name, chunker, refs) if chunker is not None else [],
+                "chunks": dapi.chunk_items(out, name, chunker, refs) if refs is not None else [],
                 "unitok": {
                     k: out.get(k) for k in ("document", "attachments", "segments", "errors", "chunks")
                 },
