@@ -15,6 +15,7 @@ Building blocks for pipelines of your own: `unitok.ray.Converter` (Ray Data `map
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -118,8 +119,9 @@ def _runtime(config: ConfigLike) -> _Runtime:
     return _runtimes[key]
 
 
-def _as_file(source: Source, name: str | None, work: Path) -> tuple[Path, str, str | None]:
-    """(a local path with the bytes, the file name, the source URI when it is a file)."""
+def _as_file(source: Source, name: str | None, stack: contextlib.ExitStack) -> tuple[Path, str, str | None]:
+    """(a local path with the bytes, the file name, the source URI when it is a file). Bytes are written
+    to a temporary folder that `stack` removes; a path is read where it is."""
     if isinstance(source, str | Path):
         path = Path(source).expanduser()
         if not path.is_file():
@@ -133,7 +135,7 @@ def _as_file(source: Source, name: str | None, work: Path) -> tuple[Path, str, s
     else:
         raise TypeError(f"source: a path, bytes or a binary file object, not {type(source).__name__}")
     name = name or "upload"
-    path = work / Path(name).name
+    path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="unitok-api-"))) / Path(name).name
     path.write_bytes(data)
     return path, name, None
 
@@ -146,8 +148,8 @@ def convert(source: Source, *, name: str | None = None, config: ConfigLike = Non
     from unitok.pipeline.stages.convert_file import convert_file
 
     rt = _runtime(config)
-    with tempfile.TemporaryDirectory(prefix="unitok-api-") as tmp:
-        path, name, uri = _as_file(source, name, Path(tmp))
+    with contextlib.ExitStack() as stack:
+        path, name, uri = _as_file(source, name, stack)
         out = convert_file(path, name, rt.cfg, rt.engines, "api", uri=uri, chunking=rt.chunking, plain=False)
     source_uri = uri or f"upload://{name}"
 

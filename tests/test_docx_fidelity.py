@@ -188,6 +188,52 @@ def test_a_strict_package_is_read_whole_through_its_relationships(tmp_path: Path
     )
 
 
+def _styles_part(layout: str) -> str:
+    """A styles part with a localized heading style, one based on it, a list style and a table style,
+    written with the `w` prefix, in a default namespace, or with a comment that holds a style's end tag."""
+    styles = [
+        '<w:style w:type="table" w:styleId="Grid"><w:name w:val="Table Grid"/></w:style>',
+        '<w:style w:type="paragraph" w:default="1" w:styleId="Standard"><w:name w:val="Normal"/></w:style>',
+        '<w:style w:type="paragraph" w:styleId="berschrift1"><w:name w:val="heading 1"/><w:basedOn w:val="Standard"/></w:style>',
+        '<w:style w:type="paragraph" w:customStyle="1" w:styleId="Kapitel"><w:name w:val="Kapitel"/><w:basedOn w:val="berschrift1"/></w:style>',
+        '<w:style w:type="paragraph" w:styleId="Liste"><w:name w:val="List Number"/><w:pPr><w:numPr><w:ilvl w:val="1"/><w:numId w:val="7"/></w:numPr></w:pPr></w:style>',
+        '<w:style w:type="character" w:styleId="Leer"/>',
+    ]
+    if layout == "comment":
+        styles[2] = styles[2].replace("<w:name", "<!-- ends at </w:style> --><w:name")
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<w:styles {NS}>'
+        + "".join(styles)
+        + "</w:styles>"
+    )
+    if layout == "default-namespace":
+        xml = (
+            xml.replace("<w:", "<")
+            .replace("</w:", "</")
+            .replace("{NS}", f'xmlns="{TRANSITIONAL["w"]}" {{NS}}')
+        )
+        # A default namespace covers elements only: the attributes keep their prefix.
+    return xml
+
+
+@pytest.mark.parametrize("layout", ["prefixed", "default-namespace", "comment"])
+def test_styles_are_read_alike_however_the_part_is_written(tmp_path: Path, layout: str) -> None:
+    body = (
+        p("Anlage", '<w:pPr><w:pStyle w:val="berschrift1"/></w:pPr>')
+        + p("Ventile", '<w:pPr><w:pStyle w:val="Kapitel"/></w:pPr>')
+        + p("Erster Punkt", '<w:pPr><w:pStyle w:val="Liste"/></w:pPr>')
+        + p("Fliesstext", '<w:pPr><w:pStyle w:val="Standard"/></w:pPr>')
+    )
+    numbering = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<w:numbering {NS}><w:abstractNum w:abstractNumId="3">'
+        '<w:lvl w:ilvl="1"><w:numFmt w:val="decimal"/></w:lvl></w:abstractNum><w:num w:numId="7"><w:abstractNumId w:val="3"/></w:num></w:numbering>'
+    )
+    parts = {"rIdS": ("styles", "styles.xml", _styles_part(layout)),
+             "rIdN": ("numbering", "numbering.xml", numbering)}  # fmt: skip
+    md = convert(make_docx(tmp_path / f"{layout}.docx", body, parts)).markdown
+    assert md == "# Anlage\n\n# Ventile\n\n  1. Erster Punkt\n\nFliesstext", md
+
+
 # -- text boxes -----------------------------------------------------------------------------------------
 
 

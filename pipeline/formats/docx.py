@@ -156,6 +156,95 @@ def _children(el: Any, tag: str) -> Iterator[Any]:
                 yield from _children(branch, tag)
 
 
+_STYLE_BOUNDS = re.compile(rb"<(?:(\w+):)?style\b[^>]*?\bstyleId=\"([^\"]*)\"[^>]*?(/?)>")
+
+
+class _Styles:
+    """A styles part read one style at a time, as paragraphs ask for them: the part is often 350 KB of
+    latent and table styles (Word's template), of which a document uses a handful, and parsing it whole
+    was most of a small document's conversion. Each style is cut from the bytes at its own element and
+    parsed inside the part's root tag (its namespace declarations); a part that cannot be cut that way
+    is parsed whole."""
+
+    def __init__(self, pkg: _Package, name: str):
+        self.pkg, self.name = pkg, name
+        self._index: dict[str, bytes] | None = None  # styleId -> the style element's bytes
+        self._root: tuple[bytes, bytes] = (b"", b"")  # the root's start and end tags
+        self._whole: dict[str, dict[str, Any]] | None = None
+        self._read: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, style_id: str) -> dict[str, Any] | None:
+        if style_id not in self._read:
+            self._read[style_id] = self._style(style_id)
+        return self._read[style_id]
+
+    def _style(self, style_id: str) -> dict[str, Any] | None:
+        if self._index is None and self._whole is None:
+            self._cut()
+        if self._whole is not None:
+            return self._whole.get(style_id)
+        assert self._index is not None
+        data = self._index.get(style_id)
+        if data is None:
+            return None
+        try:
+            root = safe_xml(self._root[0] + data + self._root[1])
+        except DocumentOpenError:
+            self._whole = self._parse_whole()  # a style that cannot be cut out alone: read the part whole
+            return self._whole.get(style_id)
+        st = root.find(f"{_W}style")
+        return _style_info(st) if st is not None else None
+
+    def _cut(self) -> None:
+        real = self.pkg.names.get(self.name.lower())
+        if real is None:
+            self._whole = {}
+            return
+        data = transitional(self.pkg.z.read(real))
+        root = re.search(rb"<(?:(\w+):)?styles\b[^>]*>", data)
+        prefix = root[1] if root else None
+        if root is None or not prefix or b"<!DOCTYPE" in data[: root.start()] or b"<![CDATA[" in data:
+            self._whole = self._parse_whole()
+            return
+        index: dict[str, bytes] = {}
+        closing = b"</" + prefix + b":style>"
+        for m in _STYLE_BOUNDS.finditer(data, root.end()):
+            if m[1] != prefix:
+                continue
+            if m[3]:  # <w:style .../>: no content
+                index[m[2].decode("utf-8", "replace")] = m[0]
+                continue
+            end = data.find(closing, m.end())
+            if end < 0:
+                self._whole = self._parse_whole()
+                return
+            index[m[2].decode("utf-8", "replace")] = data[m.start() : end + len(closing)]
+        self._root = (root[0], b"</" + prefix + b":styles>")
+        self._index = index
+
+    def _parse_whole(self) -> dict[str, dict[str, Any]]:
+        root = self.pkg.part(self.name, "styles (headings read as paragraphs)")
+        styles: dict[str, dict[str, Any]] = {}
+        for st in [] if root is None else root.iter(f"{_W}style"):
+            styles[st.get(f"{_W}styleId") or ""] = _style_info(st)
+        return styles
+
+
+def _style_info(st: Any) -> dict[str, Any]:
+    name_el = st.find(f"{_W}name")
+    outline = st.find(f"{_W}pPr/{_W}outlineLvl")
+    num = st.find(f"{_W}pPr/{_W}numPr/{_W}numId")
+    ilvl = st.find(f"{_W}pPr/{_W}numPr/{_W}ilvl")
+    based = st.find(f"{_W}basedOn")
+    return {
+        "name": (name_el.get(f"{_W}val") if name_el is not None else "") or "",
+        "outline": _int(outline.get(f"{_W}val"), 9) if outline is not None else None,
+        "num": num.get(f"{_W}val") if num is not None else None,
+        "ilvl": _int(ilvl.get(f"{_W}val")) if ilvl is not None else 0,
+        "based": based.get(f"{_W}val") if based is not None else None,
+    }
+
+
 class _Package:
     """The parts of one DOCX a conversion reads, found through its relationships."""
 
@@ -166,7 +255,7 @@ class _Package:
         self.main = self._main_part()
         self.rels = self.part_rels(self.main)
         folder = posixpath.dirname(self.main)
-        self.styles = self._styles(self.related("styles") or posixpath.join(folder, "styles.xml"))
+        self.styles = _Styles(self, self.related("styles") or posixpath.join(folder, "styles.xml"))
         self.numbering = self._numbering(self.related("numbering") or posixpath.join(folder, "numbering.xml"))
 
     def has(self, name: str) -> bool:
@@ -220,24 +309,6 @@ class _Package:
     def related(self, kind: str) -> str | None:
         """The first part of this type the main part relates to (its comments, footnotes...)."""
         return next((t for k, t in self.rels.values() if k == kind and self.has(t)), None)
-
-    def _styles(self, name: str) -> dict[str, dict[str, Any]]:
-        root = self.part(name, "styles (headings read as paragraphs)")
-        styles: dict[str, dict[str, Any]] = {}
-        for st in [] if root is None else root.iter(f"{_W}style"):
-            name_el = st.find(f"{_W}name")
-            outline = st.find(f"{_W}pPr/{_W}outlineLvl")
-            num = st.find(f"{_W}pPr/{_W}numPr/{_W}numId")
-            ilvl = st.find(f"{_W}pPr/{_W}numPr/{_W}ilvl")
-            based = st.find(f"{_W}basedOn")
-            styles[st.get(f"{_W}styleId") or ""] = {
-                "name": (name_el.get(f"{_W}val") if name_el is not None else "") or "",
-                "outline": _int(outline.get(f"{_W}val"), 9) if outline is not None else None,
-                "num": num.get(f"{_W}val") if num is not None else None,
-                "ilvl": _int(ilvl.get(f"{_W}val")) if ilvl is not None else 0,
-                "based": based.get(f"{_W}val") if based is not None else None,
-            }
-        return styles
 
     def _numbering(self, name: str) -> dict[str, dict[int, str]]:
         """numId → {level: numFmt} (bullet, decimal, lowerLetter, ...)."""
