@@ -57,6 +57,7 @@ def renditions(cfg: JobConfig) -> Renditions:
         slide_pixels=("always" if always else "visual") if model else "never",
         slide_picture_pixels=cfg.pptx.ocr_pictures and not model,
         frames_per_segment=cfg.video.frames_per_segment if model else 1,
+        pictures=bool(model) and cfg.enrich.images.describe,
     )
 
 

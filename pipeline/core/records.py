@@ -46,6 +46,7 @@ class Renditions:
     slide_pixels: str = "never"  # render slides: never, visual (pictures or charts) or always
     slide_picture_pixels: bool = False  # extract the pictures inside slides (for OCR)
     frames_per_segment: int = 1  # keyframes per video_frames segment
+    pictures: bool = False  # extract the pictures inside pages and documents (for their descriptions)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class Segment:
     frames_png: list[bytes] = field(default_factory=list)  # several images in one prompt (keyframes)
     frame_times_s: list[float] = field(default_factory=list)  # each keyframe's time in the video
     audio_f32: bytes | None = None  # 16 kHz mono float32 little-endian samples
+    # The pictures inside a page or a document's section, as PNG, in reading order (Renditions.pictures):
+    # what enrich.images.describe describes, one by one.
+    pictures_png: list[bytes] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # An e-mail attachment is a document of its own: this is the message's doc_id (null for the listed
     # object's own document).
@@ -111,6 +115,7 @@ class Segment:
             structure_json=None,
             image_png=None,
             frames_png=[],
+            pictures_png=[],
             frame_times_s=[],
             audio_f32=None,
             text_lines=[],

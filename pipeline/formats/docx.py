@@ -72,6 +72,7 @@ _PICTURES = (
     "{http://schemas.openxmlformats.org/drawingml/2006/chart}chart",
 )
 _SKIP = frozenset(f"{_W}{t}" for t in _NO_TEXT)
+IMAGE_MARKER = "<!-- image -->"
 _BOXES = "☐☑☒"
 _LABELLED = re.compile(f"([{_BOXES}])(?=\\w)")
 _ON = ("1", "true", "on")
@@ -359,6 +360,8 @@ class _Writer:
         self.pkg, self.rels = pkg, rels
         self.counters: dict[tuple[str, int], int] = {}
         self.notes: list[str] = []  # footnote references met, in order
+        # Each picture marker's image part (None where it has none), in order, where they are wanted.
+        self.pictures: list[str | None] | None = None
 
     # -- runs ---------------------------------------------------------------------------------------
     def inline(self, el: Any, boxes: list[list[str]]) -> str:
@@ -462,8 +465,17 @@ class _Writer:
         said = list(dict.fromkeys(a for a in said if a))  # each text once
         if not said and not any(True for _ in el.iter(*_PICTURES)):
             return ""  # a line, an arrow, an empty shape: nothing to mark
+        if self.pictures is not None:
+            self.pictures.append(self._image_part(el))
         # Spaced so that the alt text never runs into the words around the picture.
-        return " <!-- image -->" + (f" *{': '.join(said)}* " if said else " ")
+        return f" {IMAGE_MARKER}" + (f" *{': '.join(said)}* " if said else " ")
+
+    def _image_part(self, el: Any) -> str | None:
+        for ref in el.iter(f"{{{A}}}blip", f"{{{VML}}}imagedata"):
+            kind, target = self.rels.get(ref.get(f"{{{R}}}embed") or ref.get(f"{{{R}}}id") or "", ("", ""))
+            if kind == "image" and self.pkg.has(target):
+                return target
+        return None
 
     def chart(self, ref: Any) -> str:
         """A chart's title, series and values (the chart part's cache), as decks and workbooks give them."""
@@ -786,9 +798,10 @@ def _page_parts(pkg: _Package, document: Any, kind: str) -> list[tuple[str, str]
 
 
 def docx_sections(
-    path: Path, cfg: JobConfig, warnings: list[str] | None = None
+    path: Path, cfg: JobConfig, warnings: list[str] | None = None, pictures: list[list[bytes]] | None = None
 ) -> list[tuple[list[str], str]]:
-    """The document's sections; what had to be left out (a malformed part) is said in `warnings`."""
+    """The document's sections; what had to be left out (a malformed part) is said in `warnings`. With
+    `pictures`, it gets each section's pictures in the body, in order (as PNG, for descriptions)."""
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "DOCX") as z:
         pkg = _Package(z)
         document = pkg.xml(pkg.main)
@@ -800,9 +813,12 @@ def docx_sections(
                 f"not a WordprocessingML document: its main part's root is {document.tag}"
             )
         writer = _Writer(pkg, pkg.rels)
+        if pictures is not None:
+            writer.pictures = []
         blocks: list[str] = []
         if body is not None:
             writer.body(body, blocks)
+        images = _pictures(pkg, writer.pictures or [], cfg) if pictures is not None else []
 
         def part_blocks(kind: str) -> list[str]:
             seen: set[str] = set()
@@ -829,10 +845,41 @@ def docx_sections(
     sections: list[tuple[list[str], str]] = []
     if head:
         sections.append(([], "\n\n".join(head)))
-    sections += markdown_sections("\n\n".join(blocks))
+    body_sections = markdown_sections("\n\n".join(blocks))
+    sections += body_sections
     if tail:
         sections.append(([], "\n\n".join(tail)))
+    if pictures is not None:
+        marked = sum(text.count(IMAGE_MARKER) for _, text in body_sections)
+        if marked != len(images):  # the author's own text holds the marker: places cannot be told apart
+            if warnings is not None and any(images):
+                warnings.append("pictures not described: their places in the text could not be told apart")
+            images = [None] * marked
+        pictures += [[]] if head else []
+        for _, text in body_sections:
+            n = text.count(IMAGE_MARKER)
+            pictures.append(images[:n])  # type: ignore[arg-type] - None kept for the places, below
+            images = images[n:]
+        pictures += [[]] if tail else []
     return sections
+
+
+def _pictures(pkg: _Package, parts: list[str | None], cfg: JobConfig) -> list[bytes | None]:
+    """Each marked picture's image as PNG (None: no image part, too small, or unreadable: said once)."""
+    from unitok.pipeline.formats.image import MAX_PICTURES, ImageOpenError, picture_png
+
+    out: list[bytes | None] = []
+    for n, part in enumerate(parts, 1):
+        png = None
+        if part is not None and sum(1 for p in out if p) < MAX_PICTURES:
+            try:
+                png = picture_png(pkg.z.read(pkg.names[part.lower()]), cfg.image.max_pixels)
+            except ImageOpenError as e:
+                pkg.warnings.append(f"picture {n} ({posixpath.basename(part)}) not described: {e}")
+        elif part is not None:
+            pkg.warnings.append(f"pictures past the first {MAX_PICTURES} not described")
+        out.append(png)
+    return out
 
 
 def _notes(pkg: _Package, rel: str, kind: str, prefix: str) -> list[str]:
@@ -909,10 +956,22 @@ def split_docx(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
             work = Path(tempfile.mkdtemp(prefix="unitok-doc-"))
             path = libreoffice_convert(path, "docx", work, cfg.documents.convert_timeout_s, DocumentOpenError,
                                        "document")  # fmt: skip
-        sections = docx_sections(path, cfg, base.warnings)
+        pictures: list[list[bytes]] | None = [] if needs is not None and needs.pictures else None
+        sections = docx_sections(path, cfg, base.warnings, pictures)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
     if not sections:
         raise DocumentOpenError("no text: the document's body, headers, footers and notes are empty")
-    yield from section_segments(base, sections, cfg, PARSER)
+    if pictures is None:
+        yield from section_segments(base, sections, cfg, PARSER)
+        return
+    index = 0
+    for section, images in zip(sections, pictures, strict=True):
+        for seg in section_segments(base, [section], cfg, PARSER, start=index):
+            # A long section is cut in pieces: each piece has the pictures whose markers it holds.
+            n = (seg.structure_json or "").count(IMAGE_MARKER)
+            seg.pictures_png = [p for p in images[:n] if p]
+            images = images[n:]
+            index = seg.segment_index + 1
+            yield seg

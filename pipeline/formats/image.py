@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pillow_heif
-from PIL import Image, ImageSequence
+from PIL import Image, ImageSequence, UnidentifiedImageError
 from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.records import CONTENT_EMPTY, CONTENT_PIXELS, Renditions, Segment
 
@@ -28,6 +28,37 @@ def _to_png(frame: Image.Image) -> bytes:
     buf = io.BytesIO()
     frame.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+# Pictures inside pages and documents worth a description: an icon, a bullet or a rule is not, and a
+# page holds few figures (more are left out, said in the page's warnings).
+PICTURE_MIN_SIDE_PX = 48
+MAX_PICTURES = 16
+# Phi-4's image processor cuts a picture into at most 36 crops of 448 px: a larger one only costs memory.
+PICTURE_MAX_PIXELS = 2688 * 2688
+
+
+def picture_png(data: bytes | Image.Image, max_pixels: int) -> bytes | None:
+    """A picture from a page or a document as PNG for a description, scaled down to PICTURE_MAX_PIXELS;
+    None for one too small to show anything (an icon, a bullet, a line). Raises ImageOpenError for bytes
+    no decoder reads (EMF and WMF have none here) and for a picture over max_pixels (image.max_pixels),
+    which is refused before it is decoded."""
+    Image.MAX_IMAGE_PIXELS = None  # bounded here, before any decoding
+    try:
+        img = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
+        w, h = img.size
+        if min(w, h) < PICTURE_MIN_SIDE_PX:
+            return None
+        if w * h > max_pixels:
+            raise ImageOpenError(f"{w}x{h} = {w * h} pixels, over image.max_pixels={max_pixels}")
+        if w * h > PICTURE_MAX_PIXELS:
+            scale = (PICTURE_MAX_PIXELS / (w * h)) ** 0.5
+            img = img.resize((max(1, int(w * scale)), max(1, int(h * scale))))
+        return _to_png(img)
+    except UnidentifiedImageError:
+        raise ImageOpenError("no image decoder here reads it") from None  # its message holds an address
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageOpenError(f"not a decodable image ({type(e).__name__}: {e})") from None
 
 
 def split_image(

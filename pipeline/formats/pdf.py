@@ -441,6 +441,39 @@ def page_content(page: pdfium.PdfPage, text: PageText, cfg: JobConfig) -> tuple[
     return CONTENT_EMPTY, warnings
 
 
+def page_pictures(page: pdfium.PdfPage, max_pixels: int) -> tuple[list[bytes], list[str]]:
+    """The pictures drawn on a text page, as PNG, top to bottom and left to right (for their
+    descriptions): icons and rules are too small to count, and an image under the whole page is a scan
+    whose text layer is the page's text, not a picture. What cannot be read is said, not raised."""
+    from unitok.pipeline.formats.image import MAX_PICTURES, ImageOpenError, picture_png
+
+    pw, ph = page.get_size()
+    found = []
+    for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=4):
+        left, bottom, right, top = obj.get_bounds()
+        if (right - left) * (top - bottom) > 0.8 * pw * ph:
+            continue
+        found.append((-round(top), round(left), obj))
+    found.sort(key=lambda f: f[:2])
+    pictures: list[bytes] = []
+    warnings: list[str] = []
+    for n, (_, _, obj) in enumerate(found, 1):
+        if len(pictures) == MAX_PICTURES:
+            warnings.append(f"pictures past the first {MAX_PICTURES} on the page not described")
+            break
+        try:
+            w, h = obj.get_px_size()
+            if w * h > max_pixels:
+                raise ImageOpenError(f"{w}x{h} = {w * h} pixels, over image.max_pixels={max_pixels}")
+            png = picture_png(obj.get_bitmap(render=True).to_pil(), max_pixels)
+        except Exception as e:  # noqa: BLE001 - that picture goes undescribed, the page stands
+            warnings.append(f"picture {n} not described: {type(e).__name__}: {e}")
+            continue
+        if png is not None:
+            pictures.append(png)
+    return pictures, warnings
+
+
 def split_pdf(
     path: Path, base: Segment, cfg: JobConfig, needs: Renditions | None = None, pages: range | None = None
 ) -> Iterator[Segment]:
@@ -491,6 +524,9 @@ def split_pdf(
                             f"{cfg.pdf.ocr_dpi}, to stay within image.max_pixels={cfg.image.max_pixels}"
                         )
                     seg.image_png = render_page_png(page, dpi)
+                if needs.pictures and content == CONTENT_TEXT:
+                    seg.pictures_png, picture_warnings = page_pictures(page, cfg.image.max_pixels)
+                    seg.warnings += picture_warnings
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
                 seg = base.as_error("split", e, i, explained=False)
                 seg.segment_kind, seg.page_number = "page", i + 1

@@ -58,7 +58,13 @@ class EnrichOptions:
         return {"phi4": PHI4, "vllm": VLLM}.get(self.engine, WHISPER)
 
 
+# Segments that may hold pictures of their own (Segment.pictures_png): PDF pages and Word sections.
+PICTURE_HOLDERS = frozenset({"page", "section"})
+
+
 def describable(seg: Segment) -> bool:
+    if seg.pictures_png:
+        return True
     if not seg.images():
         return False
     return seg.segment_kind in PICTURE_KINDS or (seg.segment_kind == "slide" and seg.content == CONTENT_MIXED)
@@ -66,10 +72,40 @@ def describable(seg: Segment) -> bool:
 
 def may_enrich(segment_kind: str, opts: EnrichOptions) -> bool:
     """Whether a stored segment of this kind may get an enrichment under these options (its pixels,
-    read again, decide whether a slide has a picture)."""
+    read again, decide whether a slide, a page or a section has a picture)."""
     if segment_kind == "audio_window":
         return bool(opts.translate_to or opts.summary)
-    return opts.describe and (segment_kind in PICTURE_KINDS or segment_kind == "slide")
+    return opts.describe and (segment_kind in PICTURE_KINDS | PICTURE_HOLDERS or segment_kind == "slide")
+
+
+def _pictures(seg: Segment) -> list[Segment]:
+    """What a segment's description describes, one picture each: the pictures inside a page or a
+    section, else the segment's own image (an image, a slide)."""
+    if not seg.pictures_png:
+        return [seg]
+    template = {**seg.to_row(), "frames_png": [], "pictures_png": [], "segment_kind": "picture"}
+    return [Segment(**{**template, "image_png": png}) for png in seg.pictures_png]
+
+
+def _described(engine: Any, segs: list[Segment]) -> list[EngineOutput]:
+    """Each segment's description: one per picture it holds, in order, as paragraphs of one text."""
+    pictures = [_pictures(seg) for seg in segs]
+    outs = engine.describe([p for group in pictures for p in group])
+    joined, at = [], 0
+    for group in pictures:
+        mine, at = outs[at : at + len(group)], at + len(group)
+        if len(mine) == 1:
+            joined.append(mine[0])
+            continue
+        joined.append(
+            EngineOutput(
+                "\n\n".join(o.markdown.strip() for o in mine),
+                mine[0].model_id,
+                [w for o in mine for w in o.warnings],
+                prompt_id=mine[0].prompt_id,
+            )
+        )
+    return joined
 
 
 def wanted(seg: Segment, opts: EnrichOptions) -> set[str]:
@@ -151,7 +187,7 @@ def enrich_rows(
         todo = [i for i, kinds in enumerate(want) if DESCRIPTION in kinds]
         if todo:
             _run(engines, opts.model, DESCRIPTION, segments, rows, todo,
-                 lambda engine, segs, idx: engine.describe(segs))  # fmt: skip
+                 lambda engine, segs, idx: _described(engine, segs))  # fmt: skip
 
 
 def _run(
