@@ -18,7 +18,16 @@ import os
 from pathlib import Path
 
 from unitok.actors.contract import EngineOutput
-from unitok.actors.phi4 import AUDIO_RATE, chat_prompt, clean_output, cut_warning, prompt_for, segment_media
+from unitok.actors.phi4 import (
+    AUDIO_RATE,
+    ENRICH_PROMPTS,
+    Prompt,
+    chat_prompt,
+    clean_output,
+    cut_warning,
+    prompt_for,
+    segment_media,
+)
 from unitok.pipeline.core.records import Segment
 
 ENGINE_NAME = "vllm"
@@ -73,20 +82,48 @@ class VllmPhi4Engine:
         }
 
     def __call__(self, segments: list[Segment]) -> list[EngineOutput]:
+        return self._generate([(seg, prompt_for(seg), {}) for seg in segments])
+
+    # The enrichments (pipeline/stages/enrich.py), with the prompts and adapters Phi4Engine uses.
+    def translate(
+        self, segments: list[Segment], target: str, languages: list[str | None]
+    ) -> list[EngineOutput]:
+        from unitok.pipeline.core.config import TRANSLATION_LANGUAGES
+
+        values = {"language": TRANSLATION_LANGUAGES[target]}
+        return self._generate([(seg, ENRICH_PROMPTS["translation"], values) for seg in segments])
+
+    def describe(self, segments: list[Segment]) -> list[EngineOutput]:
+        return self._generate([(seg, ENRICH_PROMPTS["description"], {}) for seg in segments])
+
+    def summarize(self, audio: Segment) -> EngineOutput:
+        return self._generate([(audio, ENRICH_PROMPTS["summary"], {})])[0]
+
+    def merge_summaries(self, parts: list[str]) -> EngineOutput:
+        joined = "\n\n".join(f"Part {n}: {text}" for n, text in enumerate(parts, 1))
+        holder = Segment("", "", "", 0, "", "text", 0, "summary")
+        return self._generate([(holder, ENRICH_PROMPTS["summary_merge"], {"parts": joined})])[0]
+
+    def _generate(self, items: list[tuple[Segment, Prompt, dict[str, str]]]) -> list[EngineOutput]:
+        """One request per item, in the model card's chat format with vLLM's numbered media placeholders;
+        the adapter its prompt names (none for text alone: the base model)."""
         requests, loras, prompt_ids = [], [], []
-        for seg in segments:
-            prompt = prompt_for(seg)
-            images, audio = segment_media(seg)
+        for seg, prompt, values in items:
+            images, audio = segment_media(seg, prompt)
+            instruction = prompt.render(seg, **values)
+            request: dict = {}
             if audio is not None:
-                text = chat_prompt(prompt.render(seg), "<|audio_1|>")
-                data = {"audio": [(audio, AUDIO_RATE)]}
-            else:
-                text = chat_prompt(
-                    prompt.render(seg), "".join(f"<|image_{i + 1}|>" for i in range(len(images)))
+                request["prompt"] = chat_prompt(instruction, "<|audio_1|>")
+                request["multi_modal_data"] = {"audio": [(audio, AUDIO_RATE)]}
+            elif images:
+                request["prompt"] = chat_prompt(
+                    instruction, "".join(f"<|image_{i + 1}|>" for i in range(len(images)))
                 )
-                data = {"image": images}
-            requests.append({"prompt": text, "multi_modal_data": data})
-            loras.append(self.lora[prompt.adapter])
+                request["multi_modal_data"] = {"image": images}
+            else:
+                request["prompt"] = chat_prompt(instruction, "")
+            requests.append(request)
+            loras.append(self.lora.get(prompt.adapter))
             prompt_ids.append(prompt.id)
         # vLLM schedules and batches the requests itself (continuous batching).
         outputs = self.llm.generate(requests, sampling_params=self.sampling, lora_request=loras)

@@ -190,6 +190,70 @@ def test_vllm_engine_is_refused_clearly_where_vllm_is_absent(monkeypatch, tmp_pa
         preflight(missing)
 
 
+class _VllmDouble:
+    """A test double of the vllm package (never installed here: its wheels are CUDA builds): it records
+    the requests VllmPhi4Engine makes and answers each with its prompt's length."""
+
+    def __init__(self):
+        import types
+
+        self.calls: list[tuple[list[dict], list]] = []
+        double = self
+
+        class LLM:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+            def generate(self, requests, sampling_params=None, lora_request=None):
+                double.calls.append((requests, lora_request))
+                done = types.SimpleNamespace
+                return [
+                    done(outputs=[done(text=f"{len(r['prompt'])}", finish_reason="stop")]) for r in requests
+                ]
+
+        self.modules = {
+            "vllm": types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw),
+            "vllm.lora": types.SimpleNamespace(),
+            "vllm.lora.request": types.SimpleNamespace(LoRARequest=lambda name, n, path: name),
+        }
+
+
+def test_vllm_makes_every_enrichment_with_the_prompts_and_adapters_of_phi4(monkeypatch, tmp_path):
+    """The requests vLLM gets for the enrichments (vLLM needs a GPU: its package is a recording double
+    here): the model card's chat format with vLLM's numbered placeholders, the adapter each prompt names,
+    none for text alone, and the prompt ids on the outputs."""
+    import sys
+
+    from unitok.actors.phi4 import ENRICH_PROMPTS
+    from unitok.actors.vllm_engine import VllmPhi4Engine
+
+    double = _VllmDouble()
+    for name, module in double.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    engine = VllmPhi4Engine(str(tmp_path), batch_invariant=False)
+    audio = seg("audio_window", audio_f32=np.zeros(16_000, dtype=np.float32).tobytes())
+    picture = seg("picture", image_png=png(corpus("image/DA-1p.png")))
+    outs = [
+        *engine.translate([audio], "de", [None]),
+        *engine.describe([picture]),
+        engine.summarize(audio),
+        engine.merge_summaries(["First part.", "Second part."]),
+    ]
+    requests = [(r, lora) for call in double.calls for r, lora in zip(*call, strict=True)]
+    assert [(r["prompt"], sorted(r.get("multi_modal_data", {})), lora) for r, lora in requests] == [
+        ("<|user|><|audio_1|>Translate the audio to German.<|end|><|assistant|>", ["audio"], "speech"),
+        (chat_prompt(ENRICH_PROMPTS["description"].text, "<|image_1|>"), ["image"], "vision"),
+        (chat_prompt(ENRICH_PROMPTS["summary"].text, "<|audio_1|>"), ["audio"], "speech"),
+        (chat_prompt(ENRICH_PROMPTS["summary_merge"].render(None, parts="Part 1: First part.\n\nPart 2: "
+                                                            "Second part."), ""), [], None),
+    ]  # fmt: skip
+    assert [o.prompt_id for o in outs] == [
+        "phi4.audio.translate.v1", "phi4.image.describe.v1", "phi4.audio.summary.v1",
+        "phi4.text.summary-merge.v1",
+    ]  # fmt: skip
+    assert [o.markdown for o in outs] == [str(len(r["prompt"])) for r, _ in requests]
+
+
 def test_slides_use_the_slide_prompt(engine):
     slide = seg("slide", image_png=png(corpus("image/DA-1p.png")))
     (out,) = engine([slide])
