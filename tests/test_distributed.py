@@ -40,6 +40,14 @@ def _kept() -> list[str]:
     return [str(p) for p in under if not any(q in p.parents for q in under)]
 
 
+def _short_temp() -> Path:
+    """A Ray temp dir right under /tmp: Ray's socket paths (temp dir, session folder, socket name) must fit
+    in 107 bytes, and a pytest temp path (longer under a worker of pytest-xdist) did not."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+
+
 def _start_head(temp: Path) -> tuple[str, dict[str, str]]:
     """A head node with 0 CPUs (as a KubeRay head where only the driver runs), its temp dir `temp`: its
     address, and the environment to reach it with."""
@@ -83,11 +91,11 @@ def _running(pattern: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def two_nodes(s3, tmp_path_factory):
+def two_nodes(s3):
     """(Ray address, environment for the driver) of a running two-node cluster."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("a second node with a private /tmp needs root and unshare")
-    temp = tmp_path_factory.mktemp("ray-head")
+    temp = _short_temp()
     address, env = _start_head(temp)
     # The worker node: its own mount namespace, a fresh tmpfs on /tmp, its Ray temp dir inside it. What it
     # runs (the checkout, the virtualenv, the interpreter) is kept where it lies under /tmp (a clone
@@ -123,6 +131,7 @@ def two_nodes(s3, tmp_path_factory):
             subprocess.run(["pkill", "-KILL", "-f", "/tmp/ray-node"], check=False)
         finally:
             _stop_head(temp)
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def unitok(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -236,10 +245,10 @@ def test_a_folder_output_the_worker_node_cannot_see_is_refused_before_converting
     assert r.returncode == 2 and "cannot see" in r.stderr.strip().splitlines()[-1], r.stderr[-3000:]
 
 
-def test_a_run_on_a_cluster_where_no_node_can_host_a_worker_stops_with_one_line(tmp_path, tmp_path_factory):
+def test_a_run_on_a_cluster_where_no_node_can_host_a_worker_stops_with_one_line(tmp_path):
     """The worker nodes gone and none coming (a head with 0 CPUs alone): a bounded wait, then exit 2 (nothing
     was committed) with the line that says why, never a wait forever."""
-    temp = tmp_path_factory.mktemp("ray-alone")  # a short path: Ray's socket paths have a length limit
+    temp = _short_temp()
     address, env = _start_head(temp)
     try:
         src = tmp_path / "src"
@@ -251,6 +260,7 @@ def test_a_run_on_a_cluster_where_no_node_can_host_a_worker_stops_with_one_line(
         r = unitok({**env, "RAY_ADDRESS": address}, "run", str(job))
     finally:
         _stop_head(temp)
+        shutil.rmtree(temp, ignore_errors=True)
     assert r.returncode == 2, r.stderr[-3000:]
     assert r.stderr.strip().splitlines()[-1] == (
         "unitok: no node of the Ray cluster can host a worker (1 CPU) and none came for 1 s "

@@ -37,9 +37,12 @@ log = logging.getLogger("unitok")
 def _init_worker(cfg_data: dict[str, Any], run_id: str, files: TableFiles) -> None:
     global _worker
     # A worker dies with the driver (even a SIGKILLed one), and leaves Ctrl-C to it: the driver stops the
-    # pool and says what was committed.
+    # pool and says what was committed. SIGTERM (the driver stopping the pool) ends it at once: the
+    # driver's own handler, inherited through the fork, would raise inside the worker instead, and the
+    # pool caught that as one task's failure and kept the worker waiting for more work.
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker = ObjectConverter(cfg_data, run_id, files)  # applies the worker environment contract
 
 
