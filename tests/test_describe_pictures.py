@@ -106,8 +106,8 @@ def test_a_word_documents_pictures_go_with_the_sections_that_show_them(tmp_path:
 
 def test_a_stored_page_or_section_is_read_again_only_when_descriptions_are_asked_for() -> None:
     on, off = EnrichOptions(engine="phi4", describe=True), EnrichOptions(engine="phi4", translate_to="en")
-    assert may_enrich("page", on) and may_enrich("section", on)
-    assert not may_enrich("page", off) and not may_enrich("section", off)
+    assert all(may_enrich(kind, on) for kind in ("page", "section", "sheet"))
+    assert not any(may_enrich(kind, off) for kind in ("page", "section", "sheet"))
 
 
 def test_each_picture_is_described_on_the_tiny_model_and_kept_apart_from_the_text(

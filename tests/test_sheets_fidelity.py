@@ -336,3 +336,50 @@ def test_cells_without_references_take_their_place_in_the_row(tmp_path):
     write_zip(tmp_path / "bare.xlsx", parts)
     md = convert(tmp_path / "bare.xlsx").markdown
     assert "<!-- range: A1:C2 -->\n\n| Name |  | Age |\n| --- | --- | --- |\n| Ada |  | 36 |" in md
+
+
+def build_pictures(path: Path) -> Path:
+    """A sheet with a table and two pictures (openpyxl), one with alt text (set in the drawing's XML)."""
+    import io
+
+    from openpyxl.drawing.image import Image as XlImage
+    from PIL import Image
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Plant"
+    ws.append(["Pump", "Flow"])
+    ws.append(["P1", 12])
+    for anchor, colour in (("D2", (200, 30, 30)), ("D20", (30, 30, 200))):
+        buf = io.BytesIO()
+        Image.new("RGB", (120, 90), colour).save(buf, format="PNG")
+        buf.seek(0)
+        img = XlImage(buf)
+        img.anchor = anchor
+        ws.add_image(img)
+    wb.save(path)
+    parts = members(path)
+    name = next(n for n in parts if n.startswith("xl/drawings/drawing") and n.endswith(".xml"))
+    # openpyxl writes descr="Picture" on each: the first gets its author's text, the second none.
+    xml = parts[name].decode().replace(' descr="Picture"', ' descr="Pump room floor plan"', 1)
+    parts[name] = xml.replace(' descr="Picture"', "").encode()
+    write_zip(path, parts)
+    return path
+
+
+def test_pictures_on_a_sheet_keep_their_alt_text_and_are_found_for_descriptions(tmp_path):
+    from unitok.connectors.objects import ObjectInfo
+    from unitok.pipeline.core.config import parse_config
+    from unitok.pipeline.core.records import Renditions
+    from unitok.pipeline.formats.split import split_file
+
+    path = build_pictures(tmp_path / "plant.xlsx")
+    doc = convert(path)
+    assert doc.ok and not doc.errors, doc.errors
+    assert "<!-- image --> *Pump room floor plan*\n\n<!-- image -->" in doc.markdown, doc.markdown
+    assert words(doc.markdown) == "Pump Flow P1 12 Pump room floor plan".split()
+    cfg = parse_config({"source": {"uri": "/"}, "output": {"uri": "/x"}})
+    obj = ObjectInfo(uri=path.as_uri(), key=path.name, size=path.stat().st_size, modified_at=0.0)
+    segs = list(split_file(path, obj, cfg, Renditions(pictures=True)))
+    assert [len(s.pictures_png) for s in segs] == [0, 2]
+    assert all(s.pictures_png == [] for s in split_file(path, obj, cfg, Renditions()))

@@ -668,6 +668,12 @@ def transitional_copy(z: zipfile.ZipFile, dst: Path) -> Path:
     return dst
 
 
+# A picture in a document's Markdown: this marker, then the description its author set, if any.
+IMAGE_MARKER = "<!-- image -->"
+# What Office appends to the alt text it writes itself: its words, not the author's.
+GENERATED_ALT = re.compile(r"\s*Description automatically generated( with (low|medium|high) confidence)?\s*$")
+
+
 def safe_xml(data: bytes) -> Any:
     """Parsed XML without entity expansion, network access or DTDs (XML bombs, external entities)."""
     from lxml import etree

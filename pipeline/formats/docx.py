@@ -28,6 +28,8 @@ from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.markdown import chart_markdown, md_table
 from unitok.pipeline.core.records import Segment
 from unitok.pipeline.formats.documents import (
+    GENERATED_ALT,
+    IMAGE_MARKER,
     DocumentOpenError,
     check_zip,
     html_markdown,
@@ -63,8 +65,6 @@ _NO_TEXT = {"del", "moveFrom", "pPr", "rPr", "proofErr", "bookmarkStart", "bookm
             "tcPr", "trPr", "tblPr", "tblGrid", "sectPr"}  # fmt: skip
 _CHARTS = ("{http://schemas.openxmlformats.org/drawingml/2006/chart}chart",
            "{http://schemas.microsoft.com/office/drawing/2014/chartex}chart")  # fmt: skip
-# What Word appends to the alt text it writes itself: its words, not the author's.
-_GENERATED = re.compile(r"\s*Description automatically generated( with (low|medium|high) confidence)?\s*$")
 # Elements that make a drawing a picture (a raster or vector image, a chart, an embedded object's preview).
 _PICTURES = (
     f"{{{A}}}blip",
@@ -72,7 +72,6 @@ _PICTURES = (
     "{http://schemas.openxmlformats.org/drawingml/2006/chart}chart",
 )
 _SKIP = frozenset(f"{_W}{t}" for t in _NO_TEXT)
-IMAGE_MARKER = "<!-- image -->"
 _BOXES = "☐☑☒"
 _LABELLED = re.compile(f"([{_BOXES}])(?=\\w)")
 _ON = ("1", "true", "on")
@@ -461,7 +460,7 @@ class _Writer:
             alt += [docpr.get("title") or "", docpr.get("descr") or ""]
         for shape in el.iter(f"{{{VML}}}shape", f"{{{VML}}}rect", f"{{{VML}}}imagedata"):
             alt += [shape.get("alt") or "", shape.get(f"{{{OFFICE}}}title") or ""]
-        said = [" ".join(_GENERATED.sub("", a).split()) for a in alt]
+        said = [" ".join(GENERATED_ALT.sub("", a).split()) for a in alt]
         said = list(dict.fromkeys(a for a in said if a))  # each text once
         if not said and not any(True for _ in el.iter(*_PICTURES)):
             return ""  # a line, an arrow, an empty shape: nothing to mark

@@ -34,8 +34,9 @@ def _to_png(frame: Image.Image) -> bytes:
 # page holds few figures (more are left out, said in the page's warnings).
 PICTURE_MIN_SIDE_PX = 48
 MAX_PICTURES = 16
-# Phi-4's image processor cuts a picture into at most 36 crops of 448 px: a larger one only costs memory.
-PICTURE_MAX_PIXELS = 2688 * 2688
+# Phi-4 reads a picture in 16 crops of 448 px by default (engine.phi4.max_crops): a larger one only costs
+# memory while it waits for the engine.
+PICTURE_MAX_PIXELS = 1792 * 1792
 
 
 def picture_png(data: bytes | Image.Image, max_pixels: int) -> bytes | None:

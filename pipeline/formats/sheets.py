@@ -39,6 +39,8 @@ from unitok.pipeline.core.config import JobConfig
 from unitok.pipeline.core.markdown import chart_markdown, md_table
 from unitok.pipeline.core.records import CONTENT_TEXT, Segment
 from unitok.pipeline.formats.documents import (
+    GENERATED_ALT,
+    IMAGE_MARKER,
     DocumentOpenError,
     check_zip,
     is_strict,
@@ -57,6 +59,7 @@ _TC = "{http://schemas.microsoft.com/office/spreadsheetml/2018/threadedcomments}
 _CHART_NS = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 _CHARTEX_NS = "http://schemas.microsoft.com/office/drawing/2014/chartex"
 _XDR = "{http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 _PARSE = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
 # A cell element that closes itself has no value: only its style made a writer keep it. Only those that
 # name their cell (where references are left out, a cell's place in its row is its column), and in the
@@ -692,12 +695,14 @@ def _drawing_parts(book: _Book, part: str) -> list[str]:
 
 def _drawing_content(
     book: _Book, sheet: _Sheet, cells: Callable[[str], list[str]]
-) -> tuple[list[str], list[str]]:
-    """The sheet's drawings: (charts as Markdown, text boxes' paragraphs)."""
+) -> tuple[list[str], list[str], list[tuple[str, str | None]]]:
+    """The sheet's drawings: (charts as Markdown, text boxes' paragraphs, pictures as (alt text, image
+    part or None))."""
     from unitok.pipeline.formats.pptx import chart_from_xml, xml_paragraphs
 
     charts: list[str] = []
     texts: list[str] = []
+    pictures: list[tuple[str, str | None]] = []
     pkg = book.pkg
     for drawing in _drawing_parts(book, sheet.part):
         try:
@@ -705,9 +710,9 @@ def _drawing_content(
         except DocumentOpenError as e:
             book.warnings.append(f"sheet {sheet.name!r}: drawing not read ({e})")
             continue
-        targets = {
-            rid: t for rid, typ, t in pkg.rels(drawing) if typ.rsplit("/", 1)[-1] in ("chart", "chartEx")
-        }
+        rels = pkg.rels(drawing)
+        targets = {rid: t for rid, typ, t in rels if typ.rsplit("/", 1)[-1] in ("chart", "chartEx")}
+        images = {rid: t for rid, typ, t in rels if typ.rsplit("/", 1)[-1] == "image"}
         for el in root.iter():
             tag = el.tag if isinstance(el.tag, str) else ""
             if tag in (f"{{{_CHART_NS}}}chart", f"{{{_CHARTEX_NS}}}chart"):
@@ -725,7 +730,16 @@ def _drawing_content(
                 body = el.find(f"{_XDR}txBody")
                 if body is not None:
                     texts.extend(xml_paragraphs(body))
-    return charts, texts
+            elif tag == f"{_XDR}pic":
+                props = el.find(f"{_XDR}nvPicPr/{_XDR}cNvPr")
+                said = [] if props is None else [props.get("title") or "", props.get("descr") or ""]
+                said = list(
+                    dict.fromkeys(a for a in (" ".join(GENERATED_ALT.sub("", x).split()) for x in said) if a)
+                )
+                blip = el.find(f"{_XDR}blipFill/{_A}blip")
+                target = images.get(blip.get(f"{_R}embed") or "") if blip is not None else None
+                pictures.append((": ".join(said), target if target in pkg.names else None))
+    return charts, texts, pictures
 
 
 def _too_many_points(root: Any) -> bool:
@@ -760,7 +774,7 @@ def _cells_of(book: _Book) -> Callable[[str], list[str]]:
 
 
 # -- segments -----------------------------------------------------------------------------------------
-def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Segment]:
+def workbook_segments(path: Path, base: Segment, cfg: JobConfig, pictures: bool = False) -> Iterator[Segment]:
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "workbook") as z:
         try:
             book = _Book(_Package(z), base.warnings)
@@ -792,7 +806,7 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
                 base.warnings.append(
                     f"{'chartsheet' if sheet.chartsheet else 'sheet'} {sheet.name!r} is hidden"
                 )
-            for markdown, where in _sheet_markdown(book, sheet, cells, cfg):
+            for markdown, where, images in _sheet_markdown(book, sheet, cells, cfg):
                 seg = base.part(index, "sheet", CONTENT_TEXT)
                 seg.heading_path = [sheet.name]
                 seg.page_number = sheet.number
@@ -800,6 +814,8 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
                 if where:
                     part["range"] = where
                 seg.structure_json = json.dumps(part)
+                if pictures and images:
+                    seg.pictures_png = _pictures(book, sheet, images, cfg)
                 seg.warnings = list(base.warnings)
                 index += 1
                 yield seg
@@ -809,17 +825,20 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig) -> Iterator[Seg
 
 def _sheet_markdown(
     book: _Book, sheet: _Sheet, cells: Callable[[str], list[str]], cfg: JobConfig
-) -> Iterator[tuple[str, str]]:
-    """(Markdown, cell range) of each segment of a sheet: its table regions (long ones cut every
-    documents.max_rows_per_segment rows, the header repeated), then its charts and text boxes."""
+) -> Iterator[tuple[str, str, list[str | None]]]:
+    """(Markdown, cell range, its pictures' image parts) of each segment of a sheet: its table regions
+    (long ones cut every documents.max_rows_per_segment rows, the header repeated), then its charts, text
+    boxes and pictures."""
     kind = "chartsheet" if sheet.chartsheet else "sheet"
     marker = f"<!-- {'hidden ' if sheet.hidden else ''}{kind}: {sheet.name} -->"
-    charts, texts = _drawing_content(book, sheet, cells) if sheet.part in book.pkg.names else ([], [])
+    charts, texts, pictures = (
+        _drawing_content(book, sheet, cells) if sheet.part in book.pkg.names else ([], [], [])
+    )
     if sheet.chartsheet:
         if not charts:
             book.warnings.append(f"chartsheet {sheet.name!r}: no chart found in it")
         else:
-            yield marker + "\n\n" + "\n\n".join(charts), ""
+            yield marker + "\n\n" + "\n\n".join(charts), "", []
         return
     blocks = _blocks(book, sheet)
     comments = _comments(book, sheet)
@@ -841,12 +860,39 @@ def _sheet_markdown(
                 parts.append(md_table([block.table[0], *block.table[start : start + step]]))
             if k == len(starts) - 1 and owner.get(n):
                 parts.append("<!-- comments -->\n\n" + "\n".join(owner[n]))
-            yield "\n\n".join(parts), block.range
+            yield "\n\n".join(parts), block.range, []
     if not blocks and owner.get(-1):
-        yield f"{marker}\n\n<!-- comments -->\n\n" + "\n".join(owner[-1]), ""
-    extra = [*charts, *(_paragraph(t) for t in texts)]
+        yield f"{marker}\n\n<!-- comments -->\n\n" + "\n".join(owner[-1]), "", []
+    # A picture is a marker with the description its author set, as in Word documents and decks.
+    marks = [IMAGE_MARKER + (f" *{alt}*" if alt else "") for alt, _ in pictures]
+    extra = [*charts, *(_paragraph(t) for t in texts), *marks]
     if extra:
-        yield marker + "\n\n" + "\n\n".join(extra), ""
+        yield marker + "\n\n" + "\n\n".join(extra), "", [target for _, target in pictures]
+
+
+def _pictures(book: _Book, sheet: _Sheet, parts: list[str | None], cfg: JobConfig) -> list[bytes]:
+    """A sheet's pictures as PNG for their descriptions (too small, or unreadable and said, left out)."""
+    from unitok.pipeline.formats.image import MAX_PICTURES, ImageOpenError, picture_png
+
+    out: list[bytes] = []
+    for n, part in enumerate(parts, 1):
+        if part is None:
+            continue
+        if len(out) == MAX_PICTURES:
+            book.warnings.append(
+                f"sheet {sheet.name!r}: pictures past the first {MAX_PICTURES} not described"
+            )
+            break
+        try:
+            png = picture_png(book.pkg.z.read(part), cfg.image.max_pixels)
+        except ImageOpenError as e:
+            book.warnings.append(
+                f"sheet {sheet.name!r}: picture {n} ({posixpath.basename(part)}) not described: {e}"
+            )
+            continue
+        if png is not None:
+            out.append(png)
+    return out
 
 
 def _inline(text: str) -> str:
@@ -872,7 +918,7 @@ def split_sheets(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -
             if is_strict(z, "xl/workbook.xml"):
                 work = work or Path(tempfile.mkdtemp(prefix="unitok-xls-"))
                 path = transitional_copy(z, work / "transitional.xlsx")
-        yield from workbook_segments(path, base, cfg)
+        yield from workbook_segments(path, base, cfg, needs is not None and needs.pictures)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)

@@ -89,7 +89,7 @@ def _splitter(
     if mime_type in _TABLES:
         return lambda path, base, cfg: split_csv(path, base, cfg)
     if modality == "spreadsheet":
-        return lambda path, base, cfg: split_sheets(path, base, cfg)
+        return lambda path, base, cfg: split_sheets(path, base, cfg, needs)
     return lambda path, base, cfg: _SPLITTERS[modality](path, base, cfg, needs)
 
 

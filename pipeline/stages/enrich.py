@@ -58,8 +58,8 @@ class EnrichOptions:
         return {"phi4": PHI4, "vllm": VLLM}.get(self.engine, WHISPER)
 
 
-# Segments that may hold pictures of their own (Segment.pictures_png): PDF pages and Word sections.
-PICTURE_HOLDERS = frozenset({"page", "section"})
+# Segments that may hold pictures of their own (Segment.pictures_png): PDF pages, Word sections, sheets.
+PICTURE_HOLDERS = frozenset({"page", "section", "sheet"})
 
 
 def describable(seg: Segment) -> bool:
