@@ -90,8 +90,11 @@ demo: $(BASE)
 demo-s3: $(CORE)
 	$(BIN)/python infra/local_s3.py --source sample
 
+# Two pytest workers, each module whole on one (its fixtures, S3 servers and Ray clusters, made once):
+# most of the suite waits on processes starting (Ray, servers, the CLI), which two cores overlap: 23 min
+# alone, 13 min in two.
 test: $(FULL) $(CLIENTS)
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # Seeded mutations of every format (300 per format; the smoke in make test runs 5): a table of outcomes and
 # every finding (a hang, a crashed worker, an exception that escaped, a file that left no row).
