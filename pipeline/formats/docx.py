@@ -797,10 +797,14 @@ def _page_parts(pkg: _Package, document: Any, kind: str) -> list[tuple[str, str]
 
 
 def docx_sections(
-    path: Path, cfg: JobConfig, warnings: list[str] | None = None, pictures: list[list[bytes]] | None = None
+    path: Path,
+    cfg: JobConfig,
+    warnings: list[str] | None = None,
+    pictures: list[list[bytes | None]] | None = None,
 ) -> list[tuple[list[str], str]]:
     """The document's sections; what had to be left out (a malformed part) is said in `warnings`. With
-    `pictures`, it gets each section's pictures in the body, in order (as PNG, for descriptions)."""
+    `pictures`, it gets each section's pictures in the body, in order (as PNG, for descriptions; None
+    for one that cannot be described, keeping the places)."""
     with check_zip(path, cfg.documents.max_uncompressed_bytes, "DOCX") as z:
         pkg = _Package(z)
         document = pkg.xml(pkg.main)
@@ -857,7 +861,7 @@ def docx_sections(
         pictures += [[]] if head else []
         for _, text in body_sections:
             n = text.count(IMAGE_MARKER)
-            pictures.append(images[:n])  # type: ignore[arg-type] - None kept for the places, below
+            pictures.append(images[:n])
             images = images[n:]
         pictures += [[]] if tail else []
     return sections
@@ -955,7 +959,7 @@ def split_docx(path: Path, base: Segment, cfg: JobConfig, needs: Any = None) -> 
             work = Path(tempfile.mkdtemp(prefix="unitok-doc-"))
             path = libreoffice_convert(path, "docx", work, cfg.documents.convert_timeout_s, DocumentOpenError,
                                        "document")  # fmt: skip
-        pictures: list[list[bytes]] | None = [] if needs is not None and needs.pictures else None
+        pictures: list[list[bytes | None]] | None = [] if needs is not None and needs.pictures else None
         sections = docx_sections(path, cfg, base.warnings, pictures)
     finally:
         if work is not None:
