@@ -222,8 +222,23 @@ def execute_per_object(
             # The run stops here (an interrupt, a failed commit): Ray goes now, while the dataset's
             # reader thread is waited for, so that nothing it says comes after the run's last line.
             _STOP.set()
+            _stop_executors()
             ray.shutdown()
             _READER_DONE.wait(timeout=30)
+
+
+def _stop_executors(timeout_s: float = 30.0) -> None:
+    """Ray Data's executors in this process stopped, and waited for, before Ray goes: an executor thread
+    that calls into Ray after ray.shutdown() makes Ray end the whole process at once with exit code 1
+    ("the core worker process is not initialized yet or already shutdown"), before the run's last line
+    (seen on a cluster with no node for the workers, under load)."""
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    running = [t for t in threading.enumerate() if isinstance(t, StreamingExecutor) and t.is_alive()]
+    for executor in running:
+        executor.shutdown(force=True)
+    for executor in running:
+        executor.join(timeout=timeout_s)
 
 
 _POLL_S = 2.0
@@ -581,5 +596,6 @@ def execute_staged(
             files.drop_staged(run_id)
         if stopped and ours:
             _STOP.set()
+            _stop_executors()
             ray.shutdown()
             _READER_DONE.wait(timeout=30)
