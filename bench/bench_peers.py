@@ -489,6 +489,22 @@ def main() -> int:
                 print(f"| {kind} | {len(docs)} | {tool}{note} | {fig['similarity']:.3f} | {fig['f1']:.3f} | {ms} | "
                       f"{ratio} | {job} |", flush=True)  # fmt: skip
             report["kinds"][kind] = figures
+        # Every kind's files in one folder: a folder job where the work, not the start-up, dominates.
+        everything = work / "all-job"
+        everything.mkdir()
+        for kind in args.kinds.split(","):
+            for link in (work / f"{kind}-job").iterdir():
+                (everything / f"{kind}-{link.name}").symlink_to(link.resolve())
+        walls = {t: [] for t in ("unitok", "kreuzberg") if t in tools}
+        for r in range(args.rounds):
+            for tool in list(walls)[r % len(walls) :] + list(walls)[: r % len(walls)]:
+                run_dir = work / f"all-{tool}-{r}"
+                run_dir.mkdir()
+                walls[tool].append(folder_job(tools[tool], tool, everything, run_dir))
+        n_all = sum(1 for _ in everything.iterdir())
+        report["folder_all"] = {"files": n_all, **{t: min(w) for t, w in walls.items()}}
+        print(f"\nall kinds in one folder ({n_all} files), a fresh process each, best of {args.rounds}: "
+              + ", ".join(f"{t} {min(w):.2f} s" for t, w in walls.items()))  # fmt: skip
     print("\nsimilarity, word F1: means over the kind's files; ms per file: the mean over them of each file's "
           "median; ÷ kreuzberg: the kind's total in-process time over kreuzberg's; folder job: a fresh "
           "process over the kind's folder, best of the rounds.")  # fmt: skip
