@@ -91,8 +91,8 @@ demo-s3: $(CORE)
 	$(BIN)/python infra/local_s3.py --source sample
 
 # Two pytest workers, each module whole on one (its fixtures, S3 servers and Ray clusters, made once):
-# most of the suite waits on processes starting (Ray, servers, the CLI), which two cores overlap: 23 min
-# alone, 13 min in two.
+# most of the suite waits on processes starting (Ray, servers, the CLI), which two cores overlap: 21-23 min
+# alone, 13-16 min in two.
 test: $(FULL) $(CLIENTS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
