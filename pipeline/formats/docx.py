@@ -821,7 +821,12 @@ def docx_sections(
         blocks: list[str] = []
         if body is not None:
             writer.body(body, blocks)
-        images = _pictures(pkg, writer.pictures or [], cfg) if pictures is not None else []
+        images: list[bytes | None] = []
+        if pictures is not None:
+            from unitok.pipeline.formats.image import part_pictures  # Pillow only where pictures are read
+
+            images = part_pictures(lambda part: z.read(pkg.names[part.lower()]), writer.pictures or [],
+                                   cfg.image.max_pixels, pkg.warnings)  # fmt: skip
 
         def part_blocks(kind: str) -> list[str]:
             seen: set[str] = set()
@@ -865,24 +870,6 @@ def docx_sections(
             images = images[n:]
         pictures += [[]] if tail else []
     return sections
-
-
-def _pictures(pkg: _Package, parts: list[str | None], cfg: JobConfig) -> list[bytes | None]:
-    """Each marked picture's image as PNG (None: no image part, too small, or unreadable: said once)."""
-    from unitok.pipeline.formats.image import MAX_PICTURES, ImageOpenError, picture_png
-
-    out: list[bytes | None] = []
-    for n, part in enumerate(parts, 1):
-        png = None
-        if part is not None and sum(1 for p in out if p) < MAX_PICTURES:
-            try:
-                png = picture_png(pkg.z.read(pkg.names[part.lower()]), cfg.image.max_pixels)
-            except ImageOpenError as e:
-                pkg.warnings.append(f"picture {n} ({posixpath.basename(part)}) not described: {e}")
-        elif part is not None:
-            pkg.warnings.append(f"pictures past the first {MAX_PICTURES} not described")
-        out.append(png)
-    return out
 
 
 def _notes(pkg: _Package, rel: str, kind: str, prefix: str) -> list[str]:

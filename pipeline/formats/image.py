@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import posixpath
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pillow_heif
@@ -60,6 +61,34 @@ def picture_png(data: bytes | Image.Image, max_pixels: int) -> bytes | None:
         raise ImageOpenError("no image decoder here reads it") from None  # its message holds an address
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageOpenError(f"not a decodable image ({type(e).__name__}: {e})") from None
+
+
+def part_pictures(
+    read: Callable[[str], bytes],
+    parts: list[str | None],
+    max_pixels: int,
+    warnings: list[str],
+    where: str = "",
+) -> list[bytes | None]:
+    """A package's pictures (each its image part, or None for one with no part) as PNG for their
+    descriptions, in place: None where there is no part, the picture is too small, cannot be decoded
+    (said in `warnings`, after `where`) or comes past the first MAX_PICTURES (said once)."""
+    out: list[bytes | None] = []
+    described, capped = 0, False
+    for n, part in enumerate(parts, 1):
+        png = None
+        if part is not None and described == MAX_PICTURES:
+            if not capped:
+                warnings.append(f"{where}pictures past the first {MAX_PICTURES} not described")
+                capped = True
+        elif part is not None:
+            try:
+                png = picture_png(read(part), max_pixels)
+            except ImageOpenError as e:
+                warnings.append(f"{where}picture {n} ({posixpath.basename(part)}) not described: {e}")
+        described += png is not None
+        out.append(png)
+    return out
 
 
 def split_image(

@@ -815,7 +815,11 @@ def workbook_segments(path: Path, base: Segment, cfg: JobConfig, pictures: bool 
                     part["range"] = where
                 seg.structure_json = json.dumps(part)
                 if pictures and images:
-                    seg.pictures_png = _pictures(book, sheet, images, cfg)
+                    from unitok.pipeline.formats.image import part_pictures
+
+                    found = part_pictures(book.pkg.z.read, images, cfg.image.max_pixels, book.warnings,
+                                          f"sheet {sheet.name!r}: ")  # fmt: skip
+                    seg.pictures_png = [png for png in found if png]
                 seg.warnings = list(base.warnings)
                 index += 1
                 yield seg
@@ -868,31 +872,6 @@ def _sheet_markdown(
     extra = [*charts, *(_paragraph(t) for t in texts), *marks]
     if extra:
         yield marker + "\n\n" + "\n\n".join(extra), "", [target for _, target in pictures]
-
-
-def _pictures(book: _Book, sheet: _Sheet, parts: list[str | None], cfg: JobConfig) -> list[bytes]:
-    """A sheet's pictures as PNG for their descriptions (too small, or unreadable and said, left out)."""
-    from unitok.pipeline.formats.image import MAX_PICTURES, ImageOpenError, picture_png
-
-    out: list[bytes] = []
-    for n, part in enumerate(parts, 1):
-        if part is None:
-            continue
-        if len(out) == MAX_PICTURES:
-            book.warnings.append(
-                f"sheet {sheet.name!r}: pictures past the first {MAX_PICTURES} not described"
-            )
-            break
-        try:
-            png = picture_png(book.pkg.z.read(part), cfg.image.max_pixels)
-        except ImageOpenError as e:
-            book.warnings.append(
-                f"sheet {sheet.name!r}: picture {n} ({posixpath.basename(part)}) not described: {e}"
-            )
-            continue
-        if png is not None:
-            out.append(png)
-    return out
 
 
 def _inline(text: str) -> str:
